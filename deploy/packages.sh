@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The Debian packages Carrack and its tests need, installed once (apt-get update first).
+set -euo pipefail
+packages=(
+  protobuf-compiler
+  iproute2 iptables util-linux procps
+  containernetworking-plugins
+  docker-registry
+  busybox-static
+)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  apt-get install -y --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,450 @@
+//! Carrack's typed configuration: the TOML schema, its defaults and its validation.
+//!
+//! Every key is optional; a missing file means all defaults, and the defaults make a working
+//! node. Unknown keys and unusable values stop the start with an error naming the key and the
+//! file. `main` and `daemon` load it and hand each subsystem its own sub-struct.
+
+mod error;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use error::ConfigError;
+
+/// Where the config is read from when neither `--config` nor `CARRACK_CONFIG` says otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/carrack/config.toml";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Persistent data: image content, layers, records. Survives reboots.
+    pub root_dir: PathBuf,
+    /// Runtime state: namespaces pins, monitor sockets, the lock. Stale after a reboot.
+    pub state_dir: PathBuf,
+    /// The CRI gRPC socket (RuntimeService and ImageService).
+    pub socket_path: PathBuf,
+    /// Logging of the daemon itself.
+    pub log: LogConfig,
+    /// Cgroup driver and the roots under which pod cgroups are made.
+    pub cgroups: CgroupConfig,
+    /// CNI network configuration and plugin locations.
+    pub cni: CniConfig,
+    /// Registry mirrors and pull behaviour.
+    pub registry: RegistryConfig,
+    /// The exec/attach/port-forward streaming server.
+    pub streaming: StreamingConfig,
+}
+
+/// How the daemon logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter: a level (`info`) or directives (`carrack=debug,tonic=warn`).
+    pub level: String,
+    /// `text` for people, `json` for log collectors.
+    pub format: LogFormat,
+}
+
+/// The log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Which cgroup manager owns pod and container cgroups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupDriver {
+    /// Carrack writes the cgroup filesystem itself.
+    Cgroupfs,
+    /// systemd owns the tree; Carrack asks it for slices and scopes.
+    Systemd,
+}
+
+/// Cgroup settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CgroupConfig {
+    /// Must match kubelet's `--cgroup-driver`. Default: `systemd` when systemd is PID 1.
+    pub driver: CgroupDriver,
+    /// Where the cgroup filesystems are mounted.
+    pub root: PathBuf,
+    /// Parent for pods whose request names no `cgroup_parent`.
+    pub default_parent: String,
+}
+
+/// CNI settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CniConfig {
+    /// Directory of `.conf`/`.conflist` files; the first by name is used.
+    pub conf_dir: PathBuf,
+    /// Directories searched, in order, for plugin binaries.
+    pub bin_dirs: Vec<PathBuf>,
+}
+
+/// Registry settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Mirrors keyed by the registry host they stand in for (`docker.io`, `registry.k8s.io`).
+    pub mirrors: BTreeMap<String, MirrorConfig>,
+}
+
+/// The mirrors of one registry host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MirrorConfig {
+    /// Tried in order; `http://` endpoints are spoken to in plain HTTP, `https://` with TLS.
+    pub endpoints: Vec<String>,
+    /// Whether the real host is tried after every mirror failed.
+    pub use_upstream: bool,
+}
+
+/// Streaming server settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamingConfig {
+    /// Listen address; port 0 picks a free port at start.
+    pub address: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            root_dir: PathBuf::from("/var/lib/carrack"),
+            state_dir: PathBuf::from("/run/carrack"),
+            socket_path: PathBuf::from("/run/carrack/carrack.sock"),
+            log: LogConfig::default(),
+            cgroups: CgroupConfig::default(),
+            cni: CniConfig::default(),
+            registry: RegistryConfig::default(),
+            streaming: StreamingConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Default for CgroupConfig {
+    fn default() -> Self {
+        Self {
+            driver: detect_cgroup_driver(Path::new("/proc/1/comm")),
+            root: PathBuf::from("/sys/fs/cgroup"),
+            default_parent: "/carrack".to_owned(),
+        }
+    }
+}
+
+impl Default for CniConfig {
+    fn default() -> Self {
+        Self {
+            conf_dir: PathBuf::from("/etc/cni/net.d"),
+            bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+        }
+    }
+}
+
+impl Default for MirrorConfig {
+    fn default() -> Self {
+        Self {
+            endpoints: Vec::new(),
+            use_upstream: true,
+        }
+    }
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        Self {
+            address: "127.0.0.1:0".to_owned(),
+        }
+    }
+}
+
+/// `systemd` when PID 1 is systemd (what kubelet's default expects there), else `cgroupfs`.
+///
+/// Reads the init's command name rather than probing `/run/systemd/system`, because on hosts
+/// where `/run` is not a tmpfs that directory can outlive a systemd boot.
+pub fn detect_cgroup_driver(init_comm: &Path) -> CgroupDriver {
+    match std::fs::read_to_string(init_comm) {
+        Ok(comm) if comm.trim() == "systemd" => CgroupDriver::Systemd,
+        _ => CgroupDriver::Cgroupfs,
+    }
+}
+
+impl Config {
+    /// Loads `path`; a missing file yields the defaults, any other problem is an error.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                let config = Self::default();
+                config.validate(path)?;
+                return Ok(config);
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates TOML text; `origin` is only used to name the file in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: err.to_string().trim_end().to_owned(),
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    /// The full configuration as TOML, as `carrack config default` prints it.
+    pub fn to_toml(&self) -> String {
+        // Serialising plain structs of strings, paths and maps cannot fail.
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The parsed listen address of the streaming server.
+    pub fn streaming_address(&self) -> Result<SocketAddr, ConfigError> {
+        self.streaming
+            .address
+            .parse()
+            .map_err(|err| ConfigError::Invalid {
+                path: PathBuf::from("<config>"),
+                key: "streaming.address".to_owned(),
+                reason: format!(
+                    "`{}` is not an ip:port address: {err}",
+                    self.streaming.address
+                ),
+            })
+    }
+
+    fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            path: origin.to_owned(),
+            key: key.to_owned(),
+            reason,
+        };
+        for (key, path) in [
+            ("root_dir", &self.root_dir),
+            ("state_dir", &self.state_dir),
+            ("socket_path", &self.socket_path),
+            ("cgroups.root", &self.cgroups.root),
+            ("cni.conf_dir", &self.cni.conf_dir),
+        ] {
+            if !path.is_absolute() {
+                return Err(invalid(
+                    key,
+                    format!("`{}` is not an absolute path", path.display()),
+                ));
+            }
+        }
+        for dir in &self.cni.bin_dirs {
+            if !dir.is_absolute() {
+                return Err(invalid(
+                    "cni.bin_dirs",
+                    format!("`{}` is not an absolute path", dir.display()),
+                ));
+            }
+        }
+        if self.root_dir == self.state_dir {
+            return Err(invalid(
+                "state_dir",
+                "must differ from root_dir: state is wiped on reboot, root data is not".to_owned(),
+            ));
+        }
+        validate_log_level(&self.log.level).map_err(|reason| invalid("log.level", reason))?;
+        if !self.cgroups.default_parent.starts_with('/') {
+            return Err(invalid(
+                "cgroups.default_parent",
+                format!("`{}` must start with `/`", self.cgroups.default_parent),
+            ));
+        }
+        for (host, mirror) in &self.registry.mirrors {
+            let key = format!("registry.mirrors.\"{host}\".endpoints");
+            if host.is_empty() || host.contains('/') {
+                return Err(invalid(
+                    &format!("registry.mirrors.\"{host}\""),
+                    "a mirror table is keyed by a registry host such as `docker.io`".to_owned(),
+                ));
+            }
+            for endpoint in &mirror.endpoints {
+                validate_endpoint(endpoint).map_err(|reason| invalid(&key, reason))?;
+            }
+        }
+        if let Err(err) = self.streaming.address.parse::<SocketAddr>() {
+            return Err(invalid(
+                "streaming.address",
+                format!(
+                    "`{}` is not an ip:port address: {err}",
+                    self.streaming.address
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A level (`info`) or comma-separated `target=level` directives (`carrack=debug,h2=warn`).
+///
+/// `EnvFilter` itself accepts almost any string (a bare word is a target name), which would turn
+/// a typo into silent logging changes; we require every directive to end in a known level.
+fn validate_log_level(filter: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for directive in filter.split(',') {
+        let level = directive.rsplit('=').next().unwrap_or_default().trim();
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "`{directive}` in `{filter}` does not end in one of {}",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map(drop)
+        .map_err(|err| format!("`{filter}`: {err}"))
+}
+
+/// A mirror endpoint must be `http://host[:port][/path]` or `https://…`.
+fn validate_endpoint(endpoint: &str) -> Result<(), String> {
+    let rest = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
+        .ok_or_else(|| format!("`{endpoint}` must start with http:// or https://"))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(format!("`{endpoint}` has no host"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/carrack/test.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.socket_path, Path::new("/run/carrack/carrack.sock"));
+        assert_eq!(config.streaming_address().unwrap().port(), 0);
+    }
+
+    #[test]
+    fn missing_file_gives_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::load(&dir.path().join("absent.toml")).unwrap();
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn default_config_round_trips_through_toml() {
+        let mut config = Config::default();
+        config.registry.mirrors.insert(
+            "docker.io".to_owned(),
+            MirrorConfig {
+                endpoints: vec!["http://127.0.0.1:5000".to_owned()],
+                use_upstream: false,
+            },
+        );
+        let text = config.to_toml();
+        assert_eq!(parse(&text).unwrap(), config);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let err = parse("root_dir = \"/x\"\nbogus_key = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bogus_key"), "{err}");
+        assert!(err.contains("/etc/carrack/test.toml"), "{err}");
+    }
+
+    #[test]
+    fn unknown_nested_key_is_refused() {
+        let err = parse("[cni]\nconfdir = \"/x\"\n").unwrap_err().to_string();
+        assert!(err.contains("confdir"), "{err}");
+    }
+
+    #[test]
+    fn bad_enum_value_names_key() {
+        let err = parse("[cgroups]\ndriver = \"bogus\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("driver"), "{err}");
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn relative_path_is_refused() {
+        let err = parse("root_dir = \"var/lib\"\n").unwrap_err().to_string();
+        assert!(err.contains("`root_dir`"), "{err}");
+    }
+
+    #[test]
+    fn bad_log_level_and_address_are_refused() {
+        let err = parse("[log]\nlevel = \"loud!!\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("log.level"), "{err}");
+        parse("[log]\nlevel = \"carrack=debug,h2=warn\"\n").unwrap();
+        let err = parse("[streaming]\naddress = \"localhost\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("streaming.address"), "{err}");
+    }
+
+    #[test]
+    fn mirror_endpoint_needs_scheme() {
+        let err = parse("[registry.mirrors.\"docker.io\"]\nendpoints = [\"127.0.0.1:5000\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("registry.mirrors.\"docker.io\".endpoints"),
+            "{err}"
+        );
+        let ok = parse(
+            "[registry.mirrors.\"docker.io\"]\nendpoints = [\"http://127.0.0.1:5000\"]\nuse_upstream = false\n",
+        )
+        .unwrap();
+        assert!(!ok.registry.mirrors["docker.io"].use_upstream);
+    }
+
+    #[test]
+    fn cgroup_driver_follows_init() {
+        let dir = tempfile::tempdir().unwrap();
+        let comm = dir.path().join("comm");
+        std::fs::write(&comm, "systemd\n").unwrap();
+        assert_eq!(detect_cgroup_driver(&comm), CgroupDriver::Systemd);
+        std::fs::write(&comm, "tini\n").unwrap();
+        assert_eq!(detect_cgroup_driver(&comm), CgroupDriver::Cgroupfs);
+        assert_eq!(
+            detect_cgroup_driver(&dir.path().join("absent")),
+            CgroupDriver::Cgroupfs
+        );
+    }
+}

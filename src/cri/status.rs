@@ -1,0 +1,80 @@
+//! The single mapping from domain errors to gRPC status codes.
+//!
+//! Every module's error type reports an [`ErrorKind`]; this file is the only place that turns
+//! kinds into `tonic::Code`s, so a code never depends on which RPC hit the error.
+
+use tonic::{Code, Status};
+
+use crate::config::ConfigError;
+use crate::error_kind::ErrorKind;
+use crate::store::StoreError;
+
+/// The gRPC code for a kind of failure.
+pub fn code_for(kind: ErrorKind) -> Code {
+    match kind {
+        ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists => Code::AlreadyExists,
+        ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
+        ErrorKind::Cancelled => Code::Cancelled,
+        ErrorKind::ResourceExhausted => Code::ResourceExhausted,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
+        ErrorKind::Unimplemented => Code::Unimplemented,
+        ErrorKind::Internal => Code::Internal,
+    }
+}
+
+/// The answer of an RPC whose issue has not landed yet: never a fake success.
+pub fn not_built(rpc: &str) -> Status {
+    Status::unimplemented(format!("{rpc} is not implemented by carrack yet"))
+}
+
+impl From<StoreError> for Status {
+    fn from(err: StoreError) -> Self {
+        Status::new(code_for(err.kind()), err.to_string())
+    }
+}
+
+impl From<ConfigError> for Status {
+    fn from(err: ConfigError) -> Self {
+        Status::new(code_for(err.kind()), err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_map_to_their_codes() {
+        let status = Status::from(StoreError::NameReserved {
+            name: "web_default_u_0".to_owned(),
+            holder: "abc".to_owned(),
+        });
+        assert_eq!(status.code(), Code::AlreadyExists);
+        assert!(status.message().contains("abc"));
+        let status = Status::from(StoreError::NotFound {
+            kind: "pod",
+            id: "x".to_owned(),
+        });
+        assert_eq!(status.code(), Code::NotFound);
+    }
+
+    #[test]
+    fn full_disk_is_resource_exhausted() {
+        let status = Status::from(StoreError::Io {
+            path: "/var/lib/carrack/store".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        });
+        assert_eq!(status.code(), Code::ResourceExhausted);
+    }
+
+    #[test]
+    fn not_built_names_the_rpc() {
+        let status = not_built("RunPodSandbox");
+        assert_eq!(status.code(), Code::Unimplemented);
+        assert!(status.message().contains("RunPodSandbox"));
+    }
+}

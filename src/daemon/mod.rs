@@ -1,0 +1,162 @@
+//! The composition root: builds the store and services, serves CRI, and shuts down cleanly.
+//!
+//! Start order: directories, the root-dir lock (so a second daemon refuses before touching
+//! anything), the boot-id check, the store's recovery scan, then the socket. On SIGTERM or
+//! SIGINT the server stops accepting, lets in-flight RPCs finish for at most
+//! [`SHUTDOWN_GRACE`], and exits. It never stops containers or pods: they outlive the daemon.
+
+mod error;
+mod lock;
+mod socket;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::UnixListenerStream;
+
+pub use error::DaemonError;
+
+use crate::config::Config;
+use crate::cri::image::ImageServer;
+use crate::cri::runtime::RuntimeServer;
+use crate::proto::image_service_server::ImageServiceServer;
+use crate::proto::runtime_service_server::RuntimeServiceServer;
+use crate::store::Store;
+
+/// How long in-flight RPCs may run after a stop signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// kubelet's own limit for CRI messages; large nodes list thousands of containers.
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let config = Arc::new(config);
+    make_private_dir(&config.root_dir)?;
+    make_private_dir(&config.state_dir)?;
+    let lock = lock::acquire(&config.root_dir)?;
+    tracing::debug!(lock = %lock.path().display(), "root dir locked");
+    check_boot_id(&config.state_dir)?;
+
+    let (store, report) = Store::open(&config.root_dir)?;
+    tracing::info!(
+        pods = report.pods.loaded,
+        containers = report.containers.loaded,
+        images = report.images.loaded,
+        removed_temp =
+            report.pods.removed_temp + report.containers.removed_temp + report.images.removed_temp,
+        quarantined =
+            report.pods.quarantined + report.containers.quarantined + report.images.quarantined,
+        "state recovered"
+    );
+    let _store = Arc::new(store);
+
+    let listener = socket::bind(&config.socket_path)?;
+    let runtime = RuntimeServiceServer::new(RuntimeServer::new(Arc::clone(&config)))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let image = ImageServiceServer::new(ImageServer::default())
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
+    let signals = tokio::spawn(async move {
+        wait_for_stop_signal().await;
+        let _ = stop_tx.send(());
+        let _ = stopping_tx.send(());
+    });
+
+    tracing::info!(
+        socket = %config.socket_path.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "carrack serving CRI v1"
+    );
+    let serve = tonic::transport::Server::builder()
+        .add_service(runtime)
+        .add_service(image)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+            let _ = stop_rx.await;
+        });
+    let grace = async {
+        if stopping_rx.await.is_ok() {
+            tracing::info!("stop signal received; finishing in-flight requests");
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let result = tokio::select! {
+        result = serve => result.map_err(|source| DaemonError::Serve {
+            path: config.socket_path.clone(),
+            source,
+        }),
+        () = grace => {
+            tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "in-flight requests outlived the grace period");
+            Ok(())
+        }
+    };
+    signals.abort();
+    // The socket is ours (we bound it); removing it tells clients at once that nobody serves.
+    let _ = fs::remove_file(&config.socket_path);
+    tracing::info!("carrack stopped");
+    drop(lock);
+    result
+}
+
+async fn wait_for_stop_signal() {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Creates `dir` (and parents) and restricts it to 0711: others may traverse to the socket
+/// or a pod's files but not list what the node runs.
+fn make_private_dir(dir: &Path) -> Result<(), DaemonError> {
+    let io = |action, source| DaemonError::Io {
+        action,
+        path: dir.to_owned(),
+        source,
+    };
+    fs::create_dir_all(dir).map_err(|err| io("create directory", err))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o711))
+        .map_err(|err| io("set mode of directory", err))
+}
+
+/// Records the current boot id in the state dir. State written under an earlier boot id
+/// describes processes that no longer exist (on hosts where `/run` is not a tmpfs it survives
+/// the reboot); recovery treats it as stale.
+fn check_boot_id(state_dir: &Path) -> Result<bool, DaemonError> {
+    let current = fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| id.trim().to_owned())
+        .unwrap_or_default();
+    let path = state_dir.join("boot_id");
+    let previous = fs::read_to_string(&path)
+        .ok()
+        .map(|id| id.trim().to_owned());
+    let rebooted = previous.as_deref().is_some_and(|id| id != current);
+    if rebooted {
+        tracing::info!("runtime state is from an earlier boot; treating it as stale");
+    }
+    if previous.as_deref() != Some(current.as_str()) {
+        fs::write(&path, format!("{current}\n")).map_err(|source| DaemonError::Io {
+            action: "write boot id",
+            path,
+            source,
+        })?;
+    }
+    Ok(rebooted)
+}

@@ -1,0 +1,17 @@
+//! Carrack: a Kubernetes CRI v1 node container runtime.
+//!
+//! The module tree is the architecture (see `../shared/ARCHITECTURE.md` in the team's
+//! shared notes): `cri` is the thin gRPC layer, the domain modules own their resources,
+//! and leaves (`store`, `config`) depend only on crates and their own error types.
+//!
+//! Unsafe inventory: `#![deny(unsafe_code)]` holds for the whole crate; a module that needs
+//! raw syscalls gets an `#[allow(unsafe_code)]` line here, and each block a `// SAFETY:`.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod cri;
+pub mod daemon;
+pub mod error_kind;
+pub mod proto;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,85 @@
+//! The `carrack` binary: argument parsing and dispatch. The only place `anyhow` is used.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use carrack::config::{Config, DEFAULT_CONFIG_PATH};
+
+/// Carrack, a Kubernetes CRI v1 container runtime.
+#[derive(Debug, Parser)]
+#[command(name = "carrack", version, disable_version_flag = true)]
+struct Cli {
+    /// Configuration file (TOML). A missing file means all defaults.
+    #[arg(long, global = true, env = "CARRACK_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the CRI RuntimeService and ImageService on the configured socket.
+    Daemon,
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the full default configuration as TOML.
+    Default,
+    /// Print the effective configuration (file plus defaults) as TOML.
+    Show,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("carrack: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Version => {
+            println!("carrack {}", env!("CARGO_PKG_VERSION"));
+            println!("CRI API v1 (cri-api v0.36)");
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Default,
+        } => {
+            print!("{}", Config::default().to_toml());
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Show,
+        } => {
+            print!("{}", Config::load(&cli.config)?.to_toml());
+            Ok(())
+        }
+        Command::Daemon => {
+            let config = Config::load(&cli.config)?;
+            carrack::telemetry::init_logging(&config.log);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("carrack")
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(carrack::daemon::run(config))?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The durable record types of pods, containers and images.
+//!
+//! They hold what must survive a restart; the domain modules fill them. New fields get
+//! `#[serde(default)]` so records written by an older binary still load (bump
+//! `SCHEMA_VERSION` only for changes a default cannot express).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::record_store::Record;
+
+/// Kubernetes identity of a pod or container, as CRI metadata carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ObjectMetadata {
+    /// Object name.
+    pub name: String,
+    /// Pod UID (empty for containers).
+    #[serde(default)]
+    pub uid: String,
+    /// Kubernetes namespace (empty for containers).
+    #[serde(default)]
+    pub namespace: String,
+    /// Restart attempt.
+    #[serde(default)]
+    pub attempt: u32,
+}
+
+/// Pod lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PodState {
+    /// Namespaces and network are up.
+    Ready,
+    /// Stopped, or failed to come up.
+    NotReady,
+}
+
+/// A pod sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodRecord {
+    /// 64-hex id.
+    pub id: String,
+    /// The registrar key `<name>_<namespace>_<uid>_<attempt>`.
+    pub name_key: String,
+    /// CRI metadata.
+    pub metadata: ObjectMetadata,
+    /// Current state.
+    pub state: PodState,
+    /// Creation time, nanoseconds since the epoch.
+    pub created_at_ns: i64,
+    /// Labels from the request.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations from the request.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// The runtime handler the pod was created with.
+    #[serde(default)]
+    pub runtime_handler: String,
+}
+
+impl Record for PodRecord {
+    const KIND: &'static str = "pod";
+    const DIR: &'static str = "pods";
+    const SCHEMA_VERSION: u32 = 1;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn reserved_name(&self) -> Option<&str> {
+        Some(&self.name_key)
+    }
+}
+
+/// Container lifecycle state, as CRI defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerState {
+    /// Created, not started.
+    Created,
+    /// Its process runs.
+    Running,
+    /// Its process ended.
+    Exited,
+    /// Its state could not be determined (e.g. an undo failed).
+    Unknown,
+}
+
+/// A container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// 64-hex id.
+    pub id: String,
+    /// The pod it belongs to.
+    pub pod_id: String,
+    /// The registrar key `<name>_<pod name>_<namespace>_<pod uid>_<attempt>`.
+    pub name_key: String,
+    /// CRI metadata.
+    pub metadata: ObjectMetadata,
+    /// Image reference as requested.
+    pub image_ref: String,
+    /// Resolved image id (`sha256:…`).
+    pub image_id: String,
+    /// Current state.
+    pub state: ContainerState,
+    /// Creation time, nanoseconds since the epoch.
+    pub created_at_ns: i64,
+    /// Labels from the request.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations from the request.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Record for ContainerRecord {
+    const KIND: &'static str = "container";
+    const DIR: &'static str = "containers";
+    const SCHEMA_VERSION: u32 = 1;
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn reserved_name(&self) -> Option<&str> {
+        Some(&self.name_key)
+    }
+}
+
+/// An image known to the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// Config digest, `sha256:<hex>`: the image id.
+    pub id: String,
+    /// `repo:tag` references pointing at it.
+    #[serde(default)]
+    pub repo_tags: Vec<String>,
+    /// `repo@sha256:…` references pointing at it.
+    #[serde(default)]
+    pub repo_digests: Vec<String>,
+    /// Unpacked size in bytes.
+    #[serde(default)]
+    pub size: u64,
+}
+
+impl Record for ImageRecord {
+    const KIND: &'static str = "image";
+    const DIR: &'static str = "images";
+    const SCHEMA_VERSION: u32 = 1;
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
