@@ -12,6 +12,7 @@ pub mod config;
 pub mod cri;
 pub mod daemon;
 pub mod error_kind;
+pub mod image_service;
 pub mod proto;
 pub mod store;
 pub mod telemetry;
