@@ -33,8 +33,10 @@ pub struct Config {
     pub cgroups: CgroupConfig,
     /// CNI network configuration and plugin locations.
     pub cni: CniConfig,
-    /// Registry mirrors and pull behaviour.
+    /// Registry mirrors.
     pub registry: RegistryConfig,
+    /// Pull and unpack behaviour.
+    pub images: ImagesConfig,
     /// The exec/attach/port-forward streaming server.
     pub streaming: StreamingConfig,
 }
@@ -109,6 +111,34 @@ pub struct MirrorConfig {
     pub use_upstream: bool,
 }
 
+/// How images are pulled and unpacked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImagesConfig {
+    /// Platform chosen from multi-platform indexes, `os/arch[/variant]`; empty = this host's.
+    pub platform: String,
+    /// Layers of one image downloaded (and unpacked) at the same time.
+    pub max_concurrent_downloads: usize,
+    /// Seconds a transfer may make no progress before it is aborted.
+    pub stall_timeout_secs: u64,
+    /// Whether layers may create device nodes (char/block). Off: such entries are skipped.
+    pub allow_device_nodes: bool,
+    /// Largest uncompressed layer accepted, in bytes (decompression-bomb guard).
+    pub max_layer_bytes: u64,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        Self {
+            platform: String::new(),
+            max_concurrent_downloads: 4,
+            stall_timeout_secs: 60,
+            allow_device_nodes: false,
+            max_layer_bytes: 64 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
 /// Streaming server settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -127,6 +157,7 @@ impl Default for Config {
             cgroups: CgroupConfig::default(),
             cni: CniConfig::default(),
             registry: RegistryConfig::default(),
+            images: ImagesConfig::default(),
             streaming: StreamingConfig::default(),
         }
     }
@@ -290,6 +321,27 @@ impl Config {
             }
             for endpoint in &mirror.endpoints {
                 validate_endpoint(endpoint).map_err(|reason| invalid(&key, reason))?;
+            }
+        }
+        if self.images.max_concurrent_downloads == 0 {
+            return Err(invalid(
+                "images.max_concurrent_downloads",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if self.images.stall_timeout_secs == 0 {
+            return Err(invalid(
+                "images.stall_timeout_secs",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if !self.images.platform.is_empty() {
+            let parts: Vec<&str> = self.images.platform.split('/').collect();
+            if !(2..=3).contains(&parts.len()) || parts.iter().any(|part| part.is_empty()) {
+                return Err(invalid(
+                    "images.platform",
+                    format!("`{}` is not os/arch[/variant]", self.images.platform),
+                ));
             }
         }
         if let Err(err) = self.streaming.address.parse::<SocketAddr>() {

@@ -1,7 +1,11 @@
-//! Runs each RPC inside its `tracing` span and logs its outcome exactly once.
+//! Runs each RPC inside its `tracing` span, logs its outcome exactly once, and counts the
+//! RPCs in flight so that shutdown waits for them (and not for idle client connections).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
+
+use tokio::sync::Notify;
 
 use tonic::{Code, Response, Status};
 use tracing::{Instrument, Span};
@@ -13,6 +17,7 @@ pub async fn rpc<T>(
     span: Span,
     work: impl Future<Output = Result<T, Status>>,
 ) -> Result<Response<T>, Status> {
+    let _in_flight = IN_FLIGHT.enter();
     let started = Instant::now();
     let result = work.instrument(span.clone()).await;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -29,4 +34,47 @@ pub async fn rpc<T>(
         ),
     });
     result.map(Response::new)
+}
+
+/// The RPCs being served right now.
+pub static IN_FLIGHT: InFlight = InFlight {
+    count: AtomicUsize::new(0),
+    idle: Notify::const_new(),
+};
+
+/// A count of running RPCs that can be awaited until it reaches zero.
+#[derive(Debug)]
+pub struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+/// Marks one RPC as running until dropped (also when its future is cancelled).
+#[derive(Debug)]
+pub struct InFlightGuard<'a>(&'a InFlight);
+
+impl InFlight {
+    fn enter(&self) -> InFlightGuard<'_> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self)
+    }
+
+    /// Returns once no RPC is running.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }

@@ -23,6 +23,7 @@ pub use error::DaemonError;
 
 use crate::config::Config;
 use crate::cri::image::ImageServer;
+use crate::cri::instrument;
 use crate::cri::runtime::RuntimeServer;
 use crate::proto::image_service_server::ImageServiceServer;
 use crate::proto::runtime_service_server::RuntimeServiceServer;
@@ -83,10 +84,19 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
             let _ = stop_rx.await;
         });
+    // After a stop signal, wait for the RPCs in flight (at most SHUTDOWN_GRACE), not for
+    // clients to close their idle connections: kubelet keeps its connection open.
     let grace = async {
         if stopping_rx.await.is_ok() {
             tracing::info!("stop signal received; finishing in-flight requests");
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
+            let drained =
+                tokio::time::timeout(SHUTDOWN_GRACE, instrument::IN_FLIGHT.wait_idle()).await;
+            if drained.is_err() {
+                tracing::warn!(
+                    grace_s = SHUTDOWN_GRACE.as_secs(),
+                    "in-flight requests outlived the grace period"
+                );
+            }
         } else {
             std::future::pending::<()>().await;
         }
@@ -96,10 +106,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             path: config.socket_path.clone(),
             source,
         }),
-        () = grace => {
-            tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "in-flight requests outlived the grace period");
-            Ok(())
-        }
+        () = grace => Ok(()),
     };
     signals.abort();
     // The socket is ours (we bound it); removing it tells clients at once that nobody serves.

@@ -1,6 +1,8 @@
 //! Images: pulling, verifying, storing, listing and removing them.
 //!
-//! `reference` parses image names, `registry` talks to registries, `digest` hashes and
-//! verifies, `unpack` extracts layers safely into directories that `snapshot` owns.
+//! `digest` hashes and verifies, `manifest` parses the image documents and `content` keeps
+//! them. Registry access, unpacking and the image RPCs build on these.
 
+pub mod content;
 pub mod digest;
+pub mod manifest;

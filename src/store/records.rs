@@ -139,6 +139,24 @@ pub struct ImageRecord {
     /// Unpacked size in bytes.
     #[serde(default)]
     pub size: u64,
+    /// Digest of the platform manifest the layers came from.
+    #[serde(default)]
+    pub manifest_digest: String,
+    /// Chain ids of the layers, bottom first: the snapshot directories it needs.
+    #[serde(default)]
+    pub chain_ids: Vec<String>,
+    /// Numeric user of the config's `User`, when numeric.
+    #[serde(default)]
+    pub uid: Option<i64>,
+    /// User name of the config's `User`, when not numeric.
+    #[serde(default)]
+    pub username: String,
+    /// Pinned images are never garbage-collected by kubelet.
+    #[serde(default)]
+    pub pinned: bool,
+    /// When the image was first pulled, nanoseconds since the epoch.
+    #[serde(default)]
+    pub created_at_ns: i64,
 }
 
 impl Record for ImageRecord {

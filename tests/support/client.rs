@@ -1,0 +1,75 @@
+//! CRI gRPC clients for tests, over the daemon's unix socket.
+//!
+//! tonic's endpoints are URIs, so the channel is given a placeholder
+//! `http://[::]:50051` and a connector that ignores it and dials the socket
+//! instead. The generated types come from the library (`carrack::proto`),
+//! the same ones the daemon serves.
+//!
+//! Tests that use these clients must run on a multi-threaded runtime,
+//! `#[tokio::test(flavor = "multi_thread")]`: the node fixture blocks the test
+//! thread (start, stop, drop), and the connection's background task has to
+//! keep running meanwhile, or the daemon's graceful shutdown waits for a
+//! connection nobody services until its grace period runs out.
+
+use std::path::{Path, PathBuf};
+
+use carrack::proto::image_service_client::ImageServiceClient;
+use carrack::proto::runtime_service_client::RuntimeServiceClient;
+use hyper_util::rt::TokioIo;
+use tokio::runtime::RuntimeFlavor;
+use tonic::transport::{Channel, Endpoint};
+
+use super::node::Node;
+
+/// Both CRI services of one daemon, sharing one connection.
+#[derive(Debug, Clone)]
+pub struct CriClient {
+    /// `runtime.v1.RuntimeService`.
+    pub runtime: RuntimeServiceClient<Channel>,
+    /// `runtime.v1.ImageService`.
+    pub image: ImageServiceClient<Channel>,
+}
+
+/// Opens a channel to the CRI server listening on the unix socket `socket`.
+pub async fn connect_channel(socket: &Path) -> Result<Channel, tonic::transport::Error> {
+    let socket: PathBuf = socket.to_path_buf();
+    // The URI is never dialled: the connector below always opens the socket.
+    Endpoint::from_static("http://[::]:50051")
+        .connect_with_connector(tower::service_fn(move |_uri| {
+            let socket = socket.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(socket).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
+        }))
+        .await
+}
+
+/// Connects both CRI services to the daemon listening on `socket`.
+pub async fn connect(socket: &Path) -> Result<CriClient, tonic::transport::Error> {
+    let channel = connect_channel(socket).await?;
+    Ok(CriClient {
+        runtime: RuntimeServiceClient::new(channel.clone()),
+        image: ImageServiceClient::new(channel),
+    })
+}
+
+impl Node {
+    /// CRI clients connected to this node's daemon; panics (with the daemon
+    /// log) if the socket does not take the connection.
+    pub async fn cri(&self) -> CriClient {
+        assert!(
+            tokio::runtime::Handle::current().runtime_flavor() != RuntimeFlavor::CurrentThread,
+            "CRI tests must use #[tokio::test(flavor = \"multi_thread\")]: the node fixture \
+             blocks the test thread, which would stall a current-thread runtime's connections"
+        );
+        match connect(&self.socket_path()).await {
+            Ok(client) => client,
+            Err(err) => panic!(
+                "connecting to {}: {err:?}; daemon log:\n{}",
+                self.socket_path().display(),
+                self.daemon_log()
+            ),
+        }
+    }
+}

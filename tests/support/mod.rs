@@ -1,0 +1,46 @@
+//! Shared fixtures for carrack's root integration tests.
+//!
+//! Each test binary in `tests/` declares `mod support;` and uses what it needs:
+//!
+//! - [`node::Node`]: one test node — a network namespace, a cgroup parent, temp
+//!   directories, a local registry and a running `carrack daemon` inside that
+//!   namespace — torn down on `Drop`, including when the test panics.
+//! - [`registry::Registry`]: Debian's `docker-registry` on `127.0.0.1:5000` in the
+//!   node's network namespace.
+//! - [`images`]: test images built from Debian's `busybox-static` and pushed over
+//!   the OCI distribution API.
+//! - [`client`]: CRI gRPC clients over the node's unix socket.
+//! - [`netns`]: named network namespaces, and running code inside one.
+//! - [`cleanup`]: teardown of namespaces, cgroups and mounts, and the sweep of
+//!   what crashed test processes left behind.
+//! - [`process`]: bounded waits and SIGTERM-then-SIGKILL for child processes.
+//!
+//! These tests need root (namespaces, cgroups, mounts); every test starts with
+//! [`skip_unless_root`] so that an unprivileged `cargo test` passes by skipping.
+
+// Not every test binary uses every helper.
+#![allow(dead_code)]
+
+pub mod cleanup;
+pub mod client;
+pub mod images;
+pub mod netns;
+pub mod node;
+pub mod process;
+pub mod registry;
+
+/// Returns true when the tests can do root work; otherwise prints the skip
+/// notice and returns false, so a test reads `if !support::skip_unless_root() { return; }`.
+pub fn skip_unless_root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        true
+    } else {
+        eprintln!("skipped: needs root");
+        false
+    }
+}
+
+/// Name prefix of everything a test node creates on the host (network namespace,
+/// cgroup parent, temp directory); the full name is `carrack-test-<pid>-<n>`, so
+/// leftovers of a crashed run can be traced back to a pid that no longer exists.
+pub const NAME_PREFIX: &str = "carrack-test-";
