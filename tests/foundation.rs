@@ -593,7 +593,7 @@ async fn sigterm_with_an_idle_client_connection_stops_promptly() {
     let status = node.stop_daemon().expect("daemon stops on SIGTERM");
     assert_eq!(status.code(), Some(0), "{status:?}\n{}", node.daemon_log());
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(5),
         "stop took {:?} with an idle client connected",
         started.elapsed()
     );
