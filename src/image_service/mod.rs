@@ -1,8 +1,10 @@
 //! Images: pulling, verifying, storing, listing and removing them.
 //!
-//! `digest` hashes and verifies, `manifest` parses the image documents and `content` keeps
-//! them. Registry access, unpacking and the image RPCs build on these.
+//! `reference` parses image names, `registry` talks to registries, `digest` hashes and
+//! verifies, `manifest` parses image documents and `content` keeps them.
 
 pub mod content;
 pub mod digest;
 pub mod manifest;
+pub mod reference;
+pub mod registry;

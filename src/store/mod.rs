@@ -7,6 +7,7 @@
 //! it is visible in memory.
 
 mod error;
+mod locks;
 mod record_store;
 mod records;
 mod registrar;
@@ -14,9 +15,11 @@ mod registrar;
 use std::path::Path;
 
 pub use error::StoreError;
+pub use locks::KeyedLocks;
 pub use record_store::{Record, RecordStore, ScanReport};
 pub use records::{
-    ContainerRecord, ContainerState, ImageRecord, ObjectMetadata, PodRecord, PodState,
+    ContainerRecord, ContainerState, DnsConfig, ImageRecord, NamespaceMode, NamespaceModes,
+    ObjectMetadata, PodRecord, PodState, PortMapping, Protocol,
 };
 pub use registrar::{NameRegistrar, container_name_key, pod_name_key};
 
@@ -105,6 +108,24 @@ mod tests {
             labels: Default::default(),
             annotations: Default::default(),
             runtime_handler: String::new(),
+            hostname: String::new(),
+            log_directory: String::new(),
+            dns: None,
+            port_mappings: Vec::new(),
+            namespaces: NamespaceModes::default(),
+            sysctls: Default::default(),
+            privileged: false,
+            cgroup_parent: String::new(),
+            cgroup_path: String::new(),
+            cgroup_created: Vec::new(),
+            pod_dir: String::new(),
+            netns_path: None,
+            ipcns_path: None,
+            utsns_path: None,
+            shm_path: None,
+            ip: None,
+            additional_ips: Vec::new(),
+            network_attached: false,
         }
     }
 

@@ -36,6 +36,75 @@ pub enum PodState {
     NotReady,
 }
 
+/// DNS settings for a pod's resolv.conf.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DnsConfig {
+    /// Name servers.
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// Search domains.
+    #[serde(default)]
+    pub searches: Vec<String>,
+    /// Resolver options.
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+/// A transport protocol of a port mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP.
+    Sctp,
+}
+
+/// A pod port published on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Port inside the pod.
+    pub container_port: i32,
+    /// Port on the node (0: not published).
+    pub host_port: i32,
+    /// Node address to bind (empty: all).
+    #[serde(default)]
+    pub host_ip: String,
+}
+
+/// Where a namespace of a pod or container comes from, as CRI's `NamespaceMode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NamespaceMode {
+    /// Shared by the pod's containers.
+    #[default]
+    Pod,
+    /// One per container.
+    Container,
+    /// The node's own.
+    Node,
+    /// Another container's (PID only).
+    Target,
+}
+
+/// The namespace options of a pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NamespaceModes {
+    /// Network namespace.
+    pub network: NamespaceMode,
+    /// PID namespace.
+    pub pid: NamespaceMode,
+    /// IPC namespace.
+    pub ipc: NamespaceMode,
+    /// Target container for `Target` PID mode.
+    #[serde(default)]
+    pub target_id: String,
+}
+
 /// A pod sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodRecord {
@@ -58,6 +127,60 @@ pub struct PodRecord {
     /// The runtime handler the pod was created with.
     #[serde(default)]
     pub runtime_handler: String,
+    /// Hostname of the pod.
+    #[serde(default)]
+    pub hostname: String,
+    /// Where kubelet wants container logs.
+    #[serde(default)]
+    pub log_directory: String,
+    /// DNS config, when the request gave one.
+    #[serde(default)]
+    pub dns: Option<DnsConfig>,
+    /// Published ports.
+    #[serde(default)]
+    pub port_mappings: Vec<PortMapping>,
+    /// Namespace options.
+    #[serde(default)]
+    pub namespaces: NamespaceModes,
+    /// Sysctls applied in the pod's namespaces.
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, String>,
+    /// Whether the pod asked for privileged containers.
+    #[serde(default)]
+    pub privileged: bool,
+    /// The `cgroup_parent` as requested.
+    #[serde(default)]
+    pub cgroup_parent: String,
+    /// The pod cgroup path (relative to each hierarchy root).
+    #[serde(default)]
+    pub cgroup_path: String,
+    /// Cgroup directories carrack created (and so removes), absolute.
+    #[serde(default)]
+    pub cgroup_created: Vec<String>,
+    /// The pod's directory under the state dir (files, namespace pins, shm).
+    #[serde(default)]
+    pub pod_dir: String,
+    /// Pinned network namespace, when the pod has its own.
+    #[serde(default)]
+    pub netns_path: Option<String>,
+    /// Pinned IPC namespace, when the pod has its own.
+    #[serde(default)]
+    pub ipcns_path: Option<String>,
+    /// Pinned UTS namespace, when the pod has its own.
+    #[serde(default)]
+    pub utsns_path: Option<String>,
+    /// The pod's /dev/shm (a tmpfs mount), unless host IPC.
+    #[serde(default)]
+    pub shm_path: Option<String>,
+    /// The pod's primary IP.
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// Further IPs (dual stack).
+    #[serde(default)]
+    pub additional_ips: Vec<String>,
+    /// Whether CNI was set up and not yet torn down.
+    #[serde(default)]
+    pub network_attached: bool,
 }
 
 impl Record for PodRecord {
