@@ -9,6 +9,8 @@
 //! `// SAFETY:` comment. The inventory: `executor::sys` (declared in `executor/mod.rs`).
 #![deny(unsafe_code)]
 
+pub mod cgroups;
+pub mod cni;
 pub mod config;
 pub mod cri;
 pub mod daemon;
@@ -16,5 +18,7 @@ pub mod error_kind;
 pub mod executor;
 pub mod image_service;
 pub mod proto;
+pub mod sandbox;
+pub mod snapshot;
 pub mod store;
 pub mod telemetry;

@@ -104,32 +104,27 @@ async fn unbuilt_rpcs_answer_unimplemented() {
     let node = Node::start();
     let mut cri = node.cri().await;
 
-    let run_pod = cri
+    let create = cri
         .runtime
-        .run_pod_sandbox(proto::RunPodSandboxRequest::default())
+        .create_container(proto::CreateContainerRequest::default())
         .await
-        .expect_err("RunPodSandbox");
-    assert_eq!(run_pod.code(), Code::Unimplemented, "{run_pod:?}");
+        .expect_err("CreateContainer");
+    assert_eq!(create.code(), Code::Unimplemented, "{create:?}");
+    assert!(create.message().contains("CreateContainer"), "{create:?}");
 
-    let pull = cri
-        .image
-        .pull_image(proto::PullImageRequest {
-            image: Some(proto::ImageSpec {
-                image: "busybox".to_owned(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+    let checkpoint = cri
+        .runtime
+        .checkpoint_container(proto::CheckpointContainerRequest::default())
         .await
-        .expect_err("PullImage");
-    assert_eq!(pull.code(), Code::Unimplemented, "{pull:?}");
+        .expect_err("CheckpointContainer");
+    assert_eq!(checkpoint.code(), Code::Unimplemented, "{checkpoint:?}");
 
-    let list = cri
-        .image
-        .list_images(proto::ListImagesRequest::default())
+    let exec = cri
+        .runtime
+        .exec(proto::ExecRequest::default())
         .await
-        .expect_err("ListImages");
-    assert_eq!(list.code(), Code::Unimplemented, "{list:?}");
+        .expect_err("Exec");
+    assert_eq!(exec.code(), Code::Unimplemented, "{exec:?}");
 }
 
 #[test]

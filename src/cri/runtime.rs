@@ -1,17 +1,17 @@
 //! The RuntimeService adapter: validates requests, calls the domain services, converts back.
 //!
-//! Built so far: `Version`, `Status`, `RuntimeConfig`. Every other RPC answers `UNIMPLEMENTED`
-//! naming itself until the issue that builds it lands.
+//! Built so far: `Version`, `Status`, `RuntimeConfig` and the pod sandbox RPCs. Every other
+//! RPC answers `UNIMPLEMENTED` naming itself until the issue that builds it lands.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::instrument;
-use super::{ResponseStream, not_built};
+use super::{ResponseStream, convert, instrument, not_built};
 use crate::config::{CgroupDriver, Config};
 use crate::proto;
+use crate::sandbox::SandboxService;
 
 /// The CRI API version this server speaks.
 pub const RUNTIME_API_VERSION: &str = "v1";
@@ -25,16 +25,18 @@ const KUBELET_API_VERSION: &str = "0.1.0";
 pub struct RuntimeServer {
     config: Arc<Config>,
     config_json: Arc<str>,
+    sandboxes: Arc<SandboxService>,
 }
 
 impl RuntimeServer {
     /// A server reporting `config` as the effective configuration.
-    pub fn new(config: Arc<Config>) -> Self {
+    pub fn new(config: Arc<Config>, sandboxes: Arc<SandboxService>) -> Self {
         // Serialising plain structs of strings and paths cannot fail.
         let config_json = serde_json::to_string(&*config).unwrap_or_default().into();
         Self {
             config,
             config_json,
+            sandboxes,
         }
     }
 
@@ -55,14 +57,7 @@ impl RuntimeServer {
                 reason: String::new(),
                 message: String::new(),
             },
-            // Pod networking (CNI) is not built yet; saying so keeps kubelet from scheduling
-            // pods that need it.
-            proto::RuntimeCondition {
-                r#type: "NetworkReady".to_owned(),
-                status: false,
-                reason: "NetworkPluginNotReady".to_owned(),
-                message: "carrack has no CNI support yet".to_owned(),
-            },
+            network_condition(self.sandboxes.network_status()),
         ];
         let mut info = HashMap::new();
         if verbose {
@@ -98,6 +93,30 @@ impl RuntimeServer {
     }
 }
 
+/// `NetworkReady`: true when a CNI config with all its plugins is present; otherwise false
+/// with kubelet's reason `NetworkPluginNotReady` and what is missing.
+fn network_condition(status: Result<(), crate::sandbox::SandboxError>) -> proto::RuntimeCondition {
+    let (ready, reason, message) = match status {
+        Ok(()) => (true, String::new(), String::new()),
+        Err(err) => (false, "NetworkPluginNotReady".to_owned(), err.to_string()),
+    };
+    proto::RuntimeCondition {
+        r#type: "NetworkReady".to_owned(),
+        status: ready,
+        reason,
+        message,
+    }
+}
+
+/// A required id field must be present.
+fn required_id(id: &str, field: &'static str) -> Result<(), Status> {
+    if id.is_empty() {
+        Err(Status::invalid_argument(format!("{field} is required")))
+    } else {
+        Ok(())
+    }
+}
+
 #[tonic::async_trait]
 impl proto::runtime_service_server::RuntimeService for RuntimeServer {
     async fn version(
@@ -109,37 +128,90 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
     }
     async fn run_pod_sandbox(
         &self,
-        _request: Request<proto::RunPodSandboxRequest>,
+        request: Request<proto::RunPodSandboxRequest>,
     ) -> Result<Response<proto::RunPodSandboxResponse>, Status> {
-        not_built("RunPodSandbox").await
+        let spec = convert::pod::pod_spec(request.into_inner())?;
+        let span = tracing::info_span!(
+            "cri.RunPodSandbox",
+            pod_name = %spec.metadata.name,
+            pod_namespace = %spec.metadata.namespace,
+            pod_id = tracing::field::Empty,
+        );
+        instrument::rpc(span.clone(), async {
+            let pod_sandbox_id = self.sandboxes.run(spec).await?;
+            span.record("pod_id", pod_sandbox_id.as_str());
+            Ok(proto::RunPodSandboxResponse { pod_sandbox_id })
+        })
+        .await
     }
 
     async fn stop_pod_sandbox(
         &self,
-        _request: Request<proto::StopPodSandboxRequest>,
+        request: Request<proto::StopPodSandboxRequest>,
     ) -> Result<Response<proto::StopPodSandboxResponse>, Status> {
-        not_built("StopPodSandbox").await
+        let id = request.into_inner().pod_sandbox_id;
+        let span = tracing::info_span!("cri.StopPodSandbox", pod_id = %id);
+        instrument::rpc(span, async {
+            required_id(&id, "pod_sandbox_id")?;
+            self.sandboxes.stop(&id).await?;
+            Ok(proto::StopPodSandboxResponse {})
+        })
+        .await
     }
 
     async fn remove_pod_sandbox(
         &self,
-        _request: Request<proto::RemovePodSandboxRequest>,
+        request: Request<proto::RemovePodSandboxRequest>,
     ) -> Result<Response<proto::RemovePodSandboxResponse>, Status> {
-        not_built("RemovePodSandbox").await
+        let id = request.into_inner().pod_sandbox_id;
+        let span = tracing::info_span!("cri.RemovePodSandbox", pod_id = %id);
+        instrument::rpc(span, async {
+            required_id(&id, "pod_sandbox_id")?;
+            self.sandboxes.remove(&id).await?;
+            Ok(proto::RemovePodSandboxResponse {})
+        })
+        .await
     }
 
     async fn pod_sandbox_status(
         &self,
-        _request: Request<proto::PodSandboxStatusRequest>,
+        request: Request<proto::PodSandboxStatusRequest>,
     ) -> Result<Response<proto::PodSandboxStatusResponse>, Status> {
-        not_built("PodSandboxStatus").await
+        let request = request.into_inner();
+        let span = tracing::info_span!("cri.PodSandboxStatus", pod_id = %request.pod_sandbox_id);
+        instrument::rpc(span, async {
+            required_id(&request.pod_sandbox_id, "pod_sandbox_id")?;
+            let pod = self.sandboxes.status(&request.pod_sandbox_id)?;
+            Ok(proto::PodSandboxStatusResponse {
+                status: Some(convert::pod::pod_status(&pod)),
+                info: if request.verbose {
+                    convert::pod::pod_info(&pod)
+                } else {
+                    HashMap::new()
+                },
+                containers_statuses: Vec::new(),
+                timestamp: crate::store::now_ns(),
+            })
+        })
+        .await
     }
 
     async fn list_pod_sandbox(
         &self,
-        _request: Request<proto::ListPodSandboxRequest>,
+        request: Request<proto::ListPodSandboxRequest>,
     ) -> Result<Response<proto::ListPodSandboxResponse>, Status> {
-        not_built("ListPodSandbox").await
+        let filter = convert::pod::pod_filter(request.into_inner().filter);
+        let span = tracing::info_span!("cri.ListPodSandbox");
+        instrument::rpc(span, async {
+            let items = self
+                .sandboxes
+                .list(&filter)
+                .iter()
+                .map(|pod| convert::pod::pod_item(pod))
+                .collect();
+            Ok(proto::ListPodSandboxResponse { items })
+        })
+        .await
     }
 
     type StreamPodSandboxesStream = ResponseStream<proto::StreamPodSandboxesResponse>;
@@ -364,10 +436,55 @@ mod tests {
     use super::*;
     use proto::runtime_service_server::RuntimeService;
 
+    use crate::cgroups::{CgroupManager, CgroupSettings};
+    use crate::cni::{CniManager, CniSettings};
+    use crate::sandbox::SandboxSettings;
+    use crate::store::Store;
+
+    /// A server over a fake cgroup v2 root and an empty CNI config dir in a tempdir.
     fn server() -> RuntimeServer {
-        let mut config = Config::default();
+        // Leaked on purpose: the tempdir must outlive the server within the test.
+        let dir = Box::leak(Box::new(tempfile::tempdir().unwrap())).path();
+        let cgroup_root = dir.join("cgroup");
+        std::fs::create_dir_all(&cgroup_root).unwrap();
+        std::fs::write(cgroup_root.join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        let mountinfo = dir.join("mountinfo");
+        std::fs::write(
+            &mountinfo,
+            format!(
+                "30 1 0:26 / {} rw - cgroup2 cgroup2 rw\n",
+                cgroup_root.display()
+            ),
+        )
+        .unwrap();
+        let mut config = Config {
+            root_dir: dir.join("root"),
+            state_dir: dir.join("state"),
+            ..Config::default()
+        };
         config.cgroups.driver = CgroupDriver::Cgroupfs;
-        RuntimeServer::new(Arc::new(config))
+        config.cni.conf_dir = dir.join("net.d");
+        config.cni.bin_dirs = vec![dir.join("bin")];
+        let cgroups = CgroupManager::new(CgroupSettings {
+            driver: CgroupDriver::Cgroupfs,
+            root: cgroup_root,
+            mountinfo,
+        })
+        .unwrap();
+        let cni = CniManager::new(CniSettings::new(&config.cni, dir.join("cni-cache")));
+        let (store, _) = Store::open(&config.root_dir).unwrap();
+        let sandboxes = SandboxService::new(
+            SandboxSettings {
+                state_dir: config.state_dir.clone(),
+                default_cgroup_parent: "/carrack".to_owned(),
+                host_resolv_conf: dir.join("resolv.conf"),
+                host_hosts: dir.join("hosts"),
+            },
+            Arc::new(store),
+            Arc::new(cgroups),
+            Arc::new(cni),
+        );
+        RuntimeServer::new(Arc::new(config), Arc::new(sandboxes))
     }
 
     #[tokio::test]
@@ -401,8 +518,9 @@ mod tests {
             .unwrap();
         assert!(!network.status);
         assert_eq!(network.reason, "NetworkPluginNotReady");
+        assert!(network.message.contains("net.d"), "{}", network.message);
         let config: serde_json::Value = serde_json::from_str(&reply.info["config"]).unwrap();
-        assert_eq!(config["root_dir"], "/var/lib/carrack");
+        assert!(config["root_dir"].as_str().unwrap().ends_with("/root"));
     }
 
     #[tokio::test]
@@ -431,10 +549,10 @@ mod tests {
     #[tokio::test]
     async fn unbuilt_rpcs_are_unimplemented() {
         let err = server()
-            .run_pod_sandbox(Request::new(proto::RunPodSandboxRequest::default()))
+            .create_container(Request::new(proto::CreateContainerRequest::default()))
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unimplemented);
-        assert!(err.message().contains("RunPodSandbox"));
+        assert!(err.message().contains("CreateContainer"));
     }
 }

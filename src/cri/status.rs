@@ -7,6 +7,7 @@ use tonic::{Code, Status};
 
 use crate::config::ConfigError;
 use crate::error_kind::ErrorKind;
+use crate::sandbox::SandboxError;
 use crate::store::StoreError;
 
 /// The gRPC code for a kind of failure.
@@ -33,6 +34,12 @@ pub fn not_built(rpc: &str) -> Status {
 
 impl From<StoreError> for Status {
     fn from(err: StoreError) -> Self {
+        Status::new(code_for(err.kind()), err.to_string())
+    }
+}
+
+impl From<SandboxError> for Status {
+    fn from(err: SandboxError) -> Self {
         Status::new(code_for(err.kind()), err.to_string())
     }
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::cgroups::CgroupError;
 use crate::config::ConfigError;
 use crate::error_kind::ErrorKind;
 use crate::store::StoreError;
@@ -47,6 +48,9 @@ pub enum DaemonError {
     /// The state store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The cgroup hierarchy is unusable.
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -68,6 +72,7 @@ impl DaemonError {
                 ErrorKind::FailedPrecondition
             }
             Self::Store(err) => err.kind(),
+            Self::Cgroup(err) => err.kind(),
             Self::Config(err) => err.kind(),
             Self::Io { .. } | Self::Serve { .. } => ErrorKind::Internal,
         }

@@ -11,7 +11,7 @@ mod socket;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,12 +21,15 @@ use tokio_stream::wrappers::UnixListenerStream;
 
 pub use error::DaemonError;
 
+use crate::cgroups::{CgroupManager, CgroupSettings};
+use crate::cni::{CniManager, CniSettings};
 use crate::config::Config;
 use crate::cri::image::ImageServer;
 use crate::cri::instrument;
 use crate::cri::runtime::RuntimeServer;
 use crate::proto::image_service_server::ImageServiceServer;
 use crate::proto::runtime_service_server::RuntimeServiceServer;
+use crate::sandbox::{SandboxService, SandboxSettings};
 use crate::store::Store;
 
 /// How long in-flight RPCs may run after a stop signal.
@@ -55,10 +58,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             report.pods.quarantined + report.containers.quarantined + report.images.quarantined,
         "state recovered"
     );
-    let _store = Arc::new(store);
+    let store = Arc::new(store);
+    let sandboxes = Arc::new(build_sandboxes(&config, Arc::clone(&store))?);
 
     let listener = socket::bind(&config.socket_path)?;
-    let runtime = RuntimeServiceServer::new(RuntimeServer::new(Arc::clone(&config)))
+    let runtime = RuntimeServiceServer::new(RuntimeServer::new(Arc::clone(&config), sandboxes))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let image = ImageServiceServer::new(ImageServer::default())
@@ -114,6 +118,31 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     tracing::info!("carrack stopped");
     drop(lock);
     result
+}
+
+/// The pod sandbox service with its cgroup manager and CNI.
+fn build_sandboxes(config: &Config, store: Arc<Store>) -> Result<SandboxService, DaemonError> {
+    let cgroups = CgroupManager::new(CgroupSettings::new(
+        config.cgroups.driver,
+        config.cgroups.root.clone(),
+    ))?;
+    // CNI results live under the root dir: host-local's leases in /var/lib/cni survive a
+    // reboot, so the records needed to release them must too.
+    let cni = CniManager::new(CniSettings::new(
+        &config.cni,
+        config.root_dir.join("cni").join("results"),
+    ));
+    Ok(SandboxService::new(
+        SandboxSettings {
+            state_dir: config.state_dir.clone(),
+            default_cgroup_parent: config.cgroups.default_parent.clone(),
+            host_resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            host_hosts: PathBuf::from("/etc/hosts"),
+        },
+        store,
+        Arc::new(cgroups),
+        Arc::new(cni),
+    ))
 }
 
 async fn wait_for_stop_signal() {

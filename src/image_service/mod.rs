@@ -8,3 +8,4 @@ pub mod digest;
 pub mod manifest;
 pub mod reference;
 pub mod registry;
+pub mod unpack;

@@ -23,6 +23,14 @@ pub use records::{
 };
 pub use registrar::{NameRegistrar, container_name_key, pod_name_key};
 
+/// Nanoseconds since the epoch: the timestamp unit of every record (and of CRI).
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// All durable records of the node plus the name reservations derived from them.
 #[derive(Debug)]
 pub struct Store {

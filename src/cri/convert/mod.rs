@@ -1,0 +1,5 @@
+//! Conversions between CRI messages and domain requests/records. Pure functions: they
+//! validate and translate, and never touch the system.
+
+pub mod pod;
+pub mod resources;

@@ -1,0 +1,147 @@
+//! Pod sandboxes: a pod's namespaces, cgroup, network and files, and their rollback.
+//!
+//! There is no pause process. A pod is its pinned namespaces (`namespaces`), its cgroup, its
+//! CNI attachment and its files (`files`), recorded in the store. `run`, `stop`, `remove` and
+//! `status` are the verbs; `run` is transactional (`rollback`).
+
+mod error;
+mod files;
+mod namespaces;
+mod remove;
+mod rollback;
+mod run;
+mod status;
+mod stop;
+mod sysctl;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use error::SandboxError;
+pub use status::PodFilter;
+
+use crate::cgroups::{CgroupManager, Resources};
+use crate::cni::CniManager;
+use crate::store::{
+    DnsConfig, KeyedLocks, NamespaceModes, ObjectMetadata, PodRecord, PortMapping, Store,
+};
+
+/// A validated `RunPodSandbox` request.
+#[derive(Debug, Clone, Default)]
+pub struct PodSpec {
+    /// Kubernetes identity.
+    pub metadata: ObjectMetadata,
+    /// Hostname (defaults to the pod name when empty).
+    pub hostname: String,
+    /// Where kubelet wants container logs.
+    pub log_directory: String,
+    /// DNS config; `None` copies the node's resolv.conf.
+    pub dns: Option<DnsConfig>,
+    /// Published ports.
+    pub port_mappings: Vec<PortMapping>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Parent cgroup (cgroupfs path or systemd slice); empty for the configured default.
+    pub cgroup_parent: String,
+    /// Namespace options.
+    pub namespaces: NamespaceModes,
+    /// Sysctls.
+    pub sysctls: BTreeMap<String, String>,
+    /// Whether containers may be privileged.
+    pub privileged: bool,
+    /// Pod overhead (runtime class).
+    pub overhead: Option<Resources>,
+    /// Sum of the containers' resources.
+    pub resources: Option<Resources>,
+    /// Runtime handler; `""` is the default.
+    pub runtime_handler: String,
+}
+
+/// Where the sandbox service keeps things and what it uses.
+#[derive(Debug, Clone)]
+pub struct SandboxSettings {
+    /// State dir; pods live under `<state_dir>/pods/<id>`.
+    pub state_dir: PathBuf,
+    /// Parent cgroup for pods that name none.
+    pub default_cgroup_parent: String,
+    /// The node's resolv.conf, copied for pods without DNS config.
+    pub host_resolv_conf: PathBuf,
+    /// The node's hosts file, copied for host-network pods.
+    pub host_hosts: PathBuf,
+}
+
+/// Runs and tears down pods.
+#[derive(Debug)]
+pub struct SandboxService {
+    store: Arc<Store>,
+    cgroups: Arc<CgroupManager>,
+    cni: Arc<CniManager>,
+    settings: SandboxSettings,
+    locks: KeyedLocks,
+}
+
+impl SandboxService {
+    /// A service over the node's store, cgroups and CNI.
+    pub fn new(
+        settings: SandboxSettings,
+        store: Arc<Store>,
+        cgroups: Arc<CgroupManager>,
+        cni: Arc<CniManager>,
+    ) -> Self {
+        Self {
+            store,
+            cgroups,
+            cni,
+            settings,
+            locks: KeyedLocks::default(),
+        }
+    }
+
+    /// Whether pod networking can work: a CNI config with every plugin present.
+    pub fn network_status(&self) -> Result<(), SandboxError> {
+        self.cni.status().map_err(|source| SandboxError::Network {
+            id: String::new(),
+            source,
+        })
+    }
+
+    /// The pod `id` names: a full id or a unique prefix.
+    pub fn find(&self, id: &str) -> Result<Option<Arc<PodRecord>>, SandboxError> {
+        if id.is_empty() {
+            return Err(SandboxError::InvalidConfig {
+                reason: "pod sandbox id is required".to_owned(),
+            });
+        }
+        if let Some(pod) = self.store.pods.get(id) {
+            return Ok(Some(pod));
+        }
+        let mut matches = self
+            .store
+            .pods
+            .list()
+            .into_iter()
+            .filter(|pod| pod.id.starts_with(id));
+        match (matches.next(), matches.next()) {
+            (Some(pod), None) => Ok(Some(pod)),
+            (None, _) => Ok(None),
+            (Some(_), Some(_)) => Err(SandboxError::InvalidConfig {
+                reason: format!("pod sandbox id prefix {id:?} is ambiguous"),
+            }),
+        }
+    }
+
+    /// The pod `id` names, or `NotFound`.
+    pub fn require(&self, id: &str) -> Result<Arc<PodRecord>, SandboxError> {
+        self.find(id)?
+            .ok_or_else(|| SandboxError::NotFound { id: id.to_owned() })
+    }
+}
+
+/// A fresh random 64-hex id.
+pub fn new_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}

@@ -1,0 +1,372 @@
+//! `RunPodSandbox`: reserve the name, then acquire each resource with its undo step pushed —
+//! pod dir and files, namespaces, /dev/shm, cgroup, network — and commit the record last.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use super::files::{self, PodFilesSpec};
+use super::namespaces::{self, NamespaceSetup};
+use super::rollback::Rollback;
+use super::{PodSpec, SandboxError, SandboxService, new_id, sysctl};
+use crate::cgroups::Resources;
+use crate::cni::PodNetwork;
+use crate::executor::sys::NewNamespaces;
+use crate::store::{NamespaceMode, PodRecord, PodState, pod_name_key};
+
+impl SandboxService {
+    /// Runs a pod and returns its id. On failure everything acquired so far is released.
+    pub async fn run(&self, spec: PodSpec) -> Result<String, SandboxError> {
+        if !spec.runtime_handler.is_empty() {
+            return Err(SandboxError::UnknownHandler {
+                handler: spec.runtime_handler.clone(),
+            });
+        }
+        let own_network = spec.namespaces.network != NamespaceMode::Node;
+        let own_ipc = spec.namespaces.ipc != NamespaceMode::Node;
+        let sysctls = sysctl::validate(&spec.sysctls, own_network, own_ipc)
+            .map_err(|reason| SandboxError::InvalidConfig { reason })?;
+        let hostname = pod_hostname(&spec)?;
+        let id = new_id();
+        if spec.namespaces.pid == NamespaceMode::Pod {
+            tracing::debug!(pod = %id, "shared pid namespace is set up with the first container");
+        }
+
+        let name_key = pod_name_key(
+            &spec.metadata.name,
+            &spec.metadata.namespace,
+            &spec.metadata.uid,
+            spec.metadata.attempt,
+        );
+        self.store.pod_names.reserve(&name_key, &id)?;
+        let mut rollback = Rollback::default();
+        {
+            let store = Arc::clone(&self.store);
+            let (name_key, id) = (name_key.clone(), id.clone());
+            rollback.push("release name", move || {
+                store.pod_names.release(&name_key, &id);
+                Ok(())
+            });
+        }
+        let result = self
+            .acquire(
+                &id,
+                &name_key,
+                &spec,
+                hostname,
+                sysctls,
+                own_network,
+                own_ipc,
+                &mut rollback,
+            )
+            .await;
+        match result {
+            Ok(()) => {
+                rollback.commit();
+                Ok(id)
+            }
+            Err(err) => {
+                let failed = rollback.run();
+                if !failed.is_empty() {
+                    tracing::error!(pod = %id, steps = ?failed, "pod cleanup incomplete after failed run");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn acquire(
+        &self,
+        id: &str,
+        name_key: &str,
+        spec: &PodSpec,
+        hostname: String,
+        sysctls: Vec<sysctl::Sysctl>,
+        own_network: bool,
+        own_ipc: bool,
+        rollback: &mut Rollback,
+    ) -> Result<(), SandboxError> {
+        let io = |action: &'static str, path: &std::path::Path| {
+            let (id, path) = (id.to_owned(), path.to_owned());
+            move |source| SandboxError::Io {
+                id,
+                action,
+                path,
+                source,
+            }
+        };
+
+        // Pod directory and files.
+        let pod_dir = self.settings.state_dir.join("pods").join(id);
+        fs::create_dir_all(&pod_dir).map_err(io("create pod dir", &pod_dir))?;
+        fs::set_permissions(&pod_dir, fs::Permissions::from_mode(0o711))
+            .map_err(io("set mode of pod dir", &pod_dir))?;
+        {
+            let pod_dir = pod_dir.clone();
+            rollback.push("remove pod dir", move || {
+                fs::remove_dir_all(&pod_dir)
+                    .or_else(ignore_not_found)
+                    .map_err(|e| e.to_string())
+            });
+        }
+        files::write(
+            &pod_dir,
+            &PodFilesSpec {
+                hostname: &hostname,
+                dns: spec.dns.as_ref(),
+                host_network: !own_network,
+                host_resolv_conf: &self.settings.host_resolv_conf,
+                host_hosts: &self.settings.host_hosts,
+            },
+        )
+        .map_err(io("write pod files", &pod_dir))?;
+
+        // Namespaces (blocking work: a dedicated thread, off the async workers).
+        let setup = NamespaceSetup {
+            create: NewNamespaces {
+                net: own_network,
+                ipc: own_ipc,
+                uts: own_network,
+            },
+            hostname: hostname.clone(),
+            sysctls,
+        };
+        let ns_dir = pod_dir.clone();
+        let pinned = tokio::task::spawn_blocking(move || namespaces::create(&ns_dir, setup))
+            .await
+            .map_err(|err| SandboxError::Io {
+                id: id.to_owned(),
+                action: "join namespace task",
+                path: pod_dir.clone(),
+                source: std::io::Error::other(err.to_string()),
+            })?
+            .map_err(|source| SandboxError::Namespaces {
+                id: id.to_owned(),
+                source,
+            })?;
+        {
+            let pinned = pinned.clone();
+            rollback.push("unpin namespaces", move || {
+                namespaces::release(&pinned).map_err(|e| e.to_string())
+            });
+        }
+
+        // The pod's /dev/shm, unless it shares the node's IPC namespace.
+        let shm_path = if own_ipc {
+            let shm = files::mount_shm(&pod_dir).map_err(io("mount /dev/shm tmpfs", &pod_dir))?;
+            let unmount = shm.clone();
+            rollback.push("unmount shm", move || {
+                files::unmount_shm(&unmount).map_err(|e| e.to_string())
+            });
+            Some(shm)
+        } else {
+            None
+        };
+
+        // Pod cgroup.
+        let cgroup_error = |source| SandboxError::Cgroup {
+            id: id.to_owned(),
+            source,
+        };
+        let cgroup_path = self
+            .cgroups
+            .pod_cgroup_path(
+                &spec.cgroup_parent,
+                &self.settings.default_cgroup_parent,
+                id,
+            )
+            .map_err(|source| match source.kind() {
+                crate::error_kind::ErrorKind::InvalidArgument => SandboxError::InvalidConfig {
+                    reason: source.to_string(),
+                },
+                _ => cgroup_error(source),
+            })?;
+        let created = self.cgroups.create(&cgroup_path).map_err(cgroup_error)?;
+        {
+            let cgroups = Arc::clone(&self.cgroups);
+            let (path, created) = (cgroup_path.clone(), created.clone());
+            rollback.push("remove pod cgroup", move || {
+                cgroups.remove(&path, &created).map_err(|e| e.to_string())
+            });
+        }
+        if let Some(limits) = pod_limits(spec.overhead.as_ref(), spec.resources.as_ref()) {
+            self.cgroups
+                .apply(&cgroup_path, &limits)
+                .map_err(cgroup_error)?;
+        }
+
+        // Record first as not ready, so a crash during network setup leaves a record whose
+        // teardown the next start can finish.
+        let mut record = PodRecord {
+            id: id.to_owned(),
+            name_key: name_key.to_owned(),
+            metadata: spec.metadata.clone(),
+            state: PodState::NotReady,
+            created_at_ns: crate::store::now_ns(),
+            labels: spec.labels.clone(),
+            annotations: spec.annotations.clone(),
+            runtime_handler: spec.runtime_handler.clone(),
+            hostname,
+            log_directory: spec.log_directory.clone(),
+            dns: spec.dns.clone(),
+            port_mappings: spec.port_mappings.clone(),
+            namespaces: spec.namespaces.clone(),
+            sysctls: spec.sysctls.clone(),
+            privileged: spec.privileged,
+            cgroup_parent: spec.cgroup_parent.clone(),
+            cgroup_path: cgroup_path.as_str().to_owned(),
+            cgroup_created: created
+                .dirs()
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            pod_dir: pod_dir.display().to_string(),
+            netns_path: pinned.net.as_ref().map(|p| p.display().to_string()),
+            ipcns_path: pinned.ipc.as_ref().map(|p| p.display().to_string()),
+            utsns_path: pinned.uts.as_ref().map(|p| p.display().to_string()),
+            shm_path: shm_path.as_ref().map(|p| p.display().to_string()),
+            ip: None,
+            additional_ips: Vec::new(),
+            network_attached: false,
+        };
+
+        // Network.
+        if let Some(netns) = &pinned.net {
+            record.network_attached = true;
+            self.store.pods.put(record.clone())?;
+            {
+                let store = Arc::clone(&self.store);
+                let id = id.to_owned();
+                rollback.push("remove pod record", move || {
+                    store.pods.remove(&id).map_err(|e| e.to_string())
+                });
+            }
+            let network = PodNetwork {
+                pod_id: id.to_owned(),
+                name: spec.metadata.name.clone(),
+                namespace: spec.metadata.namespace.clone(),
+                uid: spec.metadata.uid.clone(),
+                netns_path: netns.clone(),
+                port_mappings: to_cni_ports(&spec.port_mappings),
+                dns: spec.dns.as_ref().map(to_cni_dns),
+                bandwidth: None,
+                ip_ranges: Vec::new(),
+            };
+            let status =
+                self.cni
+                    .setup(&network)
+                    .await
+                    .map_err(|source| SandboxError::Network {
+                        id: id.to_owned(),
+                        source,
+                    })?;
+            record.ip = status.primary_ip.map(|ip| ip.to_string());
+            record.additional_ips = status
+                .additional_ips
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+        }
+        record.state = PodState::Ready;
+        self.store.pods.put(record)?;
+        tracing::info!(pod = %id, name = %name_key, "pod sandbox running");
+        Ok(())
+    }
+}
+
+fn ignore_not_found(err: std::io::Error) -> std::io::Result<()> {
+    if err.kind() == std::io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
+/// The hostname: as requested, else the pod name; it must be a valid hostname.
+fn pod_hostname(spec: &PodSpec) -> Result<String, SandboxError> {
+    let hostname = if spec.hostname.is_empty() {
+        spec.metadata.name.clone()
+    } else {
+        spec.hostname.clone()
+    };
+    let valid = !hostname.is_empty()
+        && hostname.len() <= 64
+        && hostname
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !valid {
+        return Err(SandboxError::InvalidConfig {
+            reason: format!(
+                "hostname {hostname:?} is not a valid hostname (≤ 64 of [A-Za-z0-9.-])"
+            ),
+        });
+    }
+    Ok(hostname)
+}
+
+/// The pod cgroup's limits: the containers' sum plus the runtime class overhead.
+fn pod_limits(overhead: Option<&Resources>, resources: Option<&Resources>) -> Option<Resources> {
+    match (overhead, resources) {
+        (None, None) => None,
+        (Some(one), None) | (None, Some(one)) => Some(one.clone()),
+        (Some(overhead), Some(resources)) => {
+            let add = |a: Option<i64>, b: Option<i64>| match (a, b) {
+                (Some(a), Some(b)) if a > 0 && b > 0 => Some(a.saturating_add(b)),
+                (a, b) => a.filter(|v| *v > 0).or(b),
+            };
+            let mut sum = resources.clone();
+            sum.memory_limit = add(resources.memory_limit, overhead.memory_limit);
+            sum.cpu_quota = add(resources.cpu_quota, overhead.cpu_quota);
+            sum.cpu_shares = match (resources.cpu_shares, overhead.cpu_shares) {
+                (Some(a), Some(b)) => Some(a.saturating_add(b)),
+                (a, b) => a.or(b),
+            };
+            Some(sum)
+        }
+    }
+}
+
+/// Ports as CNI's `portMappings` capability wants them; unpublished ports (host port 0) are
+/// not passed (validation already bounded both ports to 0..=65535).
+fn to_cni_ports(ports: &[crate::store::PortMapping]) -> Vec<crate::cni::PortMapping> {
+    ports
+        .iter()
+        .filter_map(|port| {
+            let host_port = u16::try_from(port.host_port).ok().filter(|p| *p > 0)?;
+            let container_port = u16::try_from(port.container_port).ok()?;
+            Some(crate::cni::PortMapping {
+                protocol: match port.protocol {
+                    crate::store::Protocol::Tcp => crate::cni::Protocol::Tcp,
+                    crate::store::Protocol::Udp => crate::cni::Protocol::Udp,
+                    crate::store::Protocol::Sctp => crate::cni::Protocol::Sctp,
+                },
+                container_port,
+                host_port,
+                host_ip: port.host_ip.clone(),
+            })
+        })
+        .collect()
+}
+
+fn to_cni_dns(dns: &crate::store::DnsConfig) -> crate::cni::Dns {
+    crate::cni::Dns {
+        servers: dns.servers.clone(),
+        searches: dns.searches.clone(),
+        options: dns.options.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostname_defaults_to_pod_name_and_is_validated() {
+        let mut spec = PodSpec::default();
+        spec.metadata.name = "web-0".to_owned();
+        assert_eq!(pod_hostname(&spec).unwrap(), "web-0");
+        spec.hostname = "bad host".to_owned();
+        assert!(pod_hostname(&spec).is_err());
+    }
+}

@@ -1,0 +1,55 @@
+//! `StopPodSandbox`: detach the pod from the network and release its network namespace.
+//! Repeatable; an unknown pod succeeds. A teardown that fails leaves the record saying so, and
+//! the next Stop or Remove retries it.
+
+use std::path::Path;
+
+use super::namespaces;
+use super::{SandboxError, SandboxService};
+use crate::store::{PodRecord, PodState};
+
+impl SandboxService {
+    /// Stops the pod `id` names.
+    pub async fn stop(&self, id: &str) -> Result<(), SandboxError> {
+        let Some(pod) = self.find(id)? else {
+            return Ok(());
+        };
+        let _guard = self.locks.lock(&pod.id).await;
+        self.stop_locked(&pod.id).await
+    }
+
+    /// Stops a pod whose lock the caller holds.
+    pub(super) async fn stop_locked(&self, id: &str) -> Result<(), SandboxError> {
+        let Some(pod) = self.store.pods.get(id) else {
+            return Ok(());
+        };
+        let mut record: PodRecord = (*pod).clone();
+        if record.network_attached {
+            self.cni
+                .teardown(&record.id)
+                .await
+                .map_err(|source| SandboxError::Network {
+                    id: record.id.clone(),
+                    source,
+                })?;
+            record.network_attached = false;
+            record.ip = None;
+            record.additional_ips.clear();
+            self.store.pods.put(record.clone())?;
+        }
+        // The network namespace is not needed by a stopped pod; freeing it now releases its
+        // interfaces and sockets at once (containerd does the same).
+        if let Some(netns) = record.netns_path.take() {
+            namespaces::unpin(Path::new(&netns)).map_err(|source| SandboxError::Namespaces {
+                id: record.id.clone(),
+                source,
+            })?;
+        }
+        if record.state != PodState::NotReady || pod.netns_path.is_some() {
+            record.state = PodState::NotReady;
+            self.store.pods.put(record)?;
+            tracing::info!(pod = %id, "pod sandbox stopped");
+        }
+        Ok(())
+    }
+}

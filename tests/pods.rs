@@ -1,0 +1,465 @@
+//! Root integration tests of pod sandboxes: pinned namespaces, pod files, the pod cgroup,
+//! sysctls and CNI networking with Debian's plugins (bridge + host-local + portmap), all
+//! inside the test node's network namespace.
+
+mod support;
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use carrack::proto;
+use support::node::Node;
+use support::{netns, skip_unless_root};
+use tonic::Code;
+
+/// Writes a bridge + host-local + portmap conflist for the node, with IPAM state in the
+/// node's temp dir so tests never share leases.
+fn write_bridge_conflist(node: &Node) -> PathBuf {
+    let ipam_dir = node.base_dir().join("cni").join("ipam");
+    fs::create_dir_all(node.cni_conf_dir()).expect("cni conf dir");
+    let conflist = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "carrack-test",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": "cr0",
+                "isGateway": true,
+                "ipMasq": false,
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": ipam_dir,
+                    "ranges": [[{"subnet": "10.99.0.0/24"}]],
+                    "routes": [{"dst": "0.0.0.0/0"}]
+                }
+            },
+            {"type": "portmap", "capabilities": {"portMappings": true}}
+        ]
+    });
+    fs::write(
+        node.cni_conf_dir().join("10-carrack-test.conflist"),
+        serde_json::to_vec_pretty(&conflist).expect("json"),
+    )
+    .expect("write conflist");
+    ipam_dir
+}
+
+fn pod_config(name: &str) -> proto::PodSandboxConfig {
+    proto::PodSandboxConfig {
+        metadata: Some(proto::PodSandboxMetadata {
+            name: name.to_owned(),
+            uid: format!("uid-{name}"),
+            namespace: "default".to_owned(),
+            attempt: 0,
+        }),
+        hostname: format!("{name}-host"),
+        dns_config: Some(proto::DnsConfig {
+            servers: vec!["10.96.0.10".to_owned()],
+            searches: vec!["default.svc.cluster.local".to_owned()],
+            options: vec!["ndots:5".to_owned()],
+        }),
+        labels: HashMap::from([("app".to_owned(), name.to_owned())]),
+        linux: Some(proto::LinuxPodSandboxConfig {
+            sysctls: HashMap::from([("kernel.shm_rmid_forced".to_owned(), "1".to_owned())]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn run_request(config: proto::PodSandboxConfig) -> proto::RunPodSandboxRequest {
+    proto::RunPodSandboxRequest {
+        config: Some(config),
+        runtime_handler: String::new(),
+    }
+}
+
+async fn verbose_status(
+    cri: &mut support::client::CriClient,
+    id: &str,
+) -> (proto::PodSandboxStatus, serde_json::Value) {
+    let reply = cri
+        .runtime
+        .pod_sandbox_status(proto::PodSandboxStatusRequest {
+            pod_sandbox_id: id.to_owned(),
+            verbose: true,
+        })
+        .await
+        .expect("PodSandboxStatus")
+        .into_inner();
+    let info = serde_json::from_str(&reply.info["info"]).expect("verbose info json");
+    (reply.status.expect("status"), info)
+}
+
+/// Reads a file from inside a pinned namespace's view (net or ipc sysctls).
+fn read_in_netns(netns_pin: &Path, path: &str) -> String {
+    let path = path.to_owned();
+    netns::run_in(netns_pin, move || fs::read_to_string(path))
+        .expect("enter pod netns")
+        .expect("read in pod netns")
+}
+
+fn leased_ips(ipam_dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(ipam_dir.join("carrack-test")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.parse::<std::net::IpAddr>().is_ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_lifecycle_with_network_files_cgroup_and_sysctls() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    let ipam_dir = write_bridge_conflist(&node);
+    let mut cri = node.cri().await;
+
+    let status = cri
+        .runtime
+        .status(proto::StatusRequest { verbose: false })
+        .await
+        .expect("Status")
+        .into_inner();
+    let network = status
+        .status
+        .expect("conditions")
+        .conditions
+        .into_iter()
+        .find(|c| c.r#type == "NetworkReady")
+        .expect("NetworkReady");
+    assert!(network.status, "NetworkReady: {network:?}");
+
+    let id = cri
+        .runtime
+        .run_pod_sandbox(run_request(pod_config("web")))
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    assert_eq!(id.len(), 64);
+
+    let (status, info) = verbose_status(&mut cri, &id).await;
+    assert_eq!(status.state, proto::PodSandboxState::SandboxReady as i32);
+    let ip = status.network.expect("network").ip;
+    assert!(ip.starts_with("10.99.0."), "pod ip {ip:?}");
+    assert_eq!(leased_ips(&ipam_dir), vec![ip.clone()]);
+
+    // Pod files.
+    let pod_dir = PathBuf::from(info["podDir"].as_str().expect("podDir"));
+    assert_eq!(
+        fs::read_to_string(pod_dir.join("hostname")).unwrap(),
+        "web-host\n"
+    );
+    let resolv = fs::read_to_string(pod_dir.join("resolv.conf")).unwrap();
+    assert!(resolv.contains("nameserver 10.96.0.10"), "{resolv}");
+    assert!(resolv.contains("options ndots:5"), "{resolv}");
+    let shm = PathBuf::from(info["shm"].as_str().expect("shm"));
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        mounts.contains(&format!(" {} ", shm.display())),
+        "shm tmpfs not mounted"
+    );
+
+    // Namespaces: the pod's netns has the default unprivileged-port sysctl and eth0 with the IP.
+    let netns_pin = PathBuf::from(info["netns"].as_str().expect("netns"));
+    assert_eq!(
+        read_in_netns(&netns_pin, "/proc/sys/net/ipv4/ip_unprivileged_port_start").trim(),
+        "0"
+    );
+    let host_rmid = fs::read_to_string("/proc/sys/kernel/shm_rmid_forced").unwrap();
+    assert_eq!(host_rmid.trim(), "0", "host sysctl must be untouched");
+
+    // The pod cgroup sits under the node's cgroup parent.
+    let cgroup_path = info["cgroupPath"].as_str().expect("cgroupPath").to_owned();
+    assert!(
+        cgroup_path.starts_with(&node.cgroup_parent()),
+        "{cgroup_path}"
+    );
+    let memory_cgroup = PathBuf::from(format!("/sys/fs/cgroup/memory{cgroup_path}"));
+    assert!(memory_cgroup.is_dir(), "{}", memory_cgroup.display());
+
+    // A duplicate name is refused, naming the holder.
+    let duplicate = cri
+        .runtime
+        .run_pod_sandbox(run_request(pod_config("web")))
+        .await
+        .expect_err("duplicate name");
+    assert_eq!(duplicate.code(), Code::AlreadyExists);
+    assert!(duplicate.message().contains(&id), "{}", duplicate.message());
+
+    // List with filters.
+    let listed = cri
+        .runtime
+        .list_pod_sandbox(proto::ListPodSandboxRequest {
+            filter: Some(proto::PodSandboxFilter {
+                label_selector: HashMap::from([("app".to_owned(), "web".to_owned())]),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("ListPodSandbox")
+        .into_inner()
+        .items;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, id);
+
+    // Stop releases the IP and the netns; it is repeatable.
+    for _ in 0..2 {
+        cri.runtime
+            .stop_pod_sandbox(proto::StopPodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await
+            .expect("StopPodSandbox");
+    }
+    let (status, _) = verbose_status(&mut cri, &id).await;
+    assert_eq!(status.state, proto::PodSandboxState::SandboxNotready as i32);
+    assert!(leased_ips(&ipam_dir).is_empty(), "IP leaked after stop");
+    assert!(!netns_pin.exists(), "netns pin left after stop");
+
+    // Remove releases everything; it is repeatable, and unknown ids succeed.
+    for pod in [id.as_str(), id.as_str(), "0123456789abcdef"] {
+        cri.runtime
+            .remove_pod_sandbox(proto::RemovePodSandboxRequest {
+                pod_sandbox_id: pod.to_owned(),
+            })
+            .await
+            .expect("RemovePodSandbox");
+    }
+    assert!(!pod_dir.exists(), "pod dir left after remove");
+    assert!(!memory_cgroup.exists(), "pod cgroup left after remove");
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&id), "a mount of the pod is left");
+    let gone = cri
+        .runtime
+        .pod_sandbox_status(proto::PodSandboxStatusRequest {
+            pod_sandbox_id: id.clone(),
+            verbose: false,
+        })
+        .await
+        .expect_err("status of removed pod");
+    assert_eq!(gone.code(), Code::NotFound);
+
+    // The name is free again.
+    let again = cri
+        .runtime
+        .run_pod_sandbox(run_request(pod_config("web")))
+        .await
+        .expect("RunPodSandbox after remove")
+        .into_inner()
+        .pod_sandbox_id;
+    cri.runtime
+        .remove_pod_sandbox(proto::RemovePodSandboxRequest {
+            pod_sandbox_id: again,
+        })
+        .await
+        .expect("RemovePodSandbox");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_pods_reach_each_other_over_the_bridge() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    write_bridge_conflist(&node);
+    let mut cri = node.cri().await;
+    let mut pods = Vec::new();
+    for name in ["a", "b"] {
+        let id = cri
+            .runtime
+            .run_pod_sandbox(run_request(pod_config(name)))
+            .await
+            .expect("RunPodSandbox")
+            .into_inner()
+            .pod_sandbox_id;
+        let (status, info) = verbose_status(&mut cri, &id).await;
+        let netns_pin = PathBuf::from(info["netns"].as_str().expect("netns"));
+        pods.push((id, status.network.expect("network").ip, netns_pin));
+    }
+    let (server_ip, server_ns) = (pods[0].1.clone(), pods[0].2.clone());
+    let client_ns = pods[1].2.clone();
+    let listener = netns::run_in(&server_ns, move || {
+        std::net::TcpListener::bind(format!("{server_ip}:8080"))
+    })
+    .expect("enter pod a")
+    .expect("listen in pod a");
+    let target = format!("{}:8080", pods[0].1);
+    let connected = netns::run_in(&client_ns, move || {
+        std::net::TcpStream::connect_timeout(
+            &target.parse().expect("addr"),
+            std::time::Duration::from_secs(5),
+        )
+    })
+    .expect("enter pod b");
+    connected.expect("pod b reaches pod a");
+    drop(listener);
+    for (id, _, _) in pods {
+        cri.runtime
+            .remove_pod_sandbox(proto::RemovePodSandboxRequest { pod_sandbox_id: id })
+            .await
+            .expect("RemovePodSandbox");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_network_pod_has_no_netns_and_no_ip() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    write_bridge_conflist(&node);
+    let mut cri = node.cri().await;
+    let mut config = pod_config("hostnet");
+    config.linux = Some(proto::LinuxPodSandboxConfig {
+        security_context: Some(proto::LinuxSandboxSecurityContext {
+            namespace_options: Some(proto::NamespaceOption {
+                network: proto::NamespaceMode::Node.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = cri
+        .runtime
+        .run_pod_sandbox(run_request(config))
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    let (status, info) = verbose_status(&mut cri, &id).await;
+    assert_eq!(status.network.expect("network").ip, "");
+    assert!(info["netns"].is_null());
+    let pod_dir = PathBuf::from(info["podDir"].as_str().expect("podDir"));
+    assert!(
+        pod_dir.join("hosts").exists(),
+        "host-network pods get a hosts file"
+    );
+    cri.runtime
+        .remove_pod_sandbox(proto::RemovePodSandboxRequest { pod_sandbox_id: id })
+        .await
+        .expect("RemovePodSandbox");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_sysctls_and_handlers_are_refused_leaving_nothing() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    write_bridge_conflist(&node);
+    let mut cri = node.cri().await;
+    for (name, value) in [
+        ("kernel.core_pattern", "|/tmp/evil"),
+        ("net.ipv4.ip_forward", "1\nkernel.core_pattern=|/tmp/evil"),
+        ("net/../kernel/hostname", "x"),
+    ] {
+        let mut config = pod_config("bad");
+        config.linux = Some(proto::LinuxPodSandboxConfig {
+            sysctls: HashMap::from([(name.to_owned(), value.to_owned())]),
+            ..Default::default()
+        });
+        let err = cri
+            .runtime
+            .run_pod_sandbox(run_request(config))
+            .await
+            .expect_err("bad sysctl");
+        assert_eq!(err.code(), Code::InvalidArgument, "{name}: {err:?}");
+    }
+    let err = cri
+        .runtime
+        .run_pod_sandbox(proto::RunPodSandboxRequest {
+            config: Some(pod_config("handler")),
+            runtime_handler: "kata".to_owned(),
+        })
+        .await
+        .expect_err("unknown handler");
+    assert_eq!(err.code(), Code::NotFound);
+    assert!(err.message().contains("kata"));
+    let pods_dir = node.state_dir().join("pods");
+    let left: Vec<_> = fs::read_dir(&pods_dir)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_cni_plugin_leaves_no_netns_cgroup_or_ip_behind() {
+    if !skip_unless_root() {
+        return;
+    }
+    // A chained plugin that always fails, after bridge + host-local succeeded.
+    let bin_dir = tempfile::tempdir().expect("plugin dir");
+    let failer = bin_dir.path().join("failer");
+    fs::write(
+        &failer,
+        "#!/bin/sh\nif [ \"$CNI_COMMAND\" = ADD ]; then echo '{\"code\":11,\"msg\":\"injected failure\"}'; exit 1; fi\nexit 0\n",
+    )
+    .unwrap();
+    fs::set_permissions(&failer, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let restarted = Node::builder()
+        .config(&format!(
+            "[cni]\nbin_dirs = [\"/usr/lib/cni\", \"{}\"]\n",
+            bin_dir.path().display()
+        ))
+        .start();
+    let ipam_dir = write_bridge_conflist(&restarted);
+    let conflist_path = restarted.cni_conf_dir().join("10-carrack-test.conflist");
+    let mut conflist: serde_json::Value =
+        serde_json::from_slice(&fs::read(&conflist_path).unwrap()).unwrap();
+    conflist["plugins"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"type": "failer"}));
+    fs::write(&conflist_path, serde_json::to_vec(&conflist).unwrap()).unwrap();
+    let mut cri = restarted.cri().await;
+
+    let err = cri
+        .runtime
+        .run_pod_sandbox(run_request(pod_config("doomed")))
+        .await
+        .expect_err("CNI failure");
+    assert!(
+        err.message().contains("injected failure"),
+        "{}",
+        err.message()
+    );
+    assert!(leased_ips(&ipam_dir).is_empty(), "IP leaked");
+    let pods_dir = restarted.state_dir().join("pods");
+    let left: Vec<_> = fs::read_dir(&pods_dir)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "pod files left: {left:?}");
+    let cgroups = PathBuf::from(format!(
+        "/sys/fs/cgroup/memory{}",
+        restarted.cgroup_parent()
+    ));
+    let cgroup_children: Vec<_> = fs::read_dir(&cgroups)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        cgroup_children.is_empty(),
+        "pod cgroup left: {cgroup_children:?}"
+    );
+    let listed = cri
+        .runtime
+        .list_pod_sandbox(proto::ListPodSandboxRequest::default())
+        .await
+        .expect("ListPodSandbox")
+        .into_inner()
+        .items;
+    assert!(listed.is_empty(), "a record is left: {listed:?}");
+}
