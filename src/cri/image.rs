@@ -1,22 +1,118 @@
-//! The ImageService adapter. Pulling and managing images is the image issue's work; until it
-//! lands every RPC answers `UNIMPLEMENTED` naming itself.
+//! The ImageService adapter: validates requests, calls the image service, converts back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{ResponseStream, not_built};
+use super::ResponseStream;
+use super::instrument;
+use super::not_built;
+use crate::image_service::registry::Credentials;
+use crate::image_service::{FsUsage, ImageService};
 use crate::proto;
+use crate::store::ImageRecord;
 
 /// Serves `runtime.v1.ImageService`.
-#[derive(Debug, Clone, Default)]
-pub struct ImageServer {}
+#[derive(Debug, Clone)]
+pub struct ImageServer {
+    images: Arc<ImageService>,
+}
+
+impl ImageServer {
+    /// A server over the node's image service.
+    pub fn new(images: Arc<ImageService>) -> Self {
+        Self { images }
+    }
+}
+
+/// The image name of a request, which must be present.
+fn requested_image(spec: Option<&proto::ImageSpec>) -> Result<&str, Status> {
+    spec.map(|spec| spec.image.trim())
+        .filter(|image| !image.is_empty())
+        .ok_or_else(|| Status::invalid_argument("image name is required (ImageSpec.image)"))
+}
+
+/// CRI credentials as the registry client takes them; `None` when the request has none.
+fn credentials(auth: Option<&proto::AuthConfig>) -> Option<Credentials> {
+    let auth = auth?;
+    Credentials::from_auth_config(
+        &auth.username,
+        &auth.password,
+        &auth.auth,
+        &auth.server_address,
+        &auth.identity_token,
+        &auth.registry_token,
+    )
+}
+
+fn to_proto_image(image: &ImageRecord) -> proto::Image {
+    proto::Image {
+        id: image.id.clone(),
+        repo_tags: image.repo_tags.clone(),
+        repo_digests: image.repo_digests.clone(),
+        size: image.size,
+        uid: image.uid.map(|value| proto::Int64Value { value }),
+        username: image.username.clone(),
+        spec: Some(proto::ImageSpec {
+            image: image.id.clone(),
+            ..proto::ImageSpec::default()
+        }),
+        pinned: image.pinned,
+    }
+}
+
+fn to_proto_usage(usage: &FsUsage, timestamp: i64) -> proto::FilesystemUsage {
+    proto::FilesystemUsage {
+        timestamp,
+        fs_id: Some(proto::FilesystemIdentifier {
+            mountpoint: usage.mountpoint.display().to_string(),
+        }),
+        used_bytes: Some(proto::UInt64Value {
+            value: usage.used_bytes,
+        }),
+        inodes_used: Some(proto::UInt64Value {
+            value: usage.inodes_used,
+        }),
+    }
+}
+
+impl ImageServer {
+    fn verbose_info(&self, image: &ImageRecord) -> Result<HashMap<String, String>, Status> {
+        let config = self
+            .images
+            .config_of(image)?
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .unwrap_or(serde_json::Value::Null);
+        let info = serde_json::json!({
+            "id": image.id,
+            "manifestDigest": image.manifest_digest,
+            "chainIDs": image.chain_ids,
+            "imageSpec": config,
+        });
+        Ok(HashMap::from([("info".to_owned(), info.to_string())]))
+    }
+}
 
 #[tonic::async_trait]
 impl proto::image_service_server::ImageService for ImageServer {
     async fn list_images(
         &self,
-        _request: Request<proto::ListImagesRequest>,
+        request: Request<proto::ListImagesRequest>,
     ) -> Result<Response<proto::ListImagesResponse>, Status> {
-        not_built("ListImages").await
+        let filter = request
+            .into_inner()
+            .filter
+            .and_then(|filter| filter.image)
+            .map(|spec| spec.image);
+        let span = tracing::info_span!("cri.ListImages", filter = filter.as_deref().unwrap_or(""));
+        instrument::rpc(span, async {
+            let images = self.images.list(filter.as_deref())?;
+            Ok(proto::ListImagesResponse {
+                images: images.iter().map(|image| to_proto_image(image)).collect(),
+            })
+        })
+        .await
     }
 
     type StreamImagesStream = ResponseStream<proto::StreamImagesResponse>;
@@ -30,29 +126,75 @@ impl proto::image_service_server::ImageService for ImageServer {
 
     async fn image_status(
         &self,
-        _request: Request<proto::ImageStatusRequest>,
+        request: Request<proto::ImageStatusRequest>,
     ) -> Result<Response<proto::ImageStatusResponse>, Status> {
-        not_built("ImageStatus").await
+        let request = request.into_inner();
+        let name = requested_image(request.image.as_ref())?.to_owned();
+        let span = tracing::info_span!("cri.ImageStatus", image = %name);
+        instrument::rpc(span, async {
+            let Some(image) = self.images.status(&name)? else {
+                return Ok(proto::ImageStatusResponse::default());
+            };
+            let info = if request.verbose {
+                self.verbose_info(&image)?
+            } else {
+                HashMap::new()
+            };
+            Ok(proto::ImageStatusResponse {
+                image: Some(to_proto_image(&image)),
+                info,
+            })
+        })
+        .await
     }
 
     async fn pull_image(
         &self,
-        _request: Request<proto::PullImageRequest>,
+        request: Request<proto::PullImageRequest>,
     ) -> Result<Response<proto::PullImageResponse>, Status> {
-        not_built("PullImage").await
+        let request = request.into_inner();
+        let name = requested_image(request.image.as_ref())?.to_owned();
+        let credentials = credentials(request.auth.as_ref());
+        let span = tracing::info_span!("cri.PullImage", image = %name);
+        instrument::rpc(span, async {
+            let image_ref = self.images.pull(&name, credentials).await?;
+            Ok(proto::PullImageResponse { image_ref })
+        })
+        .await
     }
 
     async fn remove_image(
         &self,
-        _request: Request<proto::RemoveImageRequest>,
+        request: Request<proto::RemoveImageRequest>,
     ) -> Result<Response<proto::RemoveImageResponse>, Status> {
-        not_built("RemoveImage").await
+        let request = request.into_inner();
+        let name = requested_image(request.image.as_ref())?.to_owned();
+        let span = tracing::info_span!("cri.RemoveImage", image = %name);
+        instrument::rpc(span, async {
+            self.images.remove(&name).await?;
+            Ok(proto::RemoveImageResponse {})
+        })
+        .await
     }
 
     async fn image_fs_info(
         &self,
         _request: Request<proto::ImageFsInfoRequest>,
     ) -> Result<Response<proto::ImageFsInfoResponse>, Status> {
-        not_built("ImageFsInfo").await
+        let span = tracing::info_span!("cri.ImageFsInfo");
+        instrument::rpc(span, async {
+            let images = Arc::clone(&self.images);
+            let (image_fs, container_fs) = tokio::task::spawn_blocking(move || images.fs_usage())
+                .await
+                .map_err(|err| {
+                    Status::internal(format!("filesystem usage task failed: {err}"))
+                })??;
+            let now = crate::store::now_ns();
+            Ok(proto::ImageFsInfoResponse {
+                image_filesystems: vec![to_proto_usage(&image_fs, now)],
+                container_filesystems: vec![to_proto_usage(&container_fs, now)],
+            })
+        })
+        .await
     }
 }

@@ -7,6 +7,7 @@ use tonic::{Code, Status};
 
 use crate::config::ConfigError;
 use crate::error_kind::ErrorKind;
+use crate::image_service::ImageError;
 use crate::sandbox::SandboxError;
 use crate::store::StoreError;
 
@@ -34,6 +35,12 @@ pub fn not_built(rpc: &str) -> Status {
 
 impl From<StoreError> for Status {
     fn from(err: StoreError) -> Self {
+        Status::new(code_for(err.kind()), err.to_string())
+    }
+}
+
+impl From<ImageError> for Status {
+    fn from(err: ImageError) -> Self {
         Status::new(code_for(err.kind()), err.to_string())
     }
 }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use crate::cgroups::CgroupError;
 use crate::config::ConfigError;
 use crate::error_kind::ErrorKind;
+use crate::image_service::ImageError;
+use crate::snapshot::SnapshotError;
 use crate::store::StoreError;
 
 /// A start-up or serving failure, naming the path involved.
@@ -48,6 +50,12 @@ pub enum DaemonError {
     /// The state store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The image service could not start.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// The snapshot directories are unusable.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
     /// The cgroup hierarchy is unusable.
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
@@ -73,6 +81,8 @@ impl DaemonError {
             }
             Self::Store(err) => err.kind(),
             Self::Cgroup(err) => err.kind(),
+            Self::Image(err) => err.kind(),
+            Self::Snapshot(err) => err.kind(),
             Self::Config(err) => err.kind(),
             Self::Io { .. } | Self::Serve { .. } => ErrorKind::Internal,
         }

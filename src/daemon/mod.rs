@@ -27,9 +27,11 @@ use crate::config::Config;
 use crate::cri::image::ImageServer;
 use crate::cri::instrument;
 use crate::cri::runtime::RuntimeServer;
+use crate::image_service::ImageService;
 use crate::proto::image_service_server::ImageServiceServer;
 use crate::proto::runtime_service_server::RuntimeServiceServer;
 use crate::sandbox::{SandboxService, SandboxSettings};
+use crate::snapshot::Snapshotter;
 use crate::store::Store;
 
 /// How long in-flight RPCs may run after a stop signal.
@@ -65,7 +67,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let runtime = RuntimeServiceServer::new(RuntimeServer::new(Arc::clone(&config), sandboxes))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let image = ImageServiceServer::new(ImageServer::default())
+    let snapshots = Arc::new(Snapshotter::open(&config.root_dir)?);
+    let images = Arc::new(ImageService::new(&config, Arc::clone(&store), snapshots)?);
+    let image = ImageServiceServer::new(ImageServer::new(images))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
