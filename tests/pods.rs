@@ -463,3 +463,59 @@ async fn failing_cni_plugin_leaves_no_netns_cgroup_or_ip_behind() {
         .items;
     assert!(listed.is_empty(), "a record is left: {listed:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_pod_sandbox_resources_sets_the_pod_cgroup_limits() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    write_bridge_conflist(&node);
+    let mut cri = node.cri().await;
+    let id = cri
+        .runtime
+        .run_pod_sandbox(run_request(pod_config("limited")))
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    let (_, info) = verbose_status(&mut cri, &id).await;
+    let cgroup_path = info["cgroupPath"].as_str().expect("cgroupPath").to_owned();
+    cri.runtime
+        .update_pod_sandbox_resources(proto::UpdatePodSandboxResourcesRequest {
+            pod_sandbox_id: id.clone(),
+            overhead: Some(proto::LinuxContainerResources {
+                memory_limit_in_bytes: 16 << 20,
+                ..Default::default()
+            }),
+            resources: Some(proto::LinuxContainerResources {
+                memory_limit_in_bytes: 48 << 20,
+                cpu_shares: 512,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("UpdatePodSandboxResources");
+    let limit = fs::read_to_string(format!(
+        "/sys/fs/cgroup/memory{cgroup_path}/memory.limit_in_bytes"
+    ))
+    .expect("memory limit");
+    assert_eq!(
+        limit.trim(),
+        (64u64 << 20).to_string(),
+        "overhead + resources"
+    );
+    let unknown = cri
+        .runtime
+        .update_pod_sandbox_resources(proto::UpdatePodSandboxResourcesRequest {
+            pod_sandbox_id: "f".repeat(64),
+            ..Default::default()
+        })
+        .await
+        .expect_err("unknown pod");
+    assert_eq!(unknown.code(), Code::NotFound);
+    cri.runtime
+        .remove_pod_sandbox(proto::RemovePodSandboxRequest { pod_sandbox_id: id })
+        .await
+        .expect("RemovePodSandbox");
+}

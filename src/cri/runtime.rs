@@ -26,6 +26,8 @@ pub struct RuntimeServer {
     config: Arc<Config>,
     config_json: Arc<str>,
     sandboxes: Arc<SandboxService>,
+    /// The pod CIDR kubelet last sent with `UpdateRuntimeConfig`.
+    pod_cidr: Arc<std::sync::RwLock<String>>,
 }
 
 impl RuntimeServer {
@@ -37,6 +39,7 @@ impl RuntimeServer {
             config,
             config_json,
             sandboxes,
+            pod_cidr: Arc::default(),
         }
     }
 
@@ -62,6 +65,9 @@ impl RuntimeServer {
         let mut info = HashMap::new();
         if verbose {
             info.insert("config".to_owned(), self.config_json.to_string());
+            if let Ok(pod_cidr) = self.pod_cidr.read() {
+                info.insert("podCIDR".to_owned(), pod_cidr.clone());
+            }
         }
         Ok(proto::StatusResponse {
             status: Some(proto::RuntimeStatus { conditions }),
@@ -105,6 +111,25 @@ fn network_condition(status: Result<(), crate::sandbox::SandboxError>) -> proto:
         status: ready,
         reason,
         message,
+    }
+}
+
+/// An `address/prefix` pair, checked only for shape.
+struct CidrCheck;
+
+impl std::str::FromStr for CidrCheck {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, ()> {
+        for cidr in text.split(',') {
+            let (address, prefix) = cidr.trim().split_once('/').ok_or(())?;
+            let address: std::net::IpAddr = address.parse().map_err(drop)?;
+            let prefix: u8 = prefix.parse().map_err(drop)?;
+            if prefix > if address.is_ipv4() { 32 } else { 128 } {
+                return Err(());
+            }
+        }
+        Ok(CidrCheck)
     }
 }
 
@@ -364,9 +389,29 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
 
     async fn update_runtime_config(
         &self,
-        _request: Request<proto::UpdateRuntimeConfigRequest>,
+        request: Request<proto::UpdateRuntimeConfigRequest>,
     ) -> Result<Response<proto::UpdateRuntimeConfigResponse>, Status> {
-        not_built("UpdateRuntimeConfig").await
+        let pod_cidr = request
+            .into_inner()
+            .runtime_config
+            .and_then(|config| config.network_config)
+            .map(|network| network.pod_cidr)
+            .unwrap_or_default();
+        let span = tracing::info_span!("cri.UpdateRuntimeConfig", pod_cidr = %pod_cidr);
+        instrument::rpc(span, async {
+            // The CNI config on disk decides pod addresses (as with containerd without a conf
+            // template); the CIDR kubelet assigned is kept and shown in verbose Status.
+            if !pod_cidr.is_empty() && pod_cidr.parse::<CidrCheck>().is_err() {
+                return Err(Status::invalid_argument(format!(
+                    "pod_cidr {pod_cidr:?} is not an address/prefix"
+                )));
+            }
+            if let Ok(mut current) = self.pod_cidr.write() {
+                current.clone_from(&pod_cidr);
+            }
+            Ok(proto::UpdateRuntimeConfigResponse {})
+        })
+        .await
     }
 
     async fn status(
@@ -425,9 +470,27 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
     }
     async fn update_pod_sandbox_resources(
         &self,
-        _request: Request<proto::UpdatePodSandboxResourcesRequest>,
+        request: Request<proto::UpdatePodSandboxResourcesRequest>,
     ) -> Result<Response<proto::UpdatePodSandboxResourcesResponse>, Status> {
-        not_built("UpdatePodSandboxResources").await
+        let request = request.into_inner();
+        let span =
+            tracing::info_span!("cri.UpdatePodSandboxResources", pod_id = %request.pod_sandbox_id);
+        instrument::rpc(span, async {
+            required_id(&request.pod_sandbox_id, "pod_sandbox_id")?;
+            let overhead = request
+                .overhead
+                .as_ref()
+                .map(convert::resources::from_proto);
+            let resources = request
+                .resources
+                .as_ref()
+                .map(convert::resources::from_proto);
+            self.sandboxes
+                .update_resources(&request.pod_sandbox_id, overhead, resources)
+                .await?;
+            Ok(proto::UpdatePodSandboxResourcesResponse {})
+        })
+        .await
     }
 }
 
@@ -554,5 +617,34 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unimplemented);
         assert!(err.message().contains("CreateContainer"));
+    }
+
+    #[tokio::test]
+    async fn update_runtime_config_keeps_a_valid_pod_cidr() {
+        let server = server();
+        let request = |cidr: &str| {
+            Request::new(proto::UpdateRuntimeConfigRequest {
+                runtime_config: Some(proto::RuntimeConfig {
+                    network_config: Some(proto::NetworkConfig {
+                        pod_cidr: cidr.to_owned(),
+                    }),
+                }),
+            })
+        };
+        server
+            .update_runtime_config(request("10.244.1.0/24,fd00::/64"))
+            .await
+            .unwrap();
+        let err = server
+            .update_runtime_config(request("10.244.1.0/40"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        let reply = server
+            .status(Request::new(proto::StatusRequest { verbose: true }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(reply.info["podCIDR"], "10.244.1.0/24,fd00::/64");
     }
 }

@@ -13,6 +13,7 @@ mod run;
 mod status;
 mod stop;
 mod sysctl;
+mod update;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

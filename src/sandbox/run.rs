@@ -306,7 +306,10 @@ fn pod_hostname(spec: &PodSpec) -> Result<String, SandboxError> {
 }
 
 /// The pod cgroup's limits: the containers' sum plus the runtime class overhead.
-fn pod_limits(overhead: Option<&Resources>, resources: Option<&Resources>) -> Option<Resources> {
+pub(super) fn pod_limits(
+    overhead: Option<&Resources>,
+    resources: Option<&Resources>,
+) -> Option<Resources> {
     match (overhead, resources) {
         (None, None) => None,
         (Some(one), None) | (None, Some(one)) => Some(one.clone()),
