@@ -519,3 +519,37 @@ async fn update_pod_sandbox_resources_sets_the_pod_cgroup_limits() {
         .await
         .expect("RemovePodSandbox");
 }
+
+/// A crash between CNI ADD and the pod record (simulated: the record is deleted while the
+/// daemon is down) must not leak the pod's IP: the start-up pass runs the DEL.
+#[tokio::test(flavor = "multi_thread")]
+async fn interrupted_network_setup_is_torn_down_at_start() {
+    if !skip_unless_root() {
+        return;
+    }
+    let mut node = Node::start();
+    let ipam_dir = write_bridge_conflist(&node);
+    let id = {
+        let mut cri = node.cri().await;
+        cri.runtime
+            .run_pod_sandbox(run_request(pod_config("crashy")))
+            .await
+            .expect("RunPodSandbox")
+            .into_inner()
+            .pod_sandbox_id
+    };
+    assert_eq!(leased_ips(&ipam_dir).len(), 1);
+    node.kill_daemon().expect("SIGKILL daemon");
+    let record = node.root_dir().join("store").join("pods").join(format!("{id}.json"));
+    fs::remove_file(&record).expect("drop the pod record");
+    node.start_daemon().expect("restart daemon");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !leased_ips(&ipam_dir).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        leased_ips(&ipam_dir).is_empty(),
+        "the IP of the interrupted pod leaked\n{}",
+        node.daemon_log()
+    );
+}

@@ -62,6 +62,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     );
     let store = Arc::new(store);
     let sandboxes = Arc::new(build_sandboxes(&config, Arc::clone(&store))?);
+    let teardowns = tokio::spawn(retry_network_teardowns(Arc::clone(&sandboxes)));
 
     let listener = socket::bind(&config.socket_path)?;
     let runtime = RuntimeServiceServer::new(RuntimeServer::new(Arc::clone(&config), sandboxes))
@@ -117,6 +118,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         () = grace => Ok(()),
     };
     signals.abort();
+    teardowns.abort();
     // The socket is ours (we bound it); removing it tells clients at once that nobody serves.
     let _ = fs::remove_file(&config.socket_path);
     tracing::info!("carrack stopped");
@@ -147,6 +149,25 @@ fn build_sandboxes(config: &Config, store: Arc<Store>) -> Result<SandboxService,
         Arc::new(cgroups),
         Arc::new(cni),
     ))
+}
+
+/// How often cut-short network teardowns are retried after the pass at start.
+const TEARDOWN_RETRY_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Releases pod networks whose teardown a crash or a plugin failure cut short: once at start,
+/// then periodically until each DEL succeeded.
+async fn retry_network_teardowns(sandboxes: Arc<SandboxService>) {
+    loop {
+        let report = sandboxes.finish_pending_teardowns().await;
+        if report.released + report.failed > 0 {
+            tracing::info!(
+                released = report.released,
+                failed = report.failed,
+                "pending network teardowns"
+            );
+        }
+        tokio::time::sleep(TEARDOWN_RETRY_INTERVAL).await;
+    }
 }
 
 async fn wait_for_stop_signal() {

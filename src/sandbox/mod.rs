@@ -7,6 +7,7 @@
 mod error;
 mod files;
 mod namespaces;
+mod recover;
 mod remove;
 mod rollback;
 mod run;
@@ -20,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use error::SandboxError;
+pub use recover::TeardownReport;
 pub use status::PodFilter;
 
 use crate::cgroups::{CgroupManager, Resources};
