@@ -540,7 +540,11 @@ async fn interrupted_network_setup_is_torn_down_at_start() {
     };
     assert_eq!(leased_ips(&ipam_dir).len(), 1);
     node.kill_daemon().expect("SIGKILL daemon");
-    let record = node.root_dir().join("store").join("pods").join(format!("{id}.json"));
+    let record = node
+        .root_dir()
+        .join("store")
+        .join("pods")
+        .join(format!("{id}.json"));
     fs::remove_file(&record).expect("drop the pod record");
     node.start_daemon().expect("restart daemon");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
