@@ -16,7 +16,7 @@ fi
 bash deploy/packages.sh
 
 cargo build --release --locked
-install -m 0755 target/release/carrack /usr/local/bin/carrack
+install -m 0755 "${CARGO_TARGET_DIR:-target}/release/carrack" /usr/local/bin/carrack
 install -d -m 0755 /etc/carrack
 # The defaults are a working node; an existing config is the operator's and is kept.
 if [ ! -e /etc/carrack/config.toml ]; then
