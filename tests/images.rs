@@ -1,32 +1,70 @@
-//! Root integration tests of the ImageService: pulls through a mirror to the node's local
-//! registry, status by every kind of reference, listing, removal and garbage collection.
+//! Root integration tests of the ImageService, all through the CRI client against a real
+//! daemon and the node's local registry: pulls through mirrors, status by every kind of
+//! reference, listing, removal and garbage collection; and, in the modules below, the pull
+//! semantics critest checks, multi-platform indexes, registry auth, mirror fallback,
+//! concurrency, deadlines and stalls, hostile images and daemon restarts.
 
 mod support;
 
+#[path = "images/auth.rs"]
+mod auth;
+#[path = "images/concurrency.rs"]
+mod concurrency;
+#[path = "images/config.rs"]
+mod config;
+#[path = "images/deadlines.rs"]
+mod deadlines;
+#[path = "images/hostile.rs"]
+mod hostile;
+#[path = "images/mirrors.rs"]
+mod mirrors;
+#[path = "images/multi_arch.rs"]
+mod multi_arch;
+#[path = "images/references.rs"]
+mod references;
+#[path = "images/restart.rs"]
+mod restart;
+
+use std::path::PathBuf;
+
 use carrack::proto;
+use support::client::CriClient;
 use support::images;
 use support::node::Node;
 use support::skip_unless_root;
 use tonic::Code;
 
-fn spec(image: &str) -> Option<proto::ImageSpec> {
+/// An `ImageSpec` naming `image`.
+pub(crate) fn spec(image: &str) -> Option<proto::ImageSpec> {
     Some(proto::ImageSpec {
         image: image.to_owned(),
         ..Default::default()
     })
 }
 
-async fn pull(cri: &mut support::client::CriClient, image: &str) -> Result<String, tonic::Status> {
+/// `PullImage` without credentials; the image ref (id) on success.
+pub(crate) async fn pull(cri: &mut CriClient, image: &str) -> Result<String, tonic::Status> {
+    pull_with(cri, image, None).await
+}
+
+/// `PullImage` with `auth` as the request's credentials.
+pub(crate) async fn pull_with(
+    cri: &mut CriClient,
+    image: &str,
+    auth: Option<proto::AuthConfig>,
+) -> Result<String, tonic::Status> {
     cri.image
         .pull_image(proto::PullImageRequest {
             image: spec(image),
+            auth,
             ..Default::default()
         })
         .await
         .map(|reply| reply.into_inner().image_ref)
 }
 
-async fn status(cri: &mut support::client::CriClient, image: &str) -> Option<proto::Image> {
+/// `ImageStatus` (not verbose): the image, or `None` when the daemon has none.
+pub(crate) async fn status(cri: &mut CriClient, image: &str) -> Option<proto::Image> {
     cri.image
         .image_status(proto::ImageStatusRequest {
             image: spec(image),
@@ -36,6 +74,81 @@ async fn status(cri: &mut support::client::CriClient, image: &str) -> Option<pro
         .expect("ImageStatus")
         .into_inner()
         .image
+}
+
+/// `ImageStatus` with `verbose`: the image and the parsed `info["info"]` JSON.
+pub(crate) async fn status_verbose(
+    cri: &mut CriClient,
+    image: &str,
+) -> (Option<proto::Image>, serde_json::Value) {
+    let reply = cri
+        .image
+        .image_status(proto::ImageStatusRequest {
+            image: spec(image),
+            verbose: true,
+        })
+        .await
+        .expect("verbose ImageStatus")
+        .into_inner();
+    let info = reply
+        .info
+        .get("info")
+        .map(|text| serde_json::from_str(text).expect("info[\"info\"] is JSON"))
+        .unwrap_or(serde_json::Value::Null);
+    (reply.image, info)
+}
+
+/// Every image, as `ListImages` reports them.
+pub(crate) async fn list(cri: &mut CriClient) -> Vec<proto::Image> {
+    cri.image
+        .list_images(proto::ListImagesRequest::default())
+        .await
+        .expect("ListImages")
+        .into_inner()
+        .images
+}
+
+/// `RemoveImage`, which must succeed.
+pub(crate) async fn remove(cri: &mut CriClient, image: &str) {
+    cri.image
+        .remove_image(proto::RemoveImageRequest { image: spec(image) })
+        .await
+        .unwrap_or_else(|err| panic!("RemoveImage {image}: {err:?}"));
+}
+
+/// The committed layer directories under the daemon's root.
+pub(crate) fn layer_dirs(node: &Node) -> Vec<PathBuf> {
+    entries(&node.root_dir().join("snapshots").join("layers"))
+}
+
+/// What is left in the daemon's ingest directories (layers being unpacked,
+/// documents being written): empty whenever no pull runs.
+pub(crate) fn ingest_leftovers(node: &Node) -> Vec<PathBuf> {
+    let root = node.root_dir();
+    let mut left = entries(&root.join("snapshots").join("ingest"));
+    left.extend(entries(&root.join("content").join("ingest")));
+    left
+}
+
+fn entries(dir: &std::path::Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries.filter_map(Result::ok).map(|e| e.path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Asserts that `status` failed with `code` and a message containing every
+/// one of `fragments`.
+#[track_caller]
+pub(crate) fn assert_status(status: &tonic::Status, code: Code, fragments: &[&str]) {
+    assert_eq!(status.code(), code, "{status:?}");
+    for fragment in fragments {
+        assert!(
+            status.message().contains(fragment),
+            "error message lacks {fragment:?}: {}",
+            status.message()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -81,13 +194,7 @@ async fn pull_status_list_and_remove_through_a_mirror() {
         .await
         .expect("PullImage second name");
     assert_eq!(second, id);
-    let listed = cri
-        .image
-        .list_images(proto::ListImagesRequest::default())
-        .await
-        .expect("ListImages")
-        .into_inner()
-        .images;
+    let listed = list(&mut cri).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].repo_tags.len(), 2, "{:?}", listed[0].repo_tags);
 
@@ -109,20 +216,12 @@ async fn pull_status_list_and_remove_through_a_mirror() {
 
     // Removing by one name removes every tag; removal is idempotent.
     for _ in 0..2 {
-        cri.image
-            .remove_image(proto::RemoveImageRequest {
-                image: spec("busybox"),
-            })
-            .await
-            .expect("RemoveImage");
+        remove(&mut cri, "busybox").await;
     }
     assert!(status(&mut cri, &id).await.is_none());
-    let snapshots = node.root_dir().join("snapshots").join("layers");
-    let layers_left = std::fs::read_dir(&snapshots)
-        .map(|entries| entries.count())
-        .unwrap_or(0);
     assert_eq!(
-        layers_left, 0,
+        layer_dirs(&node),
+        Vec::<PathBuf>::new(),
         "layers left after the last image was removed"
     );
 }
@@ -167,10 +266,5 @@ async fn missing_images_and_bad_names_get_clear_errors() {
     let empty = pull(&mut cri, "").await.expect_err("empty name");
     assert_eq!(empty.code(), Code::InvalidArgument);
     // Removing what is not there succeeds.
-    cri.image
-        .remove_image(proto::RemoveImageRequest {
-            image: spec("carrack.test/nothing/here:1"),
-        })
-        .await
-        .expect("RemoveImage of an absent image");
+    remove(&mut cri, "carrack.test/nothing/here:1").await;
 }

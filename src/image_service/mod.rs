@@ -65,8 +65,24 @@ pub struct ImageService {
 }
 
 impl ImageService {
-    /// Builds the service over the node's store and snapshotter.
+    /// Builds the service over the node's store and snapshotter, and sweeps what an
+    /// interrupted pull left: layers and documents no image record names (a crash between a
+    /// layer's commit and the image record's leaves them). Nothing pulls yet, so nothing
+    /// in use can be taken.
     pub fn new(
+        config: &Config,
+        store: Arc<Store>,
+        snapshots: Arc<Snapshotter>,
+    ) -> Result<Self, ImageError> {
+        let service = Self::build(config, store, snapshots)?;
+        if let Err(err) = service.collect_garbage() {
+            // Not fatal: the next collection (after a removal) tries again.
+            tracing::warn!(error = %err, "collecting unreferenced image content at start failed");
+        }
+        Ok(service)
+    }
+
+    fn build(
         config: &Config,
         store: Arc<Store>,
         snapshots: Arc<Snapshotter>,

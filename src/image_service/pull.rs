@@ -16,7 +16,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{Semaphore, mpsc};
-use tokio::task::JoinSet;
 
 use super::ImageService;
 use super::digest::{Digest, HashingReader};
@@ -164,7 +163,9 @@ impl ImageService {
         credentials: Option<Credentials>,
     ) -> Result<(), ImageError> {
         let slots = Arc::new(Semaphore::new(self.max_concurrent_downloads));
-        let mut tasks = JoinSet::new();
+        // Plain spawned tasks, not a JoinSet: a JoinSet would abort the downloads when a client's
+        // deadline drops this future, and the retry would start over.
+        let mut tasks = Vec::with_capacity(manifest.layers.len());
         for (index, descriptor) in manifest.layers.iter().enumerate() {
             let job = LayerJob {
                 image: image.to_owned(),
@@ -177,15 +178,15 @@ impl ImageService {
             };
             let service = Arc::clone(self);
             let slots = Arc::clone(&slots);
-            tasks.spawn(async move {
+            tasks.push(tokio::spawn(async move {
                 // A closed semaphore cannot happen (we never close it); run unthrottled then.
                 let _slot = slots.acquire_owned().await.ok();
                 service.fetch_layer(job).await
-            });
+            }));
         }
         let mut first_error = None;
-        while let Some(joined) = tasks.join_next().await {
-            let result = joined.unwrap_or_else(|err| {
+        for task in tasks {
+            let result = task.await.unwrap_or_else(|err| {
                 Err(ImageError::Task {
                     image: image.to_owned(),
                     reason: err.to_string(),
@@ -274,11 +275,10 @@ impl ImageService {
         if let Some(err) = transfer_error {
             return Err(err);
         }
-        let unpacked = unpacked.map_err(|source| ImageError::Unpack {
-            image: job.image.clone(),
-            layer: job.descriptor.digest.clone(),
-            source: Box::new(source),
-        })?;
+        // The blob's size and digest are checked before the unpacker's verdict: bytes that
+        // are not the blob the manifest names make any unpack error a mere symptom (a
+        // flipped byte reads as a corrupt gzip stream), and the mismatch is the cause.
+        // The unpacker drains the stream even after a failure, so the digest covers it all.
         drained.map_err(|err| ImageError::LayerVerification {
             image: job.image.clone(),
             layer: job.descriptor.digest.clone(),
@@ -297,6 +297,11 @@ impl ImageService {
         if digest != job.descriptor.digest {
             return Err(verification(format!("blob digest is {digest}")));
         }
+        let unpacked = unpacked.map_err(|source| ImageError::Unpack {
+            image: job.image.clone(),
+            layer: job.descriptor.digest.clone(),
+            source: Box::new(source),
+        })?;
         if unpacked.diff_id != job.diff_id {
             return Err(verification(format!(
                 "uncompressed digest {} does not match the config's diff id {}",

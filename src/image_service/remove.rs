@@ -1,9 +1,10 @@
 //! Removing an image and collecting what no image needs any more.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::ImageService;
 use super::error::ImageError;
+use crate::snapshot::{LayerInfo, SnapshotError};
 
 impl ImageService {
     /// Removes the image `name` refers to, with all its tags. An unknown image succeeds
@@ -19,20 +20,45 @@ impl ImageService {
     }
 
     /// Deletes layers and documents that no image references and no pull holds. Runs under
-    /// the metadata lock, so no record can start referencing them meanwhile.
-    fn collect_garbage(&self) -> Result<(), ImageError> {
+    /// the metadata lock (or before the service serves anything), so no record can start
+    /// referencing them meanwhile.
+    ///
+    /// Layers go top-down, children before their parents, because the snapshotter keeps a
+    /// parent while a child names it. A layer a container still stacks is skipped, not an
+    /// error: the next collection after that container is gone takes it.
+    pub(super) fn collect_garbage(&self) -> Result<(), ImageError> {
         let images = self.store.images.list();
         let used_layers: HashSet<&str> = images
             .iter()
             .flat_map(|image| image.chain_ids.iter().map(String::as_str))
             .collect();
-        for layer in self.snapshots.list_layers() {
-            if !used_layers.contains(layer.chain_id.as_str())
-                && !self.leases.is_leased(&layer.chain_id)
-            {
-                self.snapshots.remove_layer(&layer.chain_id)?;
+        let layers = self.snapshots.list_layers();
+        let mut unused: Vec<&LayerInfo> = layers
+            .iter()
+            .filter(|layer| {
+                !used_layers.contains(layer.chain_id.as_str())
+                    && !self.leases.is_leased(&layer.chain_id)
+            })
+            .collect();
+        let depths = depths(&layers);
+        unused.sort_by_key(|layer| std::cmp::Reverse(depths.get(layer.chain_id.as_str())));
+        let mut first_error = None;
+        for layer in unused {
+            match self.snapshots.remove_layer(&layer.chain_id) {
+                Ok(_) => {}
+                Err(SnapshotError::LayerInUse { chain_id, user }) => {
+                    tracing::debug!(%chain_id, %user, "unreferenced layer still in use; kept");
+                }
+                Err(err) => {
+                    tracing::warn!(chain_id = %layer.chain_id, error = %err, "cannot remove layer");
+                    first_error.get_or_insert(err);
+                }
             }
         }
+        if let Some(err) = first_error {
+            return Err(err.into());
+        }
+
         let mut used_documents: HashSet<String> = HashSet::new();
         for image in &images {
             used_documents.insert(image.id.clone());
@@ -49,5 +75,62 @@ impl ImageService {
             }
         }
         Ok(())
+    }
+}
+
+/// Each layer's depth in its stack (a base layer is 1), by chain id. A layer whose parent
+/// is missing counts as a base.
+fn depths(layers: &[LayerInfo]) -> HashMap<&str, usize> {
+    let parents: HashMap<&str, Option<&str>> = layers
+        .iter()
+        .map(|layer| (layer.chain_id.as_str(), layer.parent.as_deref()))
+        .collect();
+    layers
+        .iter()
+        .map(|layer| {
+            let mut depth = 1;
+            let mut next = layer.parent.as_deref();
+            // Bounded by the number of layers, so a (corrupt) cycle cannot loop forever.
+            while let Some(parent) = next
+                && depth <= layers.len()
+            {
+                depth += 1;
+                next = parents.get(parent).copied().flatten();
+            }
+            (layer.chain_id.as_str(), depth)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn layer(chain_id: &str, parent: Option<&str>) -> LayerInfo {
+        LayerInfo {
+            chain_id: chain_id.to_owned(),
+            id: chain_id.to_owned(),
+            parent: parent.map(str::to_owned),
+            diff_id: String::new(),
+            size: 0,
+            path: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn depths_count_the_stack_below_each_layer() {
+        let layers = [
+            layer("c", Some("b")),
+            layer("a", None),
+            layer("b", Some("a")),
+            layer("orphan", Some("gone")),
+        ];
+        let depths = depths(&layers);
+        assert_eq!(depths["a"], 1);
+        assert_eq!(depths["b"], 2);
+        assert_eq!(depths["c"], 3);
+        assert_eq!(depths["orphan"], 2);
     }
 }

@@ -182,8 +182,25 @@ pub struct TestImage {
 }
 
 impl TestImage {
-    /// Assembles an image from layers and a runtime config.
+    /// Assembles an image for this machine's architecture from layers and a runtime config.
     pub fn new(layers: Vec<Arc<Layer>>, config: &ImageConfig, format: ManifestFormat) -> TestImage {
+        TestImage::for_arch(layers, config, format, go_arch())
+    }
+
+    /// Assembles an image whose config says it is for `linux/<arch>` (a Go
+    /// architecture name); for the entries of a multi-platform index.
+    pub fn for_arch(
+        layers: Vec<Arc<Layer>>,
+        config: &ImageConfig,
+        format: ManifestFormat,
+        arch: &str,
+    ) -> TestImage {
+        let config_json = TestImage::config_json(&layers, config, arch);
+        TestImage::assemble(layers, &config_json, format)
+    }
+
+    /// The image config document of `layers` and `config`.
+    pub fn config_json(layers: &[Arc<Layer>], config: &ImageConfig, arch: &str) -> Value {
         let mut runtime = serde_json::Map::new();
         if !config.env.is_empty() {
             runtime.insert("Env".into(), json!(config.env));
@@ -208,8 +225,8 @@ impl TestImage {
                 .collect();
             runtime.insert("Labels".into(), Value::Object(labels));
         }
-        let config_json = json!({
-            "architecture": go_arch(),
+        json!({
+            "architecture": arch,
             "os": "linux",
             "created": CREATED,
             "config": runtime,
@@ -221,8 +238,17 @@ impl TestImage {
                 "created": CREATED,
                 "created_by": format!("carrack test harness: {}", layer.description),
             })).collect::<Vec<_>>(),
-        });
-        let config_blob = Blob::new(format.config(), to_json_bytes(&config_json));
+        })
+    }
+
+    /// An image from layers and any config document (which may lie about the
+    /// layers: hostile images use this), with a manifest naming them.
+    pub fn assemble(
+        layers: Vec<Arc<Layer>>,
+        config_json: &Value,
+        format: ManifestFormat,
+    ) -> TestImage {
+        let config_blob = Blob::new(format.config(), to_json_bytes(config_json));
 
         let manifest_json = json!({
             "schemaVersion": 2,
@@ -316,19 +342,64 @@ impl LayerBuilder {
         self.file(&format!("{dir}/.wh..wh..opq"), 0o644, b"")
     }
 
+    /// Any entry, with the name and link name bytes written into the header
+    /// as given (at most 100 bytes each). The tar crate refuses to write `..`
+    /// or absolute names; hostile layers need exactly those.
+    pub fn raw_entry(
+        &mut self,
+        kind: EntryType,
+        name: &[u8],
+        link_name: &[u8],
+        mode: u32,
+        contents: &[u8],
+    ) -> io::Result<&mut Self> {
+        let mut header = header(kind, mode, contents.len() as u64);
+        let gnu = header
+            .as_gnu_mut()
+            .ok_or_else(|| io::Error::other("not a GNU header"))?;
+        if name.len() > gnu.name.len() || link_name.len() > gnu.linkname.len() {
+            return Err(io::Error::other("raw entry names are limited to 100 bytes"));
+        }
+        gnu.name[..name.len()].copy_from_slice(name);
+        gnu.linkname[..link_name.len()].copy_from_slice(link_name);
+        header.set_cksum();
+        self.tar.append(&header, contents)?;
+        Ok(self)
+    }
+
+    /// The uncompressed tar written so far, finished (for layers that are then
+    /// compressed or mangled by hand).
+    pub fn into_tar(self) -> io::Result<Vec<u8>> {
+        self.tar.into_inner()
+    }
+
     /// Finishes the tar, compresses it and computes both digests.
     pub fn finish(self) -> io::Result<Layer> {
-        let tar = self.tar.into_inner()?;
-        let diff_id = sha256_digest(&tar);
         // A fast level: the busybox layer is built in debug builds of the tests.
-        let mut gzip = GzEncoder::new(Vec::new(), Compression::fast());
-        gzip.write_all(&tar)?;
+        self.finish_with(Compression::fast())
+    }
+
+    /// Finishes the tar, compresses it at `level` (`Compression::none()` for
+    /// big incompressible layers) and computes both digests.
+    pub fn finish_with(self, level: Compression) -> io::Result<Layer> {
+        let description = self.description.clone();
+        let tar = self.into_tar()?;
+        Layer::from_tar(&tar, level, &description)
+    }
+}
+
+impl Layer {
+    /// A layer from an uncompressed tar stream, gzip-compressed at `level`.
+    pub fn from_tar(tar: &[u8], level: Compression, description: &str) -> io::Result<Layer> {
+        let diff_id = sha256_digest(tar);
+        let mut gzip = GzEncoder::new(Vec::new(), level);
+        gzip.write_all(tar)?;
         let gzip = gzip.finish()?;
         Ok(Layer {
             digest: sha256_digest(&gzip),
             diff_id,
             gzip,
-            description: self.description,
+            description: description.to_owned(),
         })
     }
 }
@@ -615,6 +686,103 @@ pub fn layers() -> &'static TestImage {
     })
 }
 
+/// busybox with `label=<value>` in its config: a distinct image (its own id)
+/// sharing the busybox layer, for tests of tags moving between images.
+pub fn labelled(value: &str) -> TestImage {
+    let mut config = ImageConfig::with_cmd(&["sh"]);
+    config.labels = vec![("carrack.test/label".to_owned(), value.to_owned())];
+    TestImage::new(vec![busybox_layer()], &config, ManifestFormat::Oci)
+}
+
+/// busybox whose config says `User: <user>` (`1002`, `www-data`, `1003:1004`).
+pub fn with_user(user: &str) -> TestImage {
+    let mut config = ImageConfig::with_cmd(&["sh"]);
+    config.user = user.to_owned();
+    TestImage::new(vec![busybox_layer()], &config, ManifestFormat::Docker)
+}
+
+/// A fake image for `linux/<arch>`: one tiny layer naming the architecture and
+/// a config saying so. Never run; it only has to be a valid index entry.
+pub fn fake_for_arch(arch: &str, format: ManifestFormat) -> io::Result<TestImage> {
+    let mut layer = LayerBuilder::new(&format!("fake {arch} root filesystem"));
+    layer.file("arch", 0o644, arch.as_bytes())?;
+    Ok(TestImage::for_arch(
+        vec![Arc::new(layer.finish()?)],
+        &ImageConfig::with_cmd(&["sh"]),
+        format,
+        arch,
+    ))
+}
+
+/// An OCI index (`ManifestFormat::Oci`) or a Docker manifest list
+/// (`ManifestFormat::Docker`) of `entries`, each `(image, go arch)`.
+pub fn index(format: ManifestFormat, entries: &[(&TestImage, &str)]) -> Blob {
+    let media_type = match format {
+        ManifestFormat::Oci => media_type::OCI_INDEX,
+        ManifestFormat::Docker => media_type::DOCKER_MANIFEST_LIST,
+    };
+    let manifests: Vec<Value> = entries
+        .iter()
+        .map(|(image, arch)| {
+            json!({
+                "mediaType": image.manifest.media_type,
+                "digest": image.manifest.digest,
+                "size": image.manifest.data.len(),
+                "platform": {"architecture": arch, "os": "linux"},
+            })
+        })
+        .collect();
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "manifests": manifests,
+    });
+    Blob::new(media_type, to_json_bytes(&index))
+}
+
+/// Pushes every entry image by digest into repository `name`, then `index`
+/// as `name:tag`; returns the index digest.
+pub fn push_index(
+    registry: &Registry,
+    name: &str,
+    tag: &str,
+    entries: &[&TestImage],
+    index: &Blob,
+) -> io::Result<String> {
+    for image in entries {
+        push(registry, image, &format!("{name}@{}", image.digest()))?;
+    }
+    put_manifest(registry, name, tag, index)
+}
+
+/// A big image of `layer_count` layers of `layer_bytes` each of incompressible
+/// pseudo-random data (stored uncompressed inside gzip, so building it stays
+/// cheap in debug builds): for pulls that take long enough to interrupt.
+/// `seed` makes distinct images.
+pub fn big(layer_count: usize, layer_bytes: usize, seed: u64) -> io::Result<TestImage> {
+    let mut layers = Vec::with_capacity(layer_count);
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for index in 0..layer_count {
+        let mut data = vec![0u8; layer_bytes];
+        for chunk in data.chunks_mut(8) {
+            // xorshift64: fast and good enough to defeat compression.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let bytes = state.to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        let mut layer = LayerBuilder::new(&format!("big layer {index}"));
+        layer
+            .dir("big", 0o755)?
+            .file(&format!("big/{index}.bin"), 0o644, &data)?;
+        layers.push(Arc::new(layer.finish_with(Compression::none())?));
+    }
+    let mut config = ImageConfig::with_cmd(&["sh"]);
+    config.labels = vec![("carrack.test/seed".to_owned(), seed.to_string())];
+    Ok(TestImage::new(layers, &config, ManifestFormat::Oci))
+}
+
 /// A registry reference split for the distribution API: repository name
 /// (`library/busybox`) and tag or digest (`latest`, `sha256:...`).
 pub fn split_reference(reference: &str) -> (&str, &str) {
@@ -675,7 +843,7 @@ where
     T: Send,
 {
     let base = registry.url();
-    let authorization = registry.authorization();
+    let authorization = registry.authorization(name);
     registry.run(|| {
         let pusher = Pusher {
             agent: Registry::agent(),
@@ -722,7 +890,7 @@ pub fn fetch_manifest(
         media_type::DOCKER_MANIFEST_LIST,
     ]
     .join(", ");
-    let authorization = registry.authorization();
+    let authorization = registry.authorization(name);
     registry.run(|| {
         let mut request = Registry::agent().get(&url).header("Accept", &accept);
         if let Some(value) = &authorization {

@@ -6,9 +6,12 @@
 //!   directories, a local registry and a running `carrack daemon` inside that
 //!   namespace — torn down on `Drop`, including when the test panics.
 //! - [`registry::Registry`]: Debian's `docker-registry` on `127.0.0.1:5000` in the
-//!   node's network namespace.
+//!   node's network namespace, anonymous or with basic or token auth ([`token`]).
+//! - [`http`]: a tiny HTTP server in a node's namespace, for token services and
+//!   fake registries that misbehave on purpose.
 //! - [`images`]: test images built from Debian's `busybox-static` and pushed over
 //!   the OCI distribution API.
+//! - [`hostile`]: images that break the rules a pull must enforce.
 //! - [`client`]: CRI gRPC clients over the node's unix socket.
 //! - [`netns`]: named network namespaces, and running code inside one.
 //! - [`cleanup`]: teardown of namespaces, cgroups and mounts, and the sweep of
@@ -23,11 +26,14 @@
 
 pub mod cleanup;
 pub mod client;
+pub mod hostile;
+pub mod http;
 pub mod images;
 pub mod netns;
 pub mod node;
 pub mod process;
 pub mod registry;
+pub mod token;
 
 /// Returns true when the tests can do root work; otherwise prints the skip
 /// notice and returns false, so a test reads `if !support::skip_unless_root() { return; }`.

@@ -16,8 +16,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
 use super::netns;
 use super::process;
+use super::token::{self, TokenIssuer, TokenPolicy, TokenServer};
 
 /// Debian's registry binary (package `docker-registry`).
 pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
@@ -29,24 +35,27 @@ pub const REGISTRY_ADDR: &str = "127.0.0.1:5000";
 /// How long to wait for `GET /v2/` to answer after starting the registry.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How the registry authenticates clients.
-///
-/// Only [`RegistryAuth::None`] exists so far. Variants to add with the image
-/// pull work, each rendering its own `auth:` section in [`Registry::config_yaml`]
-/// and its own header in [`Registry::authorization`]:
-///
-/// - `Basic { username, password }`: distribution's `htpasswd` auth accepts only
-///   bcrypt hashes (`$2y$`/`$2b$`, checked with Go's `x/crypto/bcrypt`). The
-///   `htpasswd` tool would need apache2-utils installed in CI; the `bcrypt` crate
-///   as a dev-dependency writes the file without any extra package.
-/// - `Token { .. }`: distribution's `token` auth (realm, service, issuer,
-///   rootcertbundle) needs a small token server of our own in the test that
-///   signs JWTs with a key whose certificate is in the bundle.
+/// How the registry authenticates clients. Each variant renders its own
+/// `auth:` section in [`Registry::config_yaml`] and its own header in
+/// [`Registry::authorization`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum RegistryAuth {
     /// Anonymous push and pull.
     #[default]
     None,
+    /// distribution's `htpasswd` auth: one user, Basic auth on every request.
+    /// The file holds a bcrypt hash (the only kind distribution accepts),
+    /// written with the `bcrypt` crate so no `htpasswd` tool is needed.
+    Basic {
+        /// The user name.
+        username: String,
+        /// Its password.
+        password: String,
+    },
+    /// distribution's `token` auth: 401 with a `Bearer` challenge naming the
+    /// token service the node runs on [`token::TOKEN_ADDR`], which hands out
+    /// pull tokens as the policy says. The harness mints its own push tokens.
+    Token(TokenPolicy),
 }
 
 /// Options for starting a [`Registry`].
@@ -67,6 +76,10 @@ pub struct Registry {
     dir: PathBuf,
     /// Auth the registry was started with.
     auth: RegistryAuth,
+    /// The key signing tokens, with [`RegistryAuth::Token`].
+    issuer: Option<Arc<TokenIssuer>>,
+    /// The token service, with [`RegistryAuth::Token`]; stopped on drop.
+    token_server: Option<TokenServer>,
 }
 
 impl Registry {
@@ -79,7 +92,27 @@ impl Registry {
             netns_path: netns_path.to_path_buf(),
             dir: dir.to_path_buf(),
             auth: options.auth,
+            issuer: None,
+            token_server: None,
         };
+        match &registry.auth {
+            RegistryAuth::None => {}
+            RegistryAuth::Basic { username, password } => {
+                // The lowest cost bcrypt allows: the registry checks it on every request.
+                let hash = bcrypt::hash(password, 4).map_err(io::Error::other)?;
+                std::fs::write(registry.htpasswd_path(), format!("{username}:{hash}\n"))?;
+            }
+            RegistryAuth::Token(policy) => {
+                let issuer = Arc::new(TokenIssuer::new()?);
+                std::fs::write(registry.token_cert_path(), issuer.cert_pem())?;
+                registry.token_server = Some(TokenServer::start(
+                    netns_path,
+                    Arc::clone(&issuer),
+                    policy.clone(),
+                )?);
+                registry.issuer = Some(issuer);
+            }
+        }
         std::fs::write(registry.config_path(), registry.config_yaml())?;
 
         let log = File::create(registry.log_path())?;
@@ -130,16 +163,57 @@ impl Registry {
         self.dir.join("storage")
     }
 
+    /// Where the registry keeps the bytes of blob `digest` (`sha256:<hex>`):
+    /// tests overwrite it to make the registry serve corrupt content, which it
+    /// would refuse to accept through the API.
+    pub fn blob_data_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        self.storage_dir()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2.min(hex.len())])
+            .join(hex)
+            .join("data")
+    }
+
+    /// The htpasswd file of [`RegistryAuth::Basic`].
+    pub fn htpasswd_path(&self) -> PathBuf {
+        self.dir.join("htpasswd")
+    }
+
+    /// The token certificate bundle of [`RegistryAuth::Token`].
+    pub fn token_cert_path(&self) -> PathBuf {
+        self.dir.join("token-cert.pem")
+    }
+
+    /// The token service of [`RegistryAuth::Token`].
+    pub fn token_server(&self) -> Option<&TokenServer> {
+        self.token_server.as_ref()
+    }
+
     /// Auth the registry was started with.
     pub fn auth(&self) -> &RegistryAuth {
         &self.auth
     }
 
     /// Value of the `Authorization` header a pushing/pulling test client must
-    /// send, if any.
-    pub fn authorization(&self) -> Option<String> {
-        match self.auth {
+    /// send for `repository` (e.g. `library/busybox`), if any.
+    pub fn authorization(&self, repository: &str) -> Option<String> {
+        match &self.auth {
             RegistryAuth::None => None,
+            RegistryAuth::Basic { username, password } => Some(format!(
+                "Basic {}",
+                STANDARD.encode(format!("{username}:{password}"))
+            )),
+            RegistryAuth::Token(_) => {
+                let issuer = self.issuer.as_ref()?;
+                match issuer.mint("carrack-test-harness", repository, &["pull", "push"]) {
+                    Ok(token) => Some(format!("Bearer {token}")),
+                    Err(err) => {
+                        eprintln!("carrack test: minting a push token: {err}");
+                        None
+                    }
+                }
+            }
         }
     }
 
@@ -177,8 +251,19 @@ impl Registry {
 
     /// The config file the registry runs with.
     fn config_yaml(&self) -> String {
-        let auth = match self.auth {
-            RegistryAuth::None => "",
+        let auth = match &self.auth {
+            RegistryAuth::None => String::new(),
+            RegistryAuth::Basic { .. } => format!(
+                "auth:\n  htpasswd:\n    realm: carrack-test-registry\n    path: {}\n",
+                self.htpasswd_path().display()
+            ),
+            RegistryAuth::Token(_) => format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {bundle}\n",
+                realm = TokenServer::realm(),
+                service = token::TOKEN_SERVICE,
+                issuer = token::TOKEN_ISSUER,
+                bundle = self.token_cert_path().display(),
+            ),
         };
         // No `health:` section: its storage-driver check only adds log noise.
         // Upload purging is off so no background job touches storage mid-test.
