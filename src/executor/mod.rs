@@ -1,8 +1,41 @@
-//! The executor: turns a prepared environment into running processes. Synchronous, no tokio,
-//! knows nothing about CRI.
+//! The executor: turns an OCI runtime spec and a prepared root filesystem into a running,
+//! isolated container process. Synchronous, no tokio, knows nothing about CRI.
 //!
-//! So far it provides the namespace primitives pods need (`sys`); the container half (mounts,
-//! pivot_root, users, capabilities, seccomp, exec) arrives with the container issue.
+//! Entry point: [`launch`] with a [`LaunchRequest`] (spec, rootfs path, stdio descriptors,
+//! cgroup files); it returns a [`Launched`] (pid and pidfd) once the process has exec'd, or an
+//! [`ExecutorError`] naming the step, its subject and the errno (`mount /proc (proc): EPERM
+//! (...)`, `exec /bin/nope: ENOENT (...)`). The caller must be single-threaded (the per-pod
+//! monitor; never the daemon) and is the parent that reaps the process.
+//!
+//! Layout, in the order things happen:
+//! - `plan`: the spec checked and turned into ready-to-use values before the clone (C
+//!   strings, open namespace files, capability masks, compiled seccomp programs);
+//!   `mount_options`, `capabilities`, `cgroup_mount` and `seccomp` hold the pure
+//!   translations;
+//! - `launch`: the parent: clone (with a pidfd), cgroup placement, the go-ahead, the outcome;
+//! - `sync`: the typed parent↔child messages;
+//! - `child` and `rootfs`: the container process's setup up to `execve`, allocation-free;
+//! - [`sys`]: the raw system calls that need `unsafe` (this module's unsafe inventory entry).
+//!
+//! Also used by the sandbox: [`sys::unshare_thread`] and [`sys::set_loopback_up`] create a
+//! pod's namespaces.
 
+mod capabilities;
+mod cgroup_mount;
+mod child;
+mod error;
+mod launch;
+mod mount_options;
+mod plan;
+mod rootfs;
+mod seccomp;
+mod sync;
 #[allow(unsafe_code)]
 pub mod sys;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{ExecutorError, errno_name};
+pub use launch::{Exit, LaunchRequest, Launched, launch};
+pub use plan::Stdio;

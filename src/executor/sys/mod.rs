@@ -1,9 +1,17 @@
 //! Raw syscall wrappers that need `unsafe`. This module is on the crate's unsafe inventory
 //! (`#[allow(unsafe_code)]` in `executor/mod.rs`); every block says why it is sound.
+//!
+//! What lives here: the fork-like `clone3` that starts a container process (with its pidfd),
+//! `mount_setattr`, installing a seccomp BPF program, marking inherited descriptors
+//! close-on-exec, `execve`, `_exit`, and thread-level `unshare`. Everything else the executor
+//! needs has a safe wrapper in `rustix`.
 
+use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+use rustix::io::Errno;
+use rustix::process::Pid;
 use rustix::thread::UnshareFlags;
 
 /// Namespaces a thread can leave into fresh ones without affecting the rest of the process.
@@ -71,6 +79,351 @@ pub fn set_loopback_up() -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Moves the calling thread into a new cgroup namespace rooted at its current cgroup.
+///
+/// The container process calls this after its parent has moved it into the container's cgroup,
+/// so that the namespace's root is that cgroup and not the monitor's.
+pub fn unshare_cgroup_namespace() -> io::Result<()> {
+    // SAFETY: as in `unshare_thread`, only CLONE_FILES is hazardous; CLONE_NEWCGROUP changes no
+    // file descriptor table.
+    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWCGROUP) }.map_err(io::Error::from)
+}
+
+/// Which side of [`clone_process`] the caller is on.
+#[derive(Debug)]
+pub enum Cloned {
+    /// The calling process: the child's pid (in the caller's PID namespace) and a pidfd for it.
+    Parent {
+        /// The child's process id.
+        pid: Pid,
+        /// A pidfd referring to the child (close-on-exec).
+        pidfd: OwnedFd,
+    },
+    /// The new process. It must end in `execve` or [`exit_immediately`], never by returning
+    /// into the caller's frames past the function that called `clone_process`.
+    Child,
+}
+
+/// Number of threads of the calling process, from `/proc/self/task`.
+fn thread_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// Forks the calling process into a child that starts in the new namespaces `namespaces`
+/// (`CLONE_NEW*` bits), and returns a pidfd for it; the child's exit signal is `SIGCHLD`.
+///
+/// The calling process must be single-threaded, and this is checked: a fork-like clone of a
+/// multi-threaded process would leave the child with locks (allocator, stdio) held forever by
+/// threads that do not exist in it. Uses `clone3`, or `clone` where `clone3` is unavailable
+/// (e.g. blocked by a seccomp filter with ENOSYS).
+pub fn clone_process(namespaces: u64) -> io::Result<Cloned> {
+    let threads = thread_count()?;
+    if threads != 1 {
+        return Err(io::Error::other(format!(
+            "clone of a process with {threads} threads refused: call from a single-threaded process"
+        )));
+    }
+    let mut pidfd: RawFd = -1;
+    let flags = namespaces | libc::CLONE_PIDFD as u64;
+    // SAFETY: `clone_args` is a plain C struct for which all-zero bytes are a valid value.
+    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+    args.flags = flags;
+    args.pidfd = &raw mut pidfd as u64;
+    args.exit_signal = libc::SIGCHLD as u64;
+    // SAFETY: a fork-like clone3 (no CLONE_VM, no new stack): the child gets a copy of this
+    // address space and continues here with return value 0. The process has exactly one
+    // thread (checked above, and only this thread could start another), so no lock in the
+    // copy is held by a thread missing from the child. `args` and `pidfd` are valid for the
+    // call; the kernel writes the pidfd into `pidfd` in the parent only.
+    let mut ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &raw mut args,
+            size_of::<libc::clone_args>(),
+        )
+    };
+    if ret < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        // SAFETY: the legacy clone with the same fork-like semantics as above (stack 0 means
+        // the child shares the parent's stack pointer on its copy of the memory). With
+        // CLONE_PIDFD the kernel stores the pidfd through the third argument (`parent_tid`),
+        // which points to `pidfd`; the fourth and fifth arguments (child tid, tls) are unused
+        // and zero, so their order, which differs between architectures, does not matter.
+        ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                flags | libc::SIGCHLD as u64,
+                0usize,
+                &raw mut pidfd,
+                0usize,
+                0usize,
+            )
+        };
+    }
+    match ret {
+        ..0 => Err(io::Error::last_os_error()),
+        0 => Ok(Cloned::Child),
+        pid => {
+            let pid = i32::try_from(pid)
+                .ok()
+                .and_then(Pid::from_raw)
+                .ok_or_else(|| io::Error::other(format!("clone returned pid {pid}")))?;
+            // SAFETY: the kernel just opened `pidfd` for us (CLONE_PIDFD) and nothing else owns it.
+            let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+            Ok(Cloned::Parent { pid, pidfd })
+        }
+    }
+}
+
+/// `mount_setattr(2)`: changes the attributes (`MOUNT_ATTR_*`) and propagation (`MS_SHARED`,
+/// `MS_SLAVE`, `MS_PRIVATE`, `MS_UNBINDABLE` or 0) of the mount at `dirfd` + `path`.
+/// `flags` takes `AT_EMPTY_PATH`, `AT_RECURSIVE`, `AT_SYMLINK_NOFOLLOW`.
+pub fn mount_setattr(
+    dirfd: BorrowedFd<'_>,
+    path: &CStr,
+    flags: u32,
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+) -> rustix::io::Result<()> {
+    // SAFETY: `mount_attr` is a plain C struct for which all-zero bytes are a valid value.
+    let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
+    attr.attr_set = attr_set;
+    attr.attr_clr = attr_clr;
+    attr.propagation = propagation;
+    // SAFETY: `path` is a NUL-terminated string and `attr` a valid `mount_attr` whose size we
+    // pass; both outlive the call, and the kernel only reads them. `dirfd` is an open fd.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            dirfd.as_raw_fd(),
+            path.as_ptr(),
+            flags,
+            &raw const attr,
+            size_of::<libc::mount_attr>(),
+        )
+    };
+    if ret < 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}
+
+/// Installs a seccomp BPF `program` on the calling thread with `SECCOMP_SET_MODE_FILTER` and
+/// `flags` (`SECCOMP_FILTER_FLAG_*`).
+///
+/// The kernel requires either no_new_privs or `CAP_SYS_ADMIN`; unlike `seccompiler`'s own
+/// installer this does not set no_new_privs, which the OCI spec controls separately.
+pub fn install_seccomp_filter(
+    program: &[seccompiler::sock_filter],
+    flags: libc::c_ulong,
+) -> rustix::io::Result<()> {
+    let len = u16::try_from(program.len()).map_err(|_| Errno::INVAL)?;
+    let fprog = libc::sock_fprog {
+        len,
+        // `seccompiler::sock_filter` is `#[repr(C)]` with the fields of `struct sock_filter`.
+        filter: program.as_ptr().cast::<libc::sock_filter>().cast_mut(),
+    };
+    // SAFETY: `fprog` points to `len` valid instructions that outlive the call; the kernel
+    // copies the program and never writes through the pointer.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &raw const fprog,
+        )
+    };
+    if ret < 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}
+
+/// Marks every descriptor from `first` up close-on-exec (`close_range` with
+/// `CLOSE_RANGE_CLOEXEC`), so that nothing but stdio crosses into the container's program
+/// (CVE-2024-21626: a leaked directory fd gives a path back to the host).
+pub fn mark_cloexec_from(first: u32) -> rustix::io::Result<()> {
+    // SAFETY: with CLOSE_RANGE_CLOEXEC no descriptor is closed, only flagged, so no `OwnedFd`
+    // in this process is invalidated.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if ret < 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}
+
+/// Gives the calling process the signal state a new program expects: every disposition at
+/// its default and nothing blocked. A monitor blocks signals for its signalfd and may ignore
+/// some; both would otherwise survive `execve` into the container's program.
+pub fn reset_signals() -> rustix::io::Result<()> {
+    // The kernel's `struct sigaction` with every field zero: handler SIG_DFL, no flags, no
+    // restorer, empty mask (the field order differs between architectures; zeros do not care).
+    let default_action = [0u64; 4];
+    for signal in 1..=libc::SIGRTMAX() {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: the raw rt_sigaction (glibc's wrapper refuses its reserved signals 32 and
+        // 33) reads a zeroed kernel sigaction, 32 bytes, more than the kernel's struct on
+        // x86_64 and aarch64; no old action is requested; the mask size is the kernel's (8).
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                default_action.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            )
+        };
+    }
+    // SAFETY: `empty` is a valid, initialised `sigset_t`; the old mask is not requested.
+    let ret = unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &raw const empty, std::ptr::null_mut())
+    };
+    if ret < 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}
+
+/// `dup2(fd, target)`: makes `target` (0, 1 or 2 in practice) a copy of `fd`, without the
+/// close-on-exec flag.
+pub fn dup2_raw(fd: BorrowedFd<'_>, target: RawFd) -> rustix::io::Result<()> {
+    // SAFETY: `fd` is an open descriptor for the duration of the call. Replacing `target`
+    // closes whatever it was; the callers pass only the stdio numbers 0-2, which no `OwnedFd`
+    // of this process owns (the plan keeps its descriptors above 2).
+    let ret = unsafe { libc::dup2(fd.as_raw_fd(), target) };
+    if ret < 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}
+
+/// A NULL-terminated array of C strings for `execve`, built before the fork so that the
+/// child need not allocate.
+pub struct CStringArray {
+    strings: Vec<CString>,
+    pointers: Vec<*const libc::c_char>,
+}
+
+impl CStringArray {
+    /// The array of `strings`.
+    pub fn new(strings: Vec<CString>) -> CStringArray {
+        // Each CString's bytes live in their own heap block, so these pointers stay valid
+        // however `strings` moves.
+        let pointers = strings
+            .iter()
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        CStringArray { strings, pointers }
+    }
+
+    /// The strings, without the terminating NULL.
+    pub fn strings(&self) -> &[CString] {
+        &self.strings
+    }
+}
+
+impl std::fmt::Debug for CStringArray {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(&self.strings).finish()
+    }
+}
+
+/// `execve(2)`; returns only on failure, with the error.
+pub fn execve(path: &CStr, argv: &CStringArray, envp: &CStringArray) -> Errno {
+    // SAFETY: `path` is NUL-terminated; `argv` and `envp` are NULL-terminated arrays of
+    // pointers to NUL-terminated strings owned by the arrays, which outlive the call.
+    unsafe {
+        libc::execve(
+            path.as_ptr(),
+            argv.pointers.as_ptr(),
+            envp.pointers.as_ptr(),
+        )
+    };
+    last_errno()
+}
+
+/// The calling thread's `errno`, without allocating.
+fn last_errno() -> Errno {
+    Errno::from_raw_os_error(
+        io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO),
+    )
+}
+
+/// Ends the calling process at once with `code`, running no exit handlers and flushing no
+/// buffers: what a forked child that failed before `execve` must do.
+pub fn exit_immediately(code: i32) -> ! {
+    // SAFETY: `_exit` takes no pointers and never returns; skipping atexit handlers and
+    // destructors is the point (they belong to the parent's copy of the state).
+    unsafe { libc::_exit(code) }
+}
+
+/// Test support: running a test body in a forked, single-threaded child process.
+#[cfg(test)]
+pub mod test_support {
+    use std::io::{Read, Write};
+
+    /// Runs `body` in a forked child of the (multi-threaded) test process and returns what it
+    /// returned; a panic in the child becomes an error. The container tests need this because
+    /// `launch` refuses to clone a multi-threaded process, and because every mount and
+    /// namespace they make must die with a process of their own.
+    ///
+    /// The body must not print or touch the environment: a lock of the standard streams or of
+    /// the environment held by another test thread at the fork stays held in the child.
+    pub fn in_child_process(body: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+        let (mut reader, mut writer) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+        // SAFETY: the child only runs `body` and `_exit`s, never returning into the test
+        // harness. glibc's fork resets its allocator locks in the child, so the body may
+        // allocate; the locks it must not touch are named in the doc comment above.
+        let pid = unsafe { libc::fork() };
+        match pid {
+            ..0 => Err(format!("fork: {}", super::io::Error::last_os_error())),
+            0 => {
+                drop(reader);
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body))
+                    .unwrap_or_else(|_| Err("the test body panicked".to_owned()));
+                let code = match outcome {
+                    Ok(()) => 0,
+                    Err(message) => {
+                        let _ = writer.write_all(message.as_bytes());
+                        1
+                    }
+                };
+                super::exit_immediately(code)
+            }
+            pid => {
+                drop(writer);
+                let mut message = String::new();
+                let read = reader.read_to_string(&mut message);
+                let pid = rustix::process::Pid::from_raw(pid).ok_or("bad pid")?;
+                let status =
+                    rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
+                        .map_err(|e| format!("waitpid: {e}"))?
+                        .map(|(_, status)| status);
+                read.map_err(|e| format!("read the child's result: {e}"))?;
+                match status.and_then(|status| status.exit_status()) {
+                    Some(0) => Ok(()),
+                    _ if !message.is_empty() => Err(message),
+                    _ => Err(format!("test child ended with {status:?}")),
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,194 @@
+//! The container process between clone and exec: it follows the plan step by step and either
+//! becomes the container's program or reports the step that failed and exits.
+//!
+//! Order, and why:
+//! 1. reset signal dispositions and the mask the monitor may have changed; wait for the
+//!    parent's go-ahead (it puts us into our cgroups first);
+//! 2. join the spec's namespaces (`setns`), then a new cgroup namespace, rooted at the cgroup
+//!    we were just put in;
+//! 3. `oom_score_adj` (through the host's `/proc`, still reachable);
+//! 4. the root filesystem, up to `pivot_root` ([`super::rootfs`]);
+//! 5. hostname and domain name, rlimits, stdio, every other descriptor close-on-exec;
+//! 6. without no_new_privs, seccomp now: installing a filter then needs `CAP_SYS_ADMIN`, which
+//!    the next step may drop (the filter then also sees the remaining setup calls);
+//! 7. bounding set, user and groups (with keep-caps), the other capability sets, umask, cwd;
+//! 8. no_new_privs, then seccomp as the very last step before `execve`.
+
+use std::convert::Infallible;
+use std::os::fd::AsFd;
+
+use oci_spec::runtime::LinuxNamespaceType;
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use rustix::thread::LinkNameSpaceType;
+
+use super::error::{ChildFailure, Step};
+use super::plan::Plan;
+use super::rootfs;
+use super::sync::{Message, Received, SyncSocket};
+use super::sys;
+
+/// Exit code of a child whose setup failed (after it reported why).
+const SETUP_FAILED: i32 = 125;
+
+/// Runs the child's side and never returns: the process becomes the container's program or
+/// exits.
+pub(super) fn run(plan: &Plan, sync: &SyncSocket) -> ! {
+    // A panic must not unwind into the caller's frames, which belong to the parent's logic.
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setup_and_exec(plan, sync)));
+    match outcome {
+        Ok(Err(failure)) => {
+            // If even this fails the parent sees end-of-file and reaps an exit code of 125.
+            let _ = sync.send(Message::Failed(failure));
+            sys::exit_immediately(SETUP_FAILED)
+        }
+        Ok(Ok(never)) => match never {},
+        Err(_) => sys::exit_immediately(SETUP_FAILED + 1),
+    }
+}
+
+fn setup_and_exec(plan: &Plan, sync: &SyncSocket) -> Result<Infallible, ChildFailure> {
+    sys::reset_signals().map_err(ChildFailure::at(Step::Signals, 0))?;
+    let waiting = ChildFailure::at(Step::WaitForParent, 0);
+    match sync.receive().map_err(waiting)? {
+        Received::Message(Message::Go) => {}
+        // The parent is gone or confused: nothing to set up for.
+        _ => return Err(waiting(Errno::PIPE)),
+    }
+
+    for (at, join) in plan.joins.iter().enumerate() {
+        rustix::thread::move_into_link_name_space(join.fd.as_fd(), Some(link_type(join.kind)))
+            .map_err(ChildFailure::at(Step::JoinNamespace, at))?;
+    }
+    if plan.new_cgroup_namespace {
+        sys::unshare_cgroup_namespace().map_err(|err| ChildFailure {
+            step: Step::UnshareCgroup,
+            index: 0,
+            errno: err.raw_os_error().unwrap_or(libc::EIO),
+        })?;
+    }
+    // Device nodes get exactly the spec's modes.
+    rustix::process::umask(Mode::empty());
+    if let Some(score) = plan.oom_score_adj {
+        set_oom_score_adj(score)?;
+    }
+
+    rootfs::build(plan)?;
+
+    if let Some(hostname) = &plan.hostname {
+        rustix::system::sethostname(hostname.as_bytes())
+            .map_err(ChildFailure::at(Step::Hostname, 0))?;
+    }
+    if let Some(domainname) = &plan.domainname {
+        rustix::system::setdomainname(domainname.as_bytes())
+            .map_err(ChildFailure::at(Step::Domainname, 0))?;
+    }
+    for (at, (_, resource, limit)) in plan.rlimits.iter().enumerate() {
+        rustix::process::setrlimit(*resource, *limit)
+            .map_err(ChildFailure::at(Step::Rlimit, at))?;
+    }
+    let [stdin, stdout, stderr] = &plan.stdio;
+    if let Some(fd) = stdin {
+        sys::dup2_raw(fd.as_fd(), 0).map_err(ChildFailure::at(Step::Stdio, 0))?;
+    }
+    if let Some(fd) = stdout {
+        sys::dup2_raw(fd.as_fd(), 1).map_err(ChildFailure::at(Step::Stdio, 1))?;
+    }
+    if let Some(fd) = stderr {
+        sys::dup2_raw(fd.as_fd(), 2).map_err(ChildFailure::at(Step::Stdio, 2))?;
+    }
+    // Nothing but stdio may reach the program (CVE-2024-21626); our own descriptors stay
+    // usable until execve.
+    sys::mark_cloexec_from(3).map_err(ChildFailure::at(Step::CloseFds, 0))?;
+
+    if !plan.no_new_privs {
+        install_seccomp(plan)?;
+    }
+    switch_user(plan)?;
+    rustix::process::umask(Mode::from_raw_mode(plan.user.umask));
+    rustix::process::chdir(plan.cwd.as_c_str()).map_err(ChildFailure::at(Step::Cwd, 0))?;
+    if plan.no_new_privs {
+        rustix::thread::set_no_new_privs(true).map_err(ChildFailure::at(Step::NoNewPrivs, 0))?;
+        install_seccomp(plan)?;
+    }
+    Err(exec(plan))
+}
+
+fn link_type(kind: LinuxNamespaceType) -> LinkNameSpaceType {
+    match kind {
+        LinuxNamespaceType::Mount => LinkNameSpaceType::Mount,
+        LinuxNamespaceType::Cgroup => LinkNameSpaceType::ControlGroup,
+        LinuxNamespaceType::Uts => LinkNameSpaceType::HostNameAndNISDomainName,
+        LinuxNamespaceType::Ipc => LinkNameSpaceType::InterProcessCommunication,
+        LinuxNamespaceType::User => LinkNameSpaceType::User,
+        LinuxNamespaceType::Pid => LinkNameSpaceType::ProcessID,
+        LinuxNamespaceType::Network => LinkNameSpaceType::Network,
+        LinuxNamespaceType::Time => LinkNameSpaceType::Time,
+    }
+}
+
+/// Writes `oom_score_adj`. Lowering it below the current value needs `CAP_SYS_RESOURCE`; a
+/// host whose bounding set lacks that refuses with EACCES, and the process then keeps the
+/// inherited value rather than failing the container.
+fn set_oom_score_adj(score: i32) -> Result<(), ChildFailure> {
+    let fail = ChildFailure::at(Step::OomScoreAdj, 0);
+    let file = rustix::fs::open(
+        c"/proc/self/oom_score_adj",
+        OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(fail)?;
+    match rustix::io::write(&file, rustix::path::DecInt::new(score).as_bytes()) {
+        Ok(_) | Err(Errno::ACCESS) => Ok(()),
+        Err(errno) => Err(fail(errno)),
+    }
+}
+
+fn install_seccomp(plan: &Plan) -> Result<(), ChildFailure> {
+    for (at, program) in plan.seccomp.programs.iter().enumerate() {
+        sys::install_seccomp_filter(program, plan.seccomp.flags)
+            .map_err(ChildFailure::at(Step::Seccomp, at))?;
+    }
+    Ok(())
+}
+
+/// Bounding set first (needs `CAP_SETPCAP`), then groups, gid and uid with keep-caps on so
+/// that the permitted set survives the switch from root, then the spec's sets.
+fn switch_user(plan: &Plan) -> Result<(), ChildFailure> {
+    let user = &plan.user;
+    if let Some(caps) = &plan.capabilities {
+        caps.drop_bounding_set()?;
+        rustix::thread::set_keep_capabilities(true).map_err(ChildFailure::at(Step::KeepCaps, 0))?;
+    }
+    rustix::thread::set_thread_groups(&user.groups).map_err(ChildFailure::at(Step::Groups, 0))?;
+    rustix::thread::set_thread_gid(rustix::process::Gid::from_raw(user.gid))
+        .map_err(ChildFailure::at(Step::Gid, 0))?;
+    rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(user.uid))
+        .map_err(ChildFailure::at(Step::Uid, 0))?;
+    if let Some(caps) = &plan.capabilities {
+        rustix::thread::set_keep_capabilities(false)
+            .map_err(ChildFailure::at(Step::KeepCaps, 0))?;
+        caps.apply()?;
+    }
+    Ok(())
+}
+
+/// Tries each candidate path as `execvp` does: a missing or non-directory entry moves on to
+/// the next, a permission error is remembered, anything else stops the search.
+fn exec(plan: &Plan) -> ChildFailure {
+    let exec = &plan.exec;
+    let mut denied = None;
+    for (at, candidate) in exec.candidates.iter().enumerate() {
+        let errno = sys::execve(candidate, &exec.argv, &exec.envp);
+        match errno {
+            Errno::NOENT | Errno::NOTDIR if exec.search_path.is_some() => {}
+            Errno::ACCESS if exec.search_path.is_some() => denied = denied.or(Some(at)),
+            errno => return ChildFailure::at(Step::Exec, at)(errno),
+        }
+    }
+    match denied {
+        Some(at) => ChildFailure::at(Step::Exec, at)(Errno::ACCESS),
+        None => ChildFailure::at(Step::Exec, u32::MAX as usize)(Errno::NOENT),
+    }
+}

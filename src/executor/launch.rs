@@ -1,0 +1,217 @@
+//! `launch`: the parent's side of starting a container process.
+
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+use oci_spec::runtime::Spec;
+use rustix::fs::{Mode, OFlags};
+use rustix::process::{Pid, Signal, WaitIdOptions, WaitIdStatus};
+use rustix::thread::LinkNameSpaceType;
+
+use super::child;
+use super::error::{ExecutorError, prepare};
+use super::plan::{Plan, Stdio};
+use super::sync::{Message, Received, SyncSocket};
+use super::sys::{self, Cloned};
+
+/// What to start.
+#[derive(Debug)]
+pub struct LaunchRequest {
+    /// The OCI runtime spec, complete: process (args, env, cwd, user, capabilities, rlimits,
+    /// no_new_privs, oom_score_adj), mounts, hostname, and `linux` (namespaces, devices,
+    /// masked and read-only paths, seccomp, sysctls, rootfs propagation). Namespaces with a
+    /// `path` are joined (the pod's net, IPC and UTS pins; a PID namespace to share); those
+    /// without are created; a mount namespace is required. `root.path` is ignored in favour
+    /// of `rootfs`; `root.readonly` is honoured. Cgroup resources are not applied here.
+    pub spec: Spec,
+    /// The root filesystem, already assembled (an overlay mount from the snapshotter, or a
+    /// plain directory). It is bind-mounted inside the container's mount namespace, so the
+    /// host's mount table never changes.
+    pub rootfs: PathBuf,
+    /// The container process's stdin, stdout and stderr.
+    pub stdio: Stdio,
+    /// `cgroup.procs` (or v1 `tasks`) files the process is added to before it does anything
+    /// (one per v1 hierarchy, or the single v2 file).
+    pub cgroup_procs_files: Vec<PathBuf>,
+}
+
+/// A started container process.
+#[derive(Debug)]
+pub struct Launched {
+    /// The process id, in the caller's PID namespace.
+    pub pid: Pid,
+    /// A pidfd for it: signal it with `pidfd_send_signal` and wait for it with `waitid`
+    /// without pid reuse races. The caller is its parent and must reap it.
+    pub pidfd: OwnedFd,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+}
+
+impl Launched {
+    /// Blocks until the process exits and reaps it.
+    pub fn wait(&self) -> io::Result<Exit> {
+        wait_pidfd(&self.pidfd)
+    }
+}
+
+fn wait_pidfd(pidfd: &OwnedFd) -> io::Result<Exit> {
+    loop {
+        match rustix::process::waitid(
+            rustix::process::WaitId::PidFd(pidfd.as_fd()),
+            WaitIdOptions::EXITED,
+        ) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(errno) => return Err(errno.into()),
+            Ok(Some(status)) => return Ok(exit_of(&status)),
+            Ok(None) => return Err(io::Error::other("waitid returned no status")),
+        }
+    }
+}
+
+fn exit_of(status: &WaitIdStatus) -> Exit {
+    match (status.exit_status(), status.terminating_signal()) {
+        (Some(code), _) => Exit::Code(code),
+        (None, Some(signal)) => Exit::Signal(signal),
+        (None, None) => Exit::Code(-1),
+    }
+}
+
+/// Kills and reaps the child unless disarmed: every early return of `launch` after the clone
+/// leaves no process behind.
+struct ChildGuard {
+    pidfd: Option<OwnedFd>,
+}
+
+impl ChildGuard {
+    fn disarm(mut self) -> Option<OwnedFd> {
+        self.pidfd.take()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(pidfd) = self.pidfd.take() {
+            let _ = rustix::process::pidfd_send_signal(&pidfd, Signal::KILL);
+            let _ = wait_pidfd(&pidfd);
+        }
+    }
+}
+
+/// Starts the container process described by `request` and returns once it has called
+/// `execve` (or failed before, with the step that failed).
+///
+/// **Call this from a single-threaded process** (the per-pod monitor): it forks, and a fork
+/// of a multi-threaded process could leave the child with locks owned by threads it does not
+/// have. This is checked; from a multi-threaded process it fails with [`ExecutorError::Clone`].
+/// Never call it from the tokio daemon.
+///
+/// The caller becomes the parent of the process: it gets SIGCHLD when it ends and must reap it
+/// ([`Launched::wait`], or `waitid`/`waitpid` in its reaper).
+pub fn launch(request: LaunchRequest) -> Result<Launched, ExecutorError> {
+    let LaunchRequest {
+        spec,
+        rootfs,
+        stdio,
+        cgroup_procs_files,
+    } = request;
+    let plan = Plan::new(&spec, &rootfs, stdio)?;
+    let (parent_end, child_end) = SyncSocket::pair().map_err(prepare("create sync socket", ""))?;
+
+    // A PID namespace can only be entered for children: enter it around the clone.
+    let own_pid_namespace = match &plan.pid_namespace {
+        None => None,
+        Some(join) => {
+            let own = rustix::fs::open(
+                "/proc/self/ns/pid",
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|errno| prepare("open", "/proc/self/ns/pid")(errno.into()))?;
+            rustix::thread::move_into_link_name_space(
+                join.fd.as_fd(),
+                Some(LinkNameSpaceType::ProcessID),
+            )
+            .map_err(|errno| prepare("join pid namespace", &join.path)(errno.into()))?;
+            Some(own)
+        }
+    };
+    let cloned = sys::clone_process(plan.clone_flags);
+    if let Ok(Cloned::Child) = cloned {
+        drop(parent_end);
+        child::run(&plan, &child_end)
+    }
+    // Only the parent gets here.
+    if let Some(own) = own_pid_namespace {
+        // Entering our own namespace again is always allowed; if it failed, later children
+        // would land in the pod's namespace, so treat it as a failure of this launch.
+        let restored = rustix::thread::move_into_link_name_space(
+            own.as_fd(),
+            Some(LinkNameSpaceType::ProcessID),
+        );
+        if let Err(errno) = restored {
+            if let Ok(Cloned::Parent { pidfd, .. }) = cloned {
+                drop(ChildGuard { pidfd: Some(pidfd) });
+            }
+            return Err(prepare("restore pid namespace", "/proc/self/ns/pid")(
+                errno.into(),
+            ));
+        }
+    }
+    let (pid, pidfd) = match cloned.map_err(|source| ExecutorError::Clone { source })? {
+        Cloned::Parent { pid, pidfd } => (pid, pidfd),
+        Cloned::Child => unreachable!("the child ran above"),
+    };
+    drop(child_end);
+    let guard = ChildGuard { pidfd: Some(pidfd) };
+
+    for path in &cgroup_procs_files {
+        add_to_cgroup(path, pid).map_err(|source| ExecutorError::Cgroup {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    parent_end
+        .send(Message::Go)
+        .map_err(|errno| ExecutorError::Protocol {
+            reason: format!("send go-ahead: {}", io::Error::from(errno)),
+        })?;
+    match parent_end.receive() {
+        Ok(Received::Closed) => {
+            let pidfd = guard.disarm().ok_or_else(|| ExecutorError::Protocol {
+                reason: "pidfd lost".to_owned(),
+            })?;
+            Ok(Launched { pid, pidfd })
+        }
+        Ok(Received::Message(Message::Failed(failure))) => {
+            // The child exits right after reporting; reap it (the guard's SIGKILL is moot).
+            drop(guard);
+            Err(ExecutorError::Setup {
+                step: plan.describe(&failure),
+                source: io::Error::from_raw_os_error(failure.errno),
+            })
+        }
+        Ok(other) => Err(ExecutorError::Protocol {
+            reason: format!("unexpected message {other:?}"),
+        }),
+        Err(errno) => Err(ExecutorError::Protocol {
+            reason: format!(
+                "read from the container process: {}",
+                io::Error::from(errno)
+            ),
+        }),
+    }
+}
+
+/// Writes `pid` into a `cgroup.procs` file (opened for writing only: never created).
+fn add_to_cgroup(path: &std::path::Path, pid: Pid) -> io::Result<()> {
+    let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
+    file.write_all(pid.as_raw_nonzero().to_string().as_bytes())
+}

@@ -1,0 +1,171 @@
+//! The parent↔child sync protocol: typed messages over a `SOCK_SEQPACKET` socket pair.
+//!
+//! 1. The child waits for [`Message::Go`]: the parent first puts it into its cgroups (and,
+//!    later, writes its id maps), so that everything the child does is accounted there.
+//! 2. The child sets itself up. On failure it sends [`Message::Failed`] with the step, the
+//!    item index and the errno, and exits. On success it calls `execve`; the socket is
+//!    close-on-exec, so the parent reads end-of-file. The same end-of-file comes if the
+//!    child dies without a word, which the parent tells apart by reaping it.
+//!
+//! Messages are fixed-size byte arrays: the child encodes them without allocating.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+
+use super::error::{ChildFailure, Step};
+
+/// Encoded size of the largest message.
+const MESSAGE_LEN: usize = 13;
+/// Tag of [`Message::Go`].
+const TAG_GO: u8 = 1;
+/// Tag of [`Message::Failed`].
+const TAG_FAILED: u8 = 2;
+
+/// A message on the sync socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Message {
+    /// Parent → child: setup may begin.
+    Go,
+    /// Child → parent: a setup step failed; the child exits next.
+    Failed(ChildFailure),
+}
+
+impl Message {
+    fn encode(self) -> ([u8; MESSAGE_LEN], usize) {
+        let mut buf = [0u8; MESSAGE_LEN];
+        match self {
+            Message::Go => {
+                buf[0] = TAG_GO;
+                (buf, 1)
+            }
+            Message::Failed(failure) => {
+                buf[0] = TAG_FAILED;
+                buf[1..5].copy_from_slice(&(failure.step as u32).to_le_bytes());
+                buf[5..9].copy_from_slice(&failure.index.to_le_bytes());
+                buf[9..13].copy_from_slice(&failure.errno.to_le_bytes());
+                (buf, MESSAGE_LEN)
+            }
+        }
+    }
+
+    fn decode(buf: &[u8]) -> Option<Message> {
+        let word = |at: usize| -> Option<[u8; 4]> { buf.get(at..at + 4)?.try_into().ok() };
+        match (buf.first()?, buf.len()) {
+            (&TAG_GO, 1) => Some(Message::Go),
+            (&TAG_FAILED, MESSAGE_LEN) => Some(Message::Failed(ChildFailure {
+                step: Step::from_code(u32::from_le_bytes(word(1)?))?,
+                index: u32::from_le_bytes(word(5)?),
+                errno: i32::from_le_bytes(word(9)?),
+            })),
+            _ => None,
+        }
+    }
+}
+
+/// What one end read.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Received {
+    /// A message.
+    Message(Message),
+    /// The other end is closed (exec'd or dead).
+    Closed,
+    /// Bytes that are no message.
+    Garbage(usize),
+}
+
+/// One end of the sync socket.
+#[derive(Debug)]
+pub(super) struct SyncSocket {
+    fd: OwnedFd,
+}
+
+impl SyncSocket {
+    /// A connected pair: `(parent end, child end)`, both close-on-exec, both numbered above
+    /// stdio so the child's `dup2` onto 0-2 cannot clobber them.
+    pub fn pair() -> io::Result<(SyncSocket, SyncSocket)> {
+        let (a, b) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )?;
+        let above_stdio =
+            |fd: OwnedFd| -> io::Result<OwnedFd> { Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?) };
+        Ok((
+            SyncSocket {
+                fd: above_stdio(a)?,
+            },
+            SyncSocket {
+                fd: above_stdio(b)?,
+            },
+        ))
+    }
+
+    /// Sends `message`; allocation-free, usable in the child.
+    pub fn send(&self, message: Message) -> rustix::io::Result<()> {
+        let (buf, len) = message.encode();
+        loop {
+            match rustix::net::send(self.fd.as_fd(), &buf[..len], SendFlags::NOSIGNAL) {
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(errno) => return Err(errno),
+                Ok(_) => return Ok(()),
+            }
+        }
+    }
+
+    /// Blocks for the next message; allocation-free, usable in the child.
+    pub fn receive(&self) -> rustix::io::Result<Received> {
+        let mut buf = [0u8; MESSAGE_LEN + 1];
+        loop {
+            match rustix::net::recv(self.fd.as_fd(), &mut buf, RecvFlags::empty()) {
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(errno) => return Err(errno),
+                Ok((0, _)) => return Ok(Received::Closed),
+                Ok((len, _)) => {
+                    return Ok(match buf.get(..len).and_then(Message::decode) {
+                        Some(message) => Received::Message(message),
+                        None => Received::Garbage(len),
+                    });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_cross_the_socket_intact() {
+        let (parent, child) = SyncSocket::pair().expect("socketpair");
+        parent.send(Message::Go).expect("send go");
+        assert_eq!(
+            child.receive().expect("receive"),
+            Received::Message(Message::Go)
+        );
+        let failure = ChildFailure {
+            step: Step::Mount,
+            index: 7,
+            errno: libc::EPERM,
+        };
+        child.send(Message::Failed(failure)).expect("send failure");
+        assert_eq!(
+            parent.receive().expect("receive"),
+            Received::Message(Message::Failed(failure))
+        );
+        drop(child);
+        assert_eq!(parent.receive().expect("receive"), Received::Closed);
+    }
+
+    #[test]
+    fn unknown_bytes_are_garbage() {
+        assert_eq!(Message::decode(&[9]), None);
+        assert_eq!(Message::decode(&[TAG_FAILED, 0, 0]), None);
+        let mut bad_step = [0u8; MESSAGE_LEN];
+        bad_step[0] = TAG_FAILED;
+        assert_eq!(Message::decode(&bad_step), None);
+    }
+}
