@@ -12,6 +12,7 @@
 pub mod cgroups;
 pub mod cni;
 pub mod config;
+pub mod container;
 pub mod cri;
 pub mod daemon;
 pub mod error_kind;
