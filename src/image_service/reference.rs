@@ -16,6 +16,8 @@
 //! `localhost`, or has an uppercase letter (which a path component never may); otherwise the
 //! registry is `docker.io`, and a single-component Docker Hub path gains the `library/`
 //! prefix. A name without tag or digest gets the tag `latest`; a name with both keeps both.
+//! The 255-character limit applies to the normalised name (`docker.io/library/busybox`), as in
+//! Docker, so that every parsed reference parses again from its `Display` form.
 //! Everything parsed here ends up in registry URLs and store keys, so nothing outside the
 //! grammar (spaces, `..`, uppercase paths, non-ASCII) is accepted.
 
@@ -31,7 +33,7 @@ pub const DEFAULT_REGISTRY: &str = "docker.io";
 /// The tag of references that name neither a tag nor a digest.
 pub const DEFAULT_TAG: &str = "latest";
 
-/// The longest name (registry and path, as written) the grammar allows.
+/// The longest name (registry and path, once normalised) the grammar allows.
 pub const NAME_TOTAL_MAX: usize = 255;
 
 /// The longest tag the grammar allows.
@@ -161,12 +163,6 @@ impl Reference {
         if name.is_empty() {
             return Err(invalid("the name is empty"));
         }
-        if name.len() > NAME_TOTAL_MAX {
-            return Err(ReferenceError::NameTooLong {
-                reference: echo(input),
-                length: name.len(),
-            });
-        }
 
         let (registry, path) = split_registry(name);
         check_registry(registry).map_err(invalid)?;
@@ -182,6 +178,14 @@ impl Reference {
         } else {
             path.to_owned()
         };
+        // Measured once normalised: `Display` writes this form, which must parse again.
+        let length = registry.len() + 1 + repository.len();
+        if length > NAME_TOTAL_MAX {
+            return Err(ReferenceError::NameTooLong {
+                reference: echo(input),
+                length,
+            });
+        }
         let tag = match (tag, &digest) {
             (Some(tag), _) => Some(tag.to_owned()),
             (None, Some(_)) => None,
@@ -210,8 +214,7 @@ impl Reference {
             return Err(invalid("neither a tag nor a digest"));
         }
         let length = self.registry.len() + 1 + self.repository.len();
-        // `docker.io/library/` is added by normalisation, so allow for it.
-        if length > NAME_TOTAL_MAX + DEFAULT_REGISTRY.len() + 1 + OFFICIAL_PREFIX.len() {
+        if length > NAME_TOTAL_MAX {
             return Err(ReferenceError::NameTooLong {
                 reference: echo(&self.to_string()),
                 length,
@@ -680,13 +683,31 @@ mod tests {
 
     #[test]
     fn name_length_limit() {
-        let max = format!("a/{}", "b".repeat(NAME_TOTAL_MAX - 2));
+        let max = format!("example.com/{}", "b".repeat(NAME_TOTAL_MAX - 12));
         parsed(&max);
-        let over = format!("a/{}", "b".repeat(NAME_TOTAL_MAX - 1));
+        let over = format!("example.com/{}", "b".repeat(NAME_TOTAL_MAX - 11));
         assert!(matches!(
             Reference::parse(&over),
             Err(ReferenceError::NameTooLong { length: 256, .. })
         ));
+        // The limit holds for the normalised name, `docker.io/library/` included.
+        let official = "b".repeat(NAME_TOTAL_MAX - "docker.io/library/".len());
+        assert_eq!(parsed(&official).name().len(), NAME_TOTAL_MAX);
+        assert!(matches!(
+            Reference::parse(&format!("{official}b")),
+            Err(ReferenceError::NameTooLong { length: 256, .. })
+        ));
+        let user = format!(
+            "a/{}",
+            "b".repeat(NAME_TOTAL_MAX - "docker.io/a/".len() + 1)
+        );
+        assert!(matches!(
+            Reference::parse(&user),
+            Err(ReferenceError::NameTooLong { length: 256, .. })
+        ));
+        // `index.docker.io` is shortened to `docker.io` before the limit applies.
+        let legacy = format!("index.docker.io/a/{}", "b".repeat(NAME_TOTAL_MAX - 12));
+        assert_eq!(parsed(&legacy).name().len(), NAME_TOTAL_MAX);
         // A huge input is refused, and the error does not repeat all of it.
         let huge = "a".repeat(1 << 20);
         let err = Reference::parse(&huge).unwrap_err();
