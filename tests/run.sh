@@ -28,4 +28,10 @@ step "layering: leaves never import upward"
 bash tests/check-layering.sh
 
 step "cargo test (unit + root integration)"
-cargo test --locked --all-targets
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked --all-targets 2>&1 | tee "$log"
+# One closing line for the whole suite (the last binary cargo runs is the bench, which only
+# prints its usage in test mode).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "\n%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
