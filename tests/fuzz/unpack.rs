@@ -340,8 +340,8 @@ impl Gen<'_> {
         };
         let mut offset = 0u64;
         let mut segments = Vec::new();
-        // Huge holes only when known issues are wanted (see KNOWN_ISSUES_ENV).
-        let huge_holes = known_issues() && self.rng.one_in(4);
+        // Huge holes: the layer limit must refuse them before any scanning.
+        let huge_holes = self.rng.one_in(4);
         for index in 0..count {
             let hole = if huge_holes {
                 self.rng.interesting_u64() >> 2

@@ -90,6 +90,12 @@ struct Context {
     /// Directory times to apply at the end, as creating children changes them.
     dir_times: Vec<(Vec<u8>, Timespec)>,
     buffer: Vec<u8>,
+    /// The layer's uncompressed-size limit. A sparse entry's holes never pass through the
+    /// stream meter, yet the tar reader hands them over as zeros to be scanned, so the sizes
+    /// sparse entries claim are counted against this limit too.
+    expansion_limit: u64,
+    /// What sparse entries may still claim.
+    sparse_budget: u64,
 }
 
 /// Applies entries to one layer directory.
@@ -101,7 +107,11 @@ pub(super) struct Applier {
 
 impl Applier {
     /// Opens `dest` and prepares to apply entries into it.
-    pub(super) fn new(dest: &Path, allow_device_nodes: bool) -> Result<Self, UnpackError> {
+    pub(super) fn new(
+        dest: &Path,
+        allow_device_nodes: bool,
+        expansion_limit: u64,
+    ) -> Result<Self, UnpackError> {
         let open_error = |source: io::Error| UnpackError::OpenDest {
             path: dest.to_path_buf(),
             source,
@@ -120,6 +130,8 @@ impl Applier {
                 removed_dir: false,
                 dir_times: Vec::new(),
                 buffer: vec![0; COPY_BUFFER],
+                expansion_limit,
+                sparse_budget: expansion_limit,
             },
         })
     }
@@ -417,6 +429,17 @@ impl Context {
         sparse: bool,
         shown: &str,
     ) -> Result<(), ApplyError> {
+        if sparse {
+            // Refuse before scanning: a 2 KiB entry can claim a hole of 2^63 bytes.
+            let claimed = entry.size();
+            if claimed > self.sparse_budget {
+                return Err(UnpackError::TooLarge {
+                    limit: self.expansion_limit,
+                }
+                .into());
+            }
+            self.sparse_budget -= claimed;
+        }
         let mut offset = 0u64;
         loop {
             let filled = fill(entry, &mut self.buffer).map_err(ApplyError::Stream)?;

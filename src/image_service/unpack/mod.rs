@@ -89,7 +89,11 @@ pub fn unpack_layer<R: Read>(
     dest: &Path,
     options: &UnpackOptions,
 ) -> Result<UnpackedLayer, UnpackError> {
-    let mut applier = Applier::new(dest, options.allow_device_nodes)?;
+    let mut applier = Applier::new(
+        dest,
+        options.allow_device_nodes,
+        options.max_uncompressed_bytes,
+    )?;
     let decoder = Decoder::new(compression, compressed)?;
     let metered = Metered::new(decoder, compression, options.max_uncompressed_bytes);
     let hashing = HashingReader::new(metered, options.diff_id_algorithm);
