@@ -859,17 +859,14 @@ fn regression_sparse_hole_is_bounded_by_the_layer_limit() {
     );
 }
 
-/// Known issue, found by the `unpack` target with `CARRACK_FUZZ_KNOWN_ISSUES=1` (a crash of
-/// the fuzz child: "thread 'fuzz-cases' has overflowed its stack"): replacing a directory
-/// (`tree::clear` → `tree::remove_tree`) recurses once per level of the tree below it, with
-/// an open fd per level. A layer of two entries, a 2047-level directory chain `a/a/…/a`
-/// (4093 bytes, within PATH_MAX) and then a file `a`, overflows the 2 MiB stack tokio gives
-/// blocking threads in a debug build, which aborts the whole process (release frames are
-/// smaller). It also holds 2047 fds at once. Run it with `cargo test --test fuzz --
-/// --ignored`; un-ignore it once removal walks the tree iteratively.
+/// Regression, found by the `unpack` target (a crash of the fuzz child: "thread 'fuzz-cases'
+/// has overflowed its stack"): replacing a directory (`tree::clear` → `tree::remove_tree`)
+/// recursed once per level of the tree below it. A layer of two entries, a 2047-level
+/// directory chain `a/a/…/a` (4093 bytes, within PATH_MAX) and then a file `a`, overflowed
+/// the 2 MiB stack tokio gives blocking threads in a debug build and aborted the process.
+/// Removal now walks the tree with an explicit stack.
 #[test]
-#[ignore = "known issue: removing a deep directory recurses once per level"]
-fn known_issue_deep_directory_removal_recursion() {
+fn regression_deep_directory_removal_does_not_overflow_the_stack() {
     use carrack::image_service::unpack::{Compression, UnpackOptions, unpack_layer};
     let chain = vec!["a"; 2047].join("/");
     let specs = [
@@ -896,9 +893,8 @@ fn known_issue_deep_directory_removal_recursion() {
     }
     let status = std::process::Command::new(std::env::current_exe().expect("exe"))
         .args([
-            "known_issue_deep_directory_removal_recursion",
+            "regression_deep_directory_removal_does_not_overflow_the_stack",
             "--exact",
-            "--ignored",
             "--nocapture",
         ])
         .env("CARRACK_KNOWN_ISSUE_CHILD", "1")

@@ -223,34 +223,66 @@ pub(super) fn clear(parent: BorrowedFd<'_>, name: &[u8]) -> io::Result<bool> {
 }
 
 /// Removes the directory `name` in `parent` and everything below it, through fds only.
+///
+/// Iterative, with an explicit stack: a layer may nest directories thousands deep, and one
+/// native stack frame per level overflowed the unpacking thread's stack (found by the fuzzer).
+/// Each level still holds one fd while its children go; past the fd limit that is a clean
+/// error, not a crash.
 fn remove_tree(parent: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
-    let dir = openat(
-        parent,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    // Collect first: unlinking while reading a directory stream may skip entries.
-    let mut children = Vec::new();
-    for entry in Dir::read_from(&dir)? {
-        let entry = entry?;
-        let child = entry.file_name().to_bytes();
-        if child != b"." && child != b".." {
-            children.push((child.to_vec(), entry.file_type()));
-        }
+    /// A directory being emptied: its fd, its name in its parent, subdirectories left.
+    struct Level {
+        dir: OwnedFd,
+        name: Vec<u8>,
+        subdirs: Vec<Vec<u8>>,
     }
-    for (child, file_type) in children {
-        let is_dir = match file_type {
-            FileType::Directory => true,
-            FileType::Unknown => kind_at(dir.as_fd(), &child)? == Some(FileType::Directory),
-            _ => false,
-        };
-        if is_dir {
-            remove_tree(dir.as_fd(), &child)?;
-        } else {
-            unlinkat(&dir, child.as_slice(), AtFlags::empty())?;
+    let mut stack = vec![empty_files_of(parent, name)?];
+    while let Some(top) = stack.last_mut() {
+        if let Some(child) = top.subdirs.pop() {
+            let level = empty_files_of(top.dir.as_fd(), &child)?;
+            stack.push(level);
+            continue;
         }
+        let done = stack.pop().ok_or_else(|| io::Error::other("empty stack"))?;
+        let holder = stack.last().map_or(parent, |level| level.dir.as_fd());
+        drop(done.dir);
+        unlinkat(holder, done.name.as_slice(), AtFlags::REMOVEDIR)?;
     }
-    unlinkat(parent, name, AtFlags::REMOVEDIR)?;
-    Ok(())
+    return Ok(());
+
+    /// Opens `name`, unlinks every non-directory in it and lists its subdirectories.
+    fn empty_files_of(parent: BorrowedFd<'_>, name: &[u8]) -> io::Result<Level> {
+        let dir = openat(
+            parent,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        // Collect first: unlinking while reading a directory stream may skip entries.
+        let mut children = Vec::new();
+        for entry in Dir::read_from(&dir)? {
+            let entry = entry?;
+            let child = entry.file_name().to_bytes();
+            if child != b"." && child != b".." {
+                children.push((child.to_vec(), entry.file_type()));
+            }
+        }
+        let mut subdirs = Vec::new();
+        for (child, file_type) in children {
+            let is_dir = match file_type {
+                FileType::Directory => true,
+                FileType::Unknown => kind_at(dir.as_fd(), &child)? == Some(FileType::Directory),
+                _ => false,
+            };
+            if is_dir {
+                subdirs.push(child);
+            } else {
+                unlinkat(&dir, child.as_slice(), AtFlags::empty())?;
+            }
+        }
+        Ok(Level {
+            dir,
+            name: name.to_vec(),
+            subdirs,
+        })
+    }
 }
