@@ -6,8 +6,7 @@
 //! Layer blobs are not kept: they are unpacked while they stream (see `pull`), which saves
 //! writing and re-reading every compressed layer.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -112,23 +111,8 @@ impl ContentStore {
             digest.hex(),
             self.counter.fetch_add(1, Ordering::Relaxed)
         ));
-        let written = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp)
-                .map_err(io(&temp))?;
-            file.write_all(bytes).map_err(io(&temp))?;
-            file.sync_all().map_err(io(&temp))?;
-            fs::rename(&temp, &target).map_err(io(&target))?;
-            File::open(&dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io(&dir))
-        })();
-        if written.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        written
+        crate::store::write_atomically(&temp, &target, bytes)
+            .map_err(|(path, source)| ContentError::Io { path, source })
     }
 
     /// The blob's bytes, if stored.

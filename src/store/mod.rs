@@ -6,6 +6,7 @@
 //! parallel, and stays readable with `cat` during an incident. Every change reaches disk before
 //! it is visible in memory.
 
+mod atomic;
 mod error;
 mod locks;
 mod record_store;
@@ -14,6 +15,7 @@ mod registrar;
 
 use std::path::Path;
 
+pub use atomic::write_atomically;
 pub use error::StoreError;
 pub use locks::KeyedLocks;
 pub use record_store::{Record, RecordStore, ScanReport};

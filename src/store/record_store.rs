@@ -6,8 +6,7 @@
 //! that the recovery scan removes.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -213,27 +212,8 @@ impl<T: Record> RecordStore<T> {
     fn write_atomically(&self, id: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let seq = self.temp_counter.fetch_add(1, Ordering::Relaxed);
         let temp = self.dir.join(format!(".{id}.{seq}.tmp"));
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| StoreError::Io { path, source }
-        };
-        let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp)
-                .map_err(io(&temp))?;
-            file.write_all(bytes).map_err(io(&temp))?;
-            file.sync_all().map_err(io(&temp))?;
-            let target = self.record_path(id);
-            fs::rename(&temp, &target).map_err(io(&target))?;
-            self.sync_dir()
-        })();
-        if result.is_err() {
-            // Best effort: a leftover temp file is also removed by the next scan.
-            let _ = fs::remove_file(&temp);
-        }
-        result
+        super::atomic::write_atomically(&temp, &self.record_path(id), bytes)
+            .map_err(|(path, source)| StoreError::Io { path, source })
     }
 
     fn sync_dir(&self) -> Result<(), StoreError> {
