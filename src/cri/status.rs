@@ -33,29 +33,19 @@ pub fn not_built(rpc: &str) -> Status {
     Status::unimplemented(format!("{rpc} is not implemented by carrack yet"))
 }
 
-impl From<StoreError> for Status {
-    fn from(err: StoreError) -> Self {
-        Status::new(code_for(err.kind()), err.to_string())
-    }
+/// The domain errors the CRI layer returns: each reports its kind, mapped by [`code_for`];
+/// the message is the error's own (it names the object and the step).
+macro_rules! status_from_domain_error {
+    ($($error:ty),+ $(,)?) => {$(
+        impl From<$error> for Status {
+            fn from(err: $error) -> Self {
+                Status::new(code_for(err.kind()), err.to_string())
+            }
+        }
+    )+};
 }
 
-impl From<ImageError> for Status {
-    fn from(err: ImageError) -> Self {
-        Status::new(code_for(err.kind()), err.to_string())
-    }
-}
-
-impl From<SandboxError> for Status {
-    fn from(err: SandboxError) -> Self {
-        Status::new(code_for(err.kind()), err.to_string())
-    }
-}
-
-impl From<ConfigError> for Status {
-    fn from(err: ConfigError) -> Self {
-        Status::new(code_for(err.kind()), err.to_string())
-    }
-}
+status_from_domain_error!(StoreError, ImageError, SandboxError, ConfigError);
 
 #[cfg(test)]
 mod tests {
