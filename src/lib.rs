@@ -18,6 +18,7 @@ pub mod daemon;
 pub mod error_kind;
 pub mod executor;
 pub mod image_service;
+pub mod monitor;
 pub mod proto;
 pub mod sandbox;
 pub mod snapshot;

@@ -1,0 +1,8 @@
+//! The container monitor: the small, long-lived process (`carrack monitor <dir>`) that is the
+//! parent of a container's process, outlives daemon restarts, writes the container's CRI log
+//! and records how it exited.
+//!
+//! [`protocol`] is what the daemon and the monitor share: the runtime directory's files, the
+//! start report, the exit record and the control-socket requests.
+
+pub mod protocol;

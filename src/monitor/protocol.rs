@@ -1,0 +1,119 @@
+//! What the daemon and a container's monitor agree on: the files in the container's runtime
+//! directory, the start report, the exit record and the control-socket requests.
+//!
+//! A container's runtime directory is `<state_dir>/containers/<id>/`. The daemon writes
+//! [`CONFIG_FILE`] (the OCI spec) and [`MONITOR_FILE`] (a [`MonitorConfig`]) and mounts the
+//! rootfs before it runs `carrack monitor <dir>`. The monitor prints one [`StartReport`] line
+//! on its stdout once the container process has exec'd (or failed to), then closes stdout and
+//! lives on as the container's parent: it writes the CRI log, answers [`Request`]s on
+//! [`SOCKET_FILE`], and when the container exits writes [`EXIT_FILE`] (an [`ExitRecord`],
+//! atomically) and exits itself.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The OCI runtime spec (`config.json`), written by the daemon.
+pub const CONFIG_FILE: &str = "config.json";
+/// The [`MonitorConfig`], written by the daemon.
+pub const MONITOR_FILE: &str = "monitor.json";
+/// The monitor's pid (decimal), written by the monitor before it reports.
+pub const PID_FILE: &str = "monitor.pid";
+/// The [`ExitRecord`], written by the monitor once the container has exited.
+pub const EXIT_FILE: &str = "exit.json";
+/// The monitor's control socket (a Unix stream socket; one [`Request`] line per connection,
+/// one [`Response`] line back).
+pub const SOCKET_FILE: &str = "monitor.sock";
+/// The mount point of the container's root filesystem (mounted by the daemon).
+pub const ROOTFS_DIR: &str = "rootfs";
+
+/// How the monitor is to run the container; `monitor.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorConfig {
+    /// The container id (for log messages).
+    pub container_id: String,
+    /// The root filesystem to run in (already mounted).
+    pub rootfs: PathBuf,
+    /// Where the CRI log goes (`None`: output is discarded).
+    pub log_path: Option<PathBuf>,
+    /// `cgroup.procs` (or v1 `tasks`) files the container process joins.
+    pub cgroup_procs_files: Vec<PathBuf>,
+    /// Files whose `oom_kill <n>` line counts OOM kills in the container's cgroup (v1
+    /// `memory.oom_control`, v2 `memory.events`); compared before start and after exit.
+    pub oom_counter_files: Vec<PathBuf>,
+    /// Allocate a pseudo-terminal for the container's stdio.
+    pub tty: bool,
+    /// Keep a stdin pipe open (for attach); otherwise stdin is `/dev/null`.
+    pub stdin: bool,
+    /// Close stdin after the first attach session ends.
+    pub stdin_once: bool,
+}
+
+/// The single line the monitor prints on stdout once the start succeeded or failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartReport {
+    /// The container process runs.
+    Started {
+        /// The container's pid (host PID namespace).
+        pid: i32,
+        /// The monitor's own pid.
+        monitor_pid: i32,
+        /// When the process was started, nanoseconds since the epoch.
+        started_at_ns: i64,
+    },
+    /// It could not be started; the message says what failed and on which path. The monitor
+    /// has exited and written an [`ExitRecord`] with the same message.
+    Failed {
+        /// What failed.
+        message: String,
+    },
+}
+
+/// How the container ended; `exit.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// Exit code as CRI reports it: the code, or 128 + signal number.
+    pub exit_code: i32,
+    /// The signal that killed it, if one did.
+    pub signal: Option<i32>,
+    /// When it ended (or the start failed), nanoseconds since the epoch.
+    pub finished_at_ns: i64,
+    /// The kernel's OOM killer killed a process of the container.
+    pub oom_killed: bool,
+    /// Set when the container never ran: why its start failed.
+    pub start_error: Option<String>,
+}
+
+/// A request on the control socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    /// Send this signal to the container's process.
+    Signal {
+        /// Signal number.
+        signal: i32,
+    },
+    /// Close and reopen the log file (after log rotation).
+    ReopenLog,
+    /// Resize the terminal (tty containers).
+    Resize {
+        /// Columns.
+        width: u16,
+        /// Rows.
+        height: u16,
+    },
+}
+
+/// The answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    /// Done.
+    Ok,
+    /// Not done, and why.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}
