@@ -6,7 +6,8 @@
 //!
 //! Unsafe inventory: `#![deny(unsafe_code)]` holds for the whole crate; a module that needs
 //! raw syscalls gets an `#[allow(unsafe_code)]` line on its declaration, and each block a
-//! `// SAFETY:` comment. The inventory: `executor::sys` (declared in `executor/mod.rs`).
+//! `// SAFETY:` comment. The inventory: `executor::sys` (declared in `executor/mod.rs`) and `container::pidfd`
+//! (registering a pidfd with tokio's reactor; declared in `container/mod.rs`).
 #![deny(unsafe_code)]
 
 pub mod cgroups;
@@ -20,6 +21,7 @@ pub mod executor;
 pub mod image_service;
 pub mod monitor;
 pub mod proto;
+pub mod rollback;
 pub mod sandbox;
 pub mod snapshot;
 pub mod store;

@@ -36,6 +36,15 @@ impl CgroupManager {
         Ok(())
     }
 
+    /// The `cgroup.procs` file of `path` in every hierarchy: what a new process is written to
+    /// (by the executor, before the process runs anything).
+    pub fn procs_files(&self, path: &CgroupPath) -> Vec<std::path::PathBuf> {
+        self.dirs(path)
+            .into_iter()
+            .map(|dir| dir.join("cgroup.procs"))
+            .collect()
+    }
+
     /// The processes in `path` (not its children), from every hierarchy, sorted.
     ///
     /// On v1 a process is listed in each hierarchy it was added to; the union also catches one

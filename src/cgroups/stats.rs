@@ -49,6 +49,20 @@ impl CgroupManager {
         Ok(self.read_oom_kills(path)?.unwrap_or(0))
     }
 
+    /// The files whose `oom_kill <n>` line counts OOM kills in `path` (v1
+    /// `memory.oom_control`, v2 `memory.events`), for a process that watches without a
+    /// manager of its own (the container monitor).
+    pub fn oom_counter_files(&self, path: &CgroupPath) -> Vec<std::path::PathBuf> {
+        let file = if self.is_v2() {
+            "memory.events"
+        } else {
+            "memory.oom_control"
+        };
+        self.controller_dir("memory", path)
+            .map(|dir| vec![dir.join(file)])
+            .unwrap_or_default()
+    }
+
     fn read_oom_kills(&self, path: &CgroupPath) -> Result<Option<u64>, CgroupError> {
         let Some(dir) = self.controller_dir("memory", path) else {
             return Ok(None);

@@ -4,6 +4,7 @@
 //! replies back. It performs no syscalls and no file I/O of its own; errors become gRPC codes
 //! only in [`status`].
 
+mod containers;
 pub mod convert;
 pub mod image;
 pub mod instrument;

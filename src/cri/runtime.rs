@@ -1,7 +1,8 @@
 //! The RuntimeService adapter: validates requests, calls the domain services, converts back.
 //!
-//! Built so far: `Version`, `Status`, `RuntimeConfig` and the pod sandbox RPCs. Every other
-//! RPC answers `UNIMPLEMENTED` naming itself until the issue that builds it lands.
+//! Built so far: `Version`, `Status`, `RuntimeConfig`, the pod sandbox RPCs and the container
+//! RPCs (whose bodies live in `containers.rs`). Every other RPC answers `UNIMPLEMENTED` naming
+//! itself until the issue that builds it lands.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use tonic::{Request, Response, Status};
 
 use super::{ResponseStream, convert, instrument, not_built};
 use crate::config::{CgroupDriver, Config};
+use crate::container::ContainerService;
 use crate::proto;
 use crate::sandbox::SandboxService;
 
@@ -26,21 +28,37 @@ pub struct RuntimeServer {
     config: Arc<Config>,
     config_json: Arc<str>,
     sandboxes: Arc<SandboxService>,
+    containers: Arc<ContainerService>,
     /// The pod CIDR kubelet last sent with `UpdateRuntimeConfig`.
     pod_cidr: Arc<std::sync::RwLock<String>>,
 }
 
 impl RuntimeServer {
     /// A server reporting `config` as the effective configuration.
-    pub fn new(config: Arc<Config>, sandboxes: Arc<SandboxService>) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        sandboxes: Arc<SandboxService>,
+        containers: Arc<ContainerService>,
+    ) -> Self {
         // Serialising plain structs of strings and paths cannot fail.
         let config_json = serde_json::to_string(&*config).unwrap_or_default().into();
         Self {
             config,
             config_json,
             sandboxes,
+            containers,
             pod_cidr: Arc::default(),
         }
+    }
+
+    /// The container service.
+    pub(super) fn containers(&self) -> &Arc<ContainerService> {
+        &self.containers
+    }
+
+    /// The pod sandbox service.
+    pub(super) fn sandboxes(&self) -> &SandboxService {
+        &self.sandboxes
     }
 
     fn version_reply(&self) -> proto::VersionResponse {
@@ -178,6 +196,9 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
         let span = tracing::info_span!("cri.StopPodSandbox", pod_id = %id);
         instrument::rpc(span, async {
             required_id(&id, "pod_sandbox_id")?;
+            if let Some(pod) = self.sandboxes.find(&id)? {
+                self.containers.stop_pod_containers(&pod.id).await?;
+            }
             self.sandboxes.stop(&id).await?;
             Ok(proto::StopPodSandboxResponse {})
         })
@@ -192,6 +213,10 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
         let span = tracing::info_span!("cri.RemovePodSandbox", pod_id = %id);
         instrument::rpc(span, async {
             required_id(&id, "pod_sandbox_id")?;
+            if let Some(pod) = self.sandboxes.find(&id)? {
+                self.containers.stop_pod_containers(&pod.id).await?;
+                self.containers.remove_pod_containers(&pod.id).await?;
+            }
             self.sandboxes.remove(&id).await?;
             Ok(proto::RemovePodSandboxResponse {})
         })
@@ -250,37 +275,37 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
 
     async fn create_container(
         &self,
-        _request: Request<proto::CreateContainerRequest>,
+        request: Request<proto::CreateContainerRequest>,
     ) -> Result<Response<proto::CreateContainerResponse>, Status> {
-        not_built("CreateContainer").await
+        self.create_container_rpc(request.into_inner()).await
     }
 
     async fn start_container(
         &self,
-        _request: Request<proto::StartContainerRequest>,
+        request: Request<proto::StartContainerRequest>,
     ) -> Result<Response<proto::StartContainerResponse>, Status> {
-        not_built("StartContainer").await
+        self.start_container_rpc(request.into_inner()).await
     }
 
     async fn stop_container(
         &self,
-        _request: Request<proto::StopContainerRequest>,
+        request: Request<proto::StopContainerRequest>,
     ) -> Result<Response<proto::StopContainerResponse>, Status> {
-        not_built("StopContainer").await
+        self.stop_container_rpc(request.into_inner()).await
     }
 
     async fn remove_container(
         &self,
-        _request: Request<proto::RemoveContainerRequest>,
+        request: Request<proto::RemoveContainerRequest>,
     ) -> Result<Response<proto::RemoveContainerResponse>, Status> {
-        not_built("RemoveContainer").await
+        self.remove_container_rpc(request.into_inner()).await
     }
 
     async fn list_containers(
         &self,
-        _request: Request<proto::ListContainersRequest>,
+        request: Request<proto::ListContainersRequest>,
     ) -> Result<Response<proto::ListContainersResponse>, Status> {
-        not_built("ListContainers").await
+        self.list_containers_rpc(request.into_inner()).await
     }
 
     type StreamContainersStream = ResponseStream<proto::StreamContainersResponse>;
@@ -294,30 +319,31 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
 
     async fn container_status(
         &self,
-        _request: Request<proto::ContainerStatusRequest>,
+        request: Request<proto::ContainerStatusRequest>,
     ) -> Result<Response<proto::ContainerStatusResponse>, Status> {
-        not_built("ContainerStatus").await
+        self.container_status_rpc(request.into_inner()).await
     }
 
     async fn update_container_resources(
         &self,
-        _request: Request<proto::UpdateContainerResourcesRequest>,
+        request: Request<proto::UpdateContainerResourcesRequest>,
     ) -> Result<Response<proto::UpdateContainerResourcesResponse>, Status> {
-        not_built("UpdateContainerResources").await
+        self.update_container_resources_rpc(request.into_inner())
+            .await
     }
 
     async fn reopen_container_log(
         &self,
-        _request: Request<proto::ReopenContainerLogRequest>,
+        request: Request<proto::ReopenContainerLogRequest>,
     ) -> Result<Response<proto::ReopenContainerLogResponse>, Status> {
-        not_built("ReopenContainerLog").await
+        self.reopen_container_log_rpc(request.into_inner()).await
     }
 
     async fn exec_sync(
         &self,
-        _request: Request<proto::ExecSyncRequest>,
+        request: Request<proto::ExecSyncRequest>,
     ) -> Result<Response<proto::ExecSyncResponse>, Status> {
-        not_built("ExecSync").await
+        self.exec_sync_rpc(request.into_inner()).await
     }
 
     async fn exec(
@@ -343,16 +369,16 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
 
     async fn container_stats(
         &self,
-        _request: Request<proto::ContainerStatsRequest>,
+        request: Request<proto::ContainerStatsRequest>,
     ) -> Result<Response<proto::ContainerStatsResponse>, Status> {
-        not_built("ContainerStats").await
+        self.container_stats_rpc(request.into_inner()).await
     }
 
     async fn list_container_stats(
         &self,
-        _request: Request<proto::ListContainerStatsRequest>,
+        request: Request<proto::ListContainerStatsRequest>,
     ) -> Result<Response<proto::ListContainerStatsResponse>, Status> {
-        not_built("ListContainerStats").await
+        self.list_container_stats_rpc(request.into_inner()).await
     }
 
     type StreamContainerStatsStream = ResponseStream<proto::StreamContainerStatsResponse>;
@@ -366,16 +392,16 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
 
     async fn pod_sandbox_stats(
         &self,
-        _request: Request<proto::PodSandboxStatsRequest>,
+        request: Request<proto::PodSandboxStatsRequest>,
     ) -> Result<Response<proto::PodSandboxStatsResponse>, Status> {
-        not_built("PodSandboxStats").await
+        self.pod_sandbox_stats_rpc(request.into_inner()).await
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _request: Request<proto::ListPodSandboxStatsRequest>,
+        request: Request<proto::ListPodSandboxStatsRequest>,
     ) -> Result<Response<proto::ListPodSandboxStatsResponse>, Status> {
-        not_built("ListPodSandboxStats").await
+        self.list_pod_sandbox_stats_rpc(request.into_inner()).await
     }
 
     type StreamPodSandboxStatsStream = ResponseStream<proto::StreamPodSandboxStatsResponse>;
@@ -536,6 +562,28 @@ mod tests {
         .unwrap();
         let cni = CniManager::new(CniSettings::new(&config.cni, dir.join("cni-cache")));
         let (store, _) = Store::open(&config.root_dir).unwrap();
+        let store = Arc::new(store);
+        let cgroups = Arc::new(cgroups);
+        let snapshots = Arc::new(crate::snapshot::Snapshotter::open(&config.root_dir).unwrap());
+        let images = Arc::new(
+            crate::image_service::ImageService::new(
+                &config,
+                Arc::clone(&store),
+                Arc::clone(&snapshots),
+            )
+            .unwrap(),
+        );
+        let containers = ContainerService::new(
+            crate::container::ContainerSettings {
+                state_dir: config.state_dir.clone(),
+                binary: dir.join("carrack"),
+                host: crate::container::spec::HostInfo::default(),
+            },
+            Arc::clone(&store),
+            Arc::clone(&cgroups),
+            snapshots,
+            images,
+        );
         let sandboxes = SandboxService::new(
             SandboxSettings {
                 state_dir: config.state_dir.clone(),
@@ -543,11 +591,11 @@ mod tests {
                 host_resolv_conf: dir.join("resolv.conf"),
                 host_hosts: dir.join("hosts"),
             },
-            Arc::new(store),
-            Arc::new(cgroups),
+            store,
+            cgroups,
             Arc::new(cni),
         );
-        RuntimeServer::new(Arc::new(config), Arc::new(sandboxes))
+        RuntimeServer::new(Arc::new(config), Arc::new(sandboxes), containers)
     }
 
     #[tokio::test]
@@ -612,11 +660,43 @@ mod tests {
     #[tokio::test]
     async fn unbuilt_rpcs_are_unimplemented() {
         let err = server()
-            .create_container(Request::new(proto::CreateContainerRequest::default()))
+            .checkpoint_container(Request::new(proto::CheckpointContainerRequest::default()))
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unimplemented);
-        assert!(err.message().contains("CreateContainer"));
+        assert!(err.message().contains("CheckpointContainer"));
+    }
+
+    #[tokio::test]
+    async fn container_rpcs_on_unknown_ids_answer_as_cri_expects() {
+        let server = server();
+        let err = server
+            .container_status(Request::new(proto::ContainerStatusRequest {
+                container_id: "nope".to_owned(),
+                verbose: false,
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound);
+        // Stop and remove are idempotent.
+        server
+            .stop_container(Request::new(proto::StopContainerRequest {
+                container_id: "nope".to_owned(),
+                timeout: 1,
+            }))
+            .await
+            .unwrap();
+        server
+            .remove_container(Request::new(proto::RemoveContainerRequest {
+                container_id: "nope".to_owned(),
+            }))
+            .await
+            .unwrap();
+        let err = server
+            .create_container(Request::new(proto::CreateContainerRequest::default()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
     }
 
     #[tokio::test]

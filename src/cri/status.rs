@@ -6,6 +6,7 @@
 use tonic::{Code, Status};
 
 use crate::config::ConfigError;
+use crate::container::ContainerError;
 use crate::error_kind::ErrorKind;
 use crate::image_service::ImageError;
 use crate::sandbox::SandboxError;
@@ -45,7 +46,13 @@ macro_rules! status_from_domain_error {
     )+};
 }
 
-status_from_domain_error!(StoreError, ImageError, SandboxError, ConfigError);
+status_from_domain_error!(
+    StoreError,
+    ImageError,
+    SandboxError,
+    ConfigError,
+    ContainerError
+);
 
 #[cfg(test)]
 mod tests {

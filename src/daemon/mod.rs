@@ -24,6 +24,7 @@ pub use error::DaemonError;
 use crate::cgroups::{CgroupManager, CgroupSettings};
 use crate::cni::{CniManager, CniSettings};
 use crate::config::Config;
+use crate::container::{ContainerService, ContainerSettings, detect_host};
 use crate::cri::image::ImageServer;
 use crate::cri::instrument;
 use crate::cri::runtime::RuntimeServer;
@@ -61,15 +62,50 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         "state recovered"
     );
     let store = Arc::new(store);
-    let sandboxes = Arc::new(build_sandboxes(&config, Arc::clone(&store))?);
+    let cgroups = Arc::new(CgroupManager::new(CgroupSettings::new(
+        config.cgroups.driver,
+        config.cgroups.root.clone(),
+    ))?);
+    let sandboxes = Arc::new(build_sandboxes(
+        &config,
+        Arc::clone(&store),
+        Arc::clone(&cgroups),
+    ));
     let teardowns = tokio::spawn(retry_network_teardowns(Arc::clone(&sandboxes)));
+    let snapshots = Arc::new(Snapshotter::open(&config.root_dir)?);
+    let images = Arc::new(ImageService::new(
+        &config,
+        Arc::clone(&store),
+        Arc::clone(&snapshots),
+    )?);
+    let containers = ContainerService::new(
+        ContainerSettings {
+            state_dir: config.state_dir.clone(),
+            binary: monitor_binary()?,
+            host: detect_host(Path::new("/proc"), Path::new("/dev")),
+        },
+        Arc::clone(&store),
+        cgroups,
+        snapshots,
+        Arc::clone(&images),
+    );
+    let recovered = containers.recover().await;
+    if recovered.running + recovered.exited > 0 {
+        tracing::info!(
+            running = recovered.running,
+            exited = recovered.exited,
+            "containers recovered"
+        );
+    }
 
     let listener = socket::bind(&config.socket_path)?;
-    let runtime = RuntimeServiceServer::new(RuntimeServer::new(Arc::clone(&config), sandboxes))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let snapshots = Arc::new(Snapshotter::open(&config.root_dir)?);
-    let images = Arc::new(ImageService::new(&config, Arc::clone(&store), snapshots)?);
+    let runtime = RuntimeServiceServer::new(RuntimeServer::new(
+        Arc::clone(&config),
+        sandboxes,
+        containers,
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let image = ImageServiceServer::new(ImageServer::new(images))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -126,19 +162,30 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     result
 }
 
-/// The pod sandbox service with its cgroup manager and CNI.
-fn build_sandboxes(config: &Config, store: Arc<Store>) -> Result<SandboxService, DaemonError> {
-    let cgroups = CgroupManager::new(CgroupSettings::new(
-        config.cgroups.driver,
-        config.cgroups.root.clone(),
-    ))?;
+/// The binary monitors and exec helpers run from: this one. Resolved once at start, so an
+/// upgrade that replaces the file on disk starts new monitors from the new binary while the
+/// running ones go on.
+fn monitor_binary() -> Result<PathBuf, DaemonError> {
+    std::env::current_exe().map_err(|source| DaemonError::Io {
+        action: "resolve own binary",
+        path: PathBuf::from("/proc/self/exe"),
+        source,
+    })
+}
+
+/// The pod sandbox service with its CNI.
+fn build_sandboxes(
+    config: &Config,
+    store: Arc<Store>,
+    cgroups: Arc<CgroupManager>,
+) -> SandboxService {
     // CNI results live under the root dir: host-local's leases in /var/lib/cni survive a
     // reboot, so the records needed to release them must too.
     let cni = CniManager::new(CniSettings::new(
         &config.cni,
         config.root_dir.join("cni").join("results"),
     ));
-    Ok(SandboxService::new(
+    SandboxService::new(
         SandboxSettings {
             state_dir: config.state_dir.clone(),
             default_cgroup_parent: config.cgroups.default_parent.clone(),
@@ -146,9 +193,9 @@ fn build_sandboxes(config: &Config, store: Arc<Store>) -> Result<SandboxService,
             host_hosts: PathBuf::from("/etc/hosts"),
         },
         store,
-        Arc::new(cgroups),
+        cgroups,
         Arc::new(cni),
-    ))
+    )
 }
 
 /// How often cut-short network teardowns are retried after the pass at start.

@@ -5,4 +5,8 @@
 //! [`protocol`] is what the daemon and the monitor share: the runtime directory's files, the
 //! start report, the exit record and the control-socket requests.
 
+pub mod client;
+mod error;
 pub mod protocol;
+
+pub use error::MonitorError;

@@ -9,8 +9,8 @@ mod files;
 mod namespaces;
 mod recover;
 mod remove;
-mod rollback;
 mod run;
+mod stats;
 mod status;
 mod stop;
 mod sysctl;
@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 pub use error::SandboxError;
 pub use recover::TeardownReport;
+pub use stats::{InterfaceUsage, PodUsage};
 pub use status::PodFilter;
 
 use crate::cgroups::{CgroupManager, Resources};

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use super::files::{self, PodFilesSpec};
 use super::namespaces::{self, NamespaceSetup};
-use super::rollback::Rollback;
 use super::{PodSpec, SandboxError, SandboxService, new_id, sysctl};
 use crate::cgroups::Resources;
 use crate::cni::PodNetwork;
 use crate::executor::sys::NewNamespaces;
+use crate::rollback::Rollback;
 use crate::store::{NamespaceMode, PodRecord, PodState, pod_name_key};
 
 impl SandboxService {

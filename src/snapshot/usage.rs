@@ -39,6 +39,13 @@ impl Snapshotter {
             active: walk(&self.inner.active_dir, &mut seen)?,
         })
     }
+
+    /// What container `container_id` wrote: its writable layer's usage (zero when it has
+    /// none).
+    pub fn active_usage(&self, container_id: &str) -> Result<FsUsage, SnapshotError> {
+        let upper = self.inner.active_dir.join(container_id).join("upper");
+        walk(&upper, &mut HashSet::new())
+    }
 }
 
 /// Sums `root`'s contents (not `root` itself), not following symlinks.

@@ -234,6 +234,90 @@ pub struct ContainerRecord {
     /// Annotations from the request.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// The image as the request named it (`ImageSpec.image`).
+    #[serde(default)]
+    pub image_spec: String,
+    /// The container's log file (the pod's log directory joined with the request's path);
+    /// empty when the pod has no log directory.
+    #[serde(default)]
+    pub log_path: String,
+    /// The log path as the request gave it (relative to the pod's log directory).
+    #[serde(default)]
+    pub log_path_relative: String,
+    /// The container's cgroup (cgroupfs form).
+    #[serde(default)]
+    pub cgroup_path: String,
+    /// The cgroup directories this container created (removed with it).
+    #[serde(default)]
+    pub cgroup_created: Vec<String>,
+    /// Signal that stops it (the image's `StopSignal`, default SIGTERM).
+    #[serde(default = "default_stop_signal")]
+    pub stop_signal: i32,
+    /// Allocate a tty.
+    #[serde(default)]
+    pub tty: bool,
+    /// Keep stdin open.
+    #[serde(default)]
+    pub stdin: bool,
+    /// Close stdin after the first attach.
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// The mounts the container got (for status).
+    #[serde(default)]
+    pub mounts: Vec<ContainerMount>,
+    /// The process's uid, gid and supplemental groups (for status).
+    #[serde(default)]
+    pub user: Option<ContainerUser>,
+    /// Start time, nanoseconds since the epoch (0: not started).
+    #[serde(default)]
+    pub started_at_ns: i64,
+    /// End time, nanoseconds since the epoch (0: not ended).
+    #[serde(default)]
+    pub finished_at_ns: i64,
+    /// Exit code (CRI form: 128 + signal when killed).
+    #[serde(default)]
+    pub exit_code: i32,
+    /// `Completed`, `Error`, `OOMKilled` or `ContainerCannotRun`, once exited.
+    #[serde(default)]
+    pub reason: String,
+    /// Human-readable detail for `reason`.
+    #[serde(default)]
+    pub message: String,
+    /// The container's pid while it runs (host PID namespace).
+    #[serde(default)]
+    pub pid: i32,
+    /// Its monitor's pid while it runs.
+    #[serde(default)]
+    pub monitor_pid: i32,
+}
+
+/// SIGTERM.
+fn default_stop_signal() -> i32 {
+    15
+}
+
+/// A mount as `ContainerStatus` reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerMount {
+    /// Path in the container.
+    pub container_path: String,
+    /// Path on the host.
+    pub host_path: String,
+    /// Read-only.
+    pub readonly: bool,
+    /// `private`, `rslave` or `rshared`.
+    pub propagation: String,
+}
+
+/// The identity a container's process runs with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerUser {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Supplemental group ids.
+    pub additional_gids: Vec<u32>,
 }
 
 impl Record for ContainerRecord {

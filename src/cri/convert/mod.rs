@@ -1,5 +1,6 @@
 //! Conversions between CRI messages and domain requests/records. Pure functions: they
 //! validate and translate, and never touch the system.
 
+pub mod container;
 pub mod pod;
 pub mod resources;

@@ -1,5 +1,6 @@
-//! The undo stack of a transactional create: each acquired resource pushes the step that
-//! releases it; on failure the steps run in reverse, and on success the stack is disarmed.
+//! The undo stack of a transactional create (a pod's run, a container's create): each
+//! acquired resource pushes the step that releases it; on failure the steps run in reverse,
+//! and on success the stack is disarmed.
 
 use std::fmt;
 

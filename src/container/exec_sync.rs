@@ -1,0 +1,141 @@
+//! `ExecSync`: run a command in a running container (its namespaces, cgroup and security
+//! context) through the `carrack exec-in` helper, collect its output up to a cap, and give up
+//! after the timeout.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::start::state_name;
+use super::{ContainerError, ContainerService};
+use crate::store::ContainerState;
+
+/// Most output kept per stream; the rest is read and dropped so the command never blocks on a
+/// full pipe (an unbounded buffer is a memory DoS on the runtime: CVE-2022-31030).
+pub const MAX_EXEC_OUTPUT: usize = 16 << 20;
+
+/// What an exec'd command produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Its stdout, capped at [`MAX_EXEC_OUTPUT`].
+    pub stdout: Vec<u8>,
+    /// Its stderr, capped at [`MAX_EXEC_OUTPUT`].
+    pub stderr: Vec<u8>,
+    /// Its exit code (128 + signal when killed).
+    pub exit_code: i32,
+}
+
+impl ContainerService {
+    /// Runs `command` in container `id`; `timeout` zero means no limit.
+    pub async fn exec_sync(
+        self: &Arc<Self>,
+        id: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, ContainerError> {
+        if command.is_empty() {
+            return Err(ContainerError::InvalidConfig {
+                reason: "cmd is required".to_owned(),
+            });
+        }
+        let container = self.require(id)?;
+        let id = container.id.clone();
+        if container.state != ContainerState::Running || self.exit_pending(&container) {
+            return Err(ContainerError::WrongState {
+                id,
+                state: state_name(if container.state == ContainerState::Running {
+                    ContainerState::Exited
+                } else {
+                    container.state
+                }),
+                reason: "commands can only run in a running container",
+            });
+        }
+        let dir = self.runtime_dir(&id);
+        let mut child = tokio::process::Command::new(&self.settings.binary)
+            .arg("exec-in")
+            .arg(&dir)
+            .arg("--pid")
+            .arg(container.pid.to_string())
+            .arg("--")
+            .args(command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(ContainerError::io(
+                &id,
+                "spawn exec helper",
+                &self.settings.binary,
+            ))?;
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let run = async {
+            let (stdout, stderr, status) =
+                tokio::join!(read_capped(stdout), read_capped(stderr), child.wait());
+            (stdout, stderr, status)
+        };
+        let outcome = if timeout.is_zero() {
+            Some(run.await)
+        } else {
+            tokio::time::timeout(timeout, run).await.ok()
+        };
+        let Some((stdout, stderr, status)) = outcome else {
+            // Killing the helper kills the command too (it dies with its parent).
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            return Err(ContainerError::ExecTimeout {
+                id,
+                seconds: timeout.as_secs(),
+            });
+        };
+        let status = status.map_err(ContainerError::io(&id, "wait for exec helper", &dir))?;
+        let exit_code = match (
+            status.code(),
+            std::os::unix::process::ExitStatusExt::signal(&status),
+        ) {
+            (Some(code), _) => code,
+            (None, Some(signal)) => 128 + signal,
+            (None, None) => 255,
+        };
+        Ok(ExecOutput {
+            stdout,
+            stderr,
+            exit_code,
+        })
+    }
+}
+
+/// Reads `stream` to its end, keeping at most [`MAX_EXEC_OUTPUT`] bytes.
+async fn read_capped(stream: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
+    let Some(mut stream) = stream else {
+        return Vec::new();
+    };
+    let mut kept = Vec::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => {
+                let room = MAX_EXEC_OUTPUT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buffer[..read.min(room)]);
+            }
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn output_beyond_the_cap_is_dropped_but_read() {
+        let big = vec![b'x'; MAX_EXEC_OUTPUT + 1000];
+        let kept = read_capped(Some(big.as_slice())).await;
+        assert_eq!(kept.len(), MAX_EXEC_OUTPUT);
+    }
+}

@@ -1,0 +1,157 @@
+//! `StartContainer`: run `carrack monitor <runtime dir>`, which launches the container process
+//! and stays its parent; read its one-line start report; watch it.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
+use super::{ContainerError, ContainerService};
+use crate::monitor::protocol::StartReport;
+use crate::store::{ContainerRecord, ContainerState, now_ns};
+
+/// How long a start may take before the monitor is given up on (image rootfs is already
+/// mounted; this covers a slow, loaded node).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Exit code recorded for a container that never ran (as containerd does).
+pub(super) const START_FAILED_EXIT_CODE: i32 = 128;
+
+impl ContainerService {
+    /// Starts a created container.
+    pub async fn start(self: &Arc<Self>, id: &str) -> Result<(), ContainerError> {
+        let container = self.require(id)?;
+        let id = container.id.clone();
+        let _guard = self.locks.lock(&id).await;
+        let container = self.require(&id)?;
+        if container.state != ContainerState::Created {
+            return Err(ContainerError::WrongState {
+                id,
+                state: state_name(container.state),
+                reason: "only a created container can be started",
+            });
+        }
+        if let Some(pod) = self.store.pods.get(&container.pod_id)
+            && pod.state != crate::store::PodState::Ready
+        {
+            return Err(ContainerError::PodNotReady {
+                pod_id: pod.id.clone(),
+                reason: "it was stopped",
+            });
+        }
+        let dir = self.runtime_dir(&id);
+        let mut child = tokio::process::Command::new(&self.settings.binary)
+            .arg("monitor")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(ContainerError::io(
+                &id,
+                "spawn monitor",
+                &self.settings.binary,
+            ))?;
+        // Pin the monitor before it can be reaped, so its pid cannot be reused under us.
+        let pidfd = child.id().and_then(|pid| {
+            let pid = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
+            rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+        });
+        let mut stdout = child.stdout.take();
+        let mut report = Vec::new();
+        let read = async {
+            if let Some(stdout) = stdout.as_mut() {
+                stdout.read_to_end(&mut report).await
+            } else {
+                Ok(0)
+            }
+        };
+        let read_result = tokio::time::timeout(START_TIMEOUT, read).await;
+        // The monitor lives on after its report; tokio reaps it whenever it exits.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        let report: Option<StartReport> = match read_result {
+            Ok(Ok(_)) => std::str::from_utf8(&report)
+                .ok()
+                .and_then(|text| text.lines().next().map(str::to_owned))
+                .and_then(|line| serde_json::from_str(&line).ok()),
+            Ok(Err(err)) => {
+                tracing::warn!(container = %id, error = %err, "reading the monitor's report failed");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(container = %id, "the monitor did not report within {START_TIMEOUT:?}");
+                None
+            }
+        };
+
+        let mut record: ContainerRecord = (*container).clone();
+        match report {
+            Some(StartReport::Started {
+                pid,
+                monitor_pid,
+                started_at_ns,
+            }) => {
+                record.state = ContainerState::Running;
+                record.pid = pid;
+                record.monitor_pid = monitor_pid;
+                record.started_at_ns = started_at_ns;
+                self.store.containers.put(record)?;
+                tracing::info!(container = %id, pid, monitor_pid, "container started");
+                match pidfd {
+                    Some(pidfd) => self.watch(id, pidfd),
+                    None => self.watch_pid(id, monitor_pid),
+                }
+                Ok(())
+            }
+            Some(StartReport::Failed { message }) => {
+                self.record_start_failure(record, &message)?;
+                Err(ContainerError::StartFailed { id, message })
+            }
+            None => {
+                // No report: whatever the monitor left says more than we know.
+                let message = match crate::monitor::client::read_exit(&dir) {
+                    Ok(Some(exit)) => exit
+                        .start_error
+                        .unwrap_or_else(|| "the monitor exited without a start report".to_owned()),
+                    _ => "the monitor exited without a start report".to_owned(),
+                };
+                // A monitor that hung must not run the container behind our back.
+                if let Ok(path) = crate::cgroups::CgroupPath::parse(&record.cgroup_path) {
+                    let _ = self.cgroups.kill_all(&path);
+                }
+                self.record_start_failure(record, &message)?;
+                Err(ContainerError::StartFailed { id, message })
+            }
+        }
+    }
+
+    fn record_start_failure(
+        &self,
+        mut record: ContainerRecord,
+        message: &str,
+    ) -> Result<(), ContainerError> {
+        record.state = ContainerState::Exited;
+        record.exit_code = START_FAILED_EXIT_CODE;
+        record.reason = "StartError".to_owned();
+        record.message = message.to_owned();
+        let now = now_ns();
+        record.started_at_ns = now;
+        record.finished_at_ns = now;
+        tracing::warn!(container = %record.id, %message, "container start failed");
+        self.store.containers.put(record)?;
+        Ok(())
+    }
+}
+
+/// CRI's name for a state, for messages.
+pub(super) fn state_name(state: ContainerState) -> &'static str {
+    match state {
+        ContainerState::Created => "created",
+        ContainerState::Running => "running",
+        ContainerState::Exited => "exited",
+        ContainerState::Unknown => "in an unknown state",
+    }
+}
