@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use carrack::config::{Config, DEFAULT_CONFIG_PATH};
+use carrack::monitor::exec_helper::ExecInArgs;
 
 /// Carrack, a Kubernetes CRI v1 container runtime.
 #[derive(Debug, Parser)]
@@ -30,6 +31,22 @@ enum Command {
     },
     /// Print the version.
     Version,
+    /// Run a process in a running container and exit with its exit code (126: it could not
+    /// be started, 127: its program does not exist). Started by the daemon for exec.
+    #[command(hide = true)]
+    ExecIn {
+        /// The container's runtime directory (with its `config.json`).
+        container_dir: PathBuf,
+        /// The container's init pid.
+        #[arg(long)]
+        pid: i32,
+        /// Stdio is a terminal.
+        #[arg(long)]
+        tty: bool,
+        /// The program and its arguments (after `--`).
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,7 +60,7 @@ enum ConfigCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("carrack: error: {err:#}");
             ExitCode::FAILURE
@@ -51,24 +68,37 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::ExecIn {
+            container_dir,
+            pid,
+            tty,
+            argv,
+        } => {
+            // Single-threaded and without logging: it forks into the container, and its
+            // stderr is the exec's.
+            let code = carrack::monitor::exec_helper::run(ExecInArgs {
+                container_dir,
+                pid,
+                tty,
+                argv,
+            });
+            return Ok(ExitCode::from(code));
+        }
         Command::Version => {
             println!("carrack {}", env!("CARGO_PKG_VERSION"));
             println!("CRI API v1 (cri-api v0.36)");
-            Ok(())
         }
         Command::Config {
             command: ConfigCommand::Default,
         } => {
             print!("{}", Config::default().to_toml());
-            Ok(())
         }
         Command::Config {
             command: ConfigCommand::Show,
         } => {
             print!("{}", Config::load(&cli.config)?.to_toml());
-            Ok(())
         }
         Command::Daemon => {
             let config = Config::load(&cli.config)?;
@@ -79,7 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()
                 .context("cannot start the async runtime")?;
             runtime.block_on(carrack::daemon::run(config))?;
-            Ok(())
         }
     }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,18 +1,24 @@
-//! The container process between clone and exec: it follows the plan step by step and either
-//! becomes the container's program or reports the step that failed and exits.
+//! The new process between clone and exec: it follows the plan step by step and either
+//! becomes the program or reports the step that failed and exits.
 //!
-//! Order, and why:
+//! Order for a new container ([`set_up_container`]), and why:
 //! 1. reset signal dispositions and the mask the monitor may have changed; wait for the
 //!    parent's go-ahead (it puts us into our cgroups first);
 //! 2. join the spec's namespaces (`setns`), then a new cgroup namespace, rooted at the cgroup
 //!    we were just put in;
 //! 3. `oom_score_adj` (through the host's `/proc`, still reachable);
 //! 4. the root filesystem, up to `pivot_root` ([`super::rootfs`]);
-//! 5. hostname and domain name, rlimits, stdio, every other descriptor close-on-exec;
+//! 5. hostname and domain name; then [`finish`]: rlimits, stdio (a terminal becomes the
+//!    controlling terminal of a new session), every other descriptor close-on-exec;
 //! 6. without no_new_privs, seccomp now: installing a filter then needs `CAP_SYS_ADMIN`, which
 //!    the next step may drop (the filter then also sees the remaining setup calls);
-//! 7. bounding set, user and groups (with keep-caps), the other capability sets, umask, cwd;
+//! 7. bounding set, user and groups (with keep-caps), the other capability sets; for a process
+//!    that dies with its parent, the parent-death signal again (the user switch cleared it)
+//!    and a check that the parent still lives; umask, cwd;
 //! 8. no_new_privs, then seccomp as the very last step before `execve`.
+//!
+//! A process executed in a running container (`super::exec`) shares steps 1 and 5-8
+//! ([`begin`] and [`finish`]); in between it only joins the container's namespaces.
 
 use std::convert::Infallible;
 use std::os::fd::AsFd;
@@ -23,7 +29,7 @@ use rustix::io::Errno;
 use rustix::thread::LinkNameSpaceType;
 
 use super::error::{ChildFailure, Step};
-use super::plan::Plan;
+use super::plan::{Plan, ProcessPlan};
 use super::rootfs;
 use super::sync::{Message, Received, SyncSocket};
 use super::sys;
@@ -31,12 +37,14 @@ use super::sys;
 /// Exit code of a child whose setup failed (after it reported why).
 const SETUP_FAILED: i32 = 125;
 
-/// Runs the child's side and never returns: the process becomes the container's program or
-/// exits.
-pub(super) fn run(plan: &Plan, sync: &SyncSocket) -> ! {
+/// Runs the child's side, `setup`, and never returns: the process becomes the program or
+/// reports the failed step on `sync` and exits.
+pub(super) fn run(
+    sync: &SyncSocket,
+    setup: impl FnOnce() -> Result<Infallible, ChildFailure>,
+) -> ! {
     // A panic must not unwind into the caller's frames, which belong to the parent's logic.
-    let outcome =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| setup_and_exec(plan, sync)));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(setup));
     match outcome {
         Ok(Err(failure)) => {
             // If even this fails the parent sees end-of-file and reaps an exit code of 125.
@@ -48,14 +56,9 @@ pub(super) fn run(plan: &Plan, sync: &SyncSocket) -> ! {
     }
 }
 
-fn setup_and_exec(plan: &Plan, sync: &SyncSocket) -> Result<Infallible, ChildFailure> {
-    sys::reset_signals().map_err(ChildFailure::at(Step::Signals, 0))?;
-    let waiting = ChildFailure::at(Step::WaitForParent, 0);
-    match sync.receive().map_err(waiting)? {
-        Received::Message(Message::Go) => {}
-        // The parent is gone or confused: nothing to set up for.
-        _ => return Err(waiting(Errno::PIPE)),
-    }
+/// A new container's setup, from the go-ahead to `execve`.
+pub(super) fn set_up_container(plan: &Plan, sync: &SyncSocket) -> Result<Infallible, ChildFailure> {
+    begin(&plan.process, sync)?;
 
     for (at, join) in plan.joins.iter().enumerate() {
         rustix::thread::move_into_link_name_space(join.fd.as_fd(), Some(link_type(join.kind)))
@@ -70,7 +73,7 @@ fn setup_and_exec(plan: &Plan, sync: &SyncSocket) -> Result<Infallible, ChildFai
     }
     // Device nodes get exactly the spec's modes.
     rustix::process::umask(Mode::empty());
-    if let Some(score) = plan.oom_score_adj {
+    if let Some(score) = plan.process.oom_score_adj {
         set_oom_score_adj(score)?;
     }
 
@@ -84,11 +87,36 @@ fn setup_and_exec(plan: &Plan, sync: &SyncSocket) -> Result<Infallible, ChildFai
         rustix::system::setdomainname(domainname.as_bytes())
             .map_err(ChildFailure::at(Step::Domainname, 0))?;
     }
-    for (at, (_, resource, limit)) in plan.rlimits.iter().enumerate() {
+    finish(&plan.process, sync)
+}
+
+/// The first steps of every child: a clean signal state, the parent-death signal if asked
+/// for, and the parent's go-ahead (it puts us into our cgroups first).
+pub(super) fn begin(process: &ProcessPlan, sync: &SyncSocket) -> Result<(), ChildFailure> {
+    sys::reset_signals().map_err(ChildFailure::at(Step::Signals, 0))?;
+    if process.die_with_parent {
+        // Set before waiting: a parent that dies from here on takes us along, and one that
+        // died before makes the wait below read end-of-file.
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+            .map_err(ChildFailure::at(Step::ParentDeathSignal, 0))?;
+    }
+    let waiting = ChildFailure::at(Step::WaitForParent, 0);
+    match sync.receive().map_err(waiting)? {
+        Received::Message(Message::Go) => Ok(()),
+        // The parent is gone or confused: nothing to set up for.
+        _ => Err(waiting(Errno::PIPE)),
+    }
+}
+
+/// The process's own setup once its environment is ready, ending in `execve`: rlimits,
+/// stdio (and the terminal), every other descriptor close-on-exec, user and capabilities,
+/// umask, cwd, no_new_privs and seccomp (see the module doc for the order).
+pub(super) fn finish(process: &ProcessPlan, sync: &SyncSocket) -> Result<Infallible, ChildFailure> {
+    for (at, (_, resource, limit)) in process.rlimits.iter().enumerate() {
         rustix::process::setrlimit(*resource, *limit)
             .map_err(ChildFailure::at(Step::Rlimit, at))?;
     }
-    let [stdin, stdout, stderr] = &plan.stdio;
+    let [stdin, stdout, stderr] = &process.stdio;
     if let Some(fd) = stdin {
         sys::dup2_raw(fd.as_fd(), 0).map_err(ChildFailure::at(Step::Stdio, 0))?;
     }
@@ -98,21 +126,41 @@ fn setup_and_exec(plan: &Plan, sync: &SyncSocket) -> Result<Infallible, ChildFai
     if let Some(fd) = stderr {
         sys::dup2_raw(fd.as_fd(), 2).map_err(ChildFailure::at(Step::Stdio, 2))?;
     }
+    if process.terminal {
+        // A terminal program (a shell, `top`) needs stdin as its controlling terminal, which
+        // only a session leader without one can acquire (and before the user switch, which
+        // drops the capability to take it over from another session).
+        rustix::process::setsid().map_err(ChildFailure::at(Step::Terminal, 0))?;
+        sys::set_controlling_terminal_to_stdin().map_err(ChildFailure::at(Step::Terminal, 1))?;
+    }
     // Nothing but stdio may reach the program (CVE-2024-21626); our own descriptors stay
     // usable until execve.
     sys::mark_cloexec_from(3).map_err(ChildFailure::at(Step::CloseFds, 0))?;
 
-    if !plan.no_new_privs {
-        install_seccomp(plan)?;
+    if !process.no_new_privs {
+        install_seccomp(process)?;
     }
-    switch_user(plan)?;
-    rustix::process::umask(Mode::from_raw_mode(plan.user.umask));
-    rustix::process::chdir(plan.cwd.as_c_str()).map_err(ChildFailure::at(Step::Cwd, 0))?;
-    if plan.no_new_privs {
+    switch_user(process)?;
+    if process.die_with_parent {
+        // A change of uid or gid clears the parent-death signal: set it again, then make sure
+        // the parent did not die in between (its end of the sync socket would be closed; our
+        // parent may live outside our PID namespace, where getppid says 0).
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+            .map_err(ChildFailure::at(Step::ParentDeathSignal, 0))?;
+        if sync
+            .peer_closed()
+            .map_err(ChildFailure::at(Step::WaitForParent, 1))?
+        {
+            return Err(ChildFailure::at(Step::WaitForParent, 1)(Errno::PIPE));
+        }
+    }
+    rustix::process::umask(Mode::from_raw_mode(process.user.umask));
+    rustix::process::chdir(process.cwd.as_c_str()).map_err(ChildFailure::at(Step::Cwd, 0))?;
+    if process.no_new_privs {
         rustix::thread::set_no_new_privs(true).map_err(ChildFailure::at(Step::NoNewPrivs, 0))?;
-        install_seccomp(plan)?;
+        install_seccomp(process)?;
     }
-    Err(exec(plan))
+    Err(exec(process))
 }
 
 fn link_type(kind: LinuxNamespaceType) -> LinkNameSpaceType {
@@ -131,7 +179,7 @@ fn link_type(kind: LinuxNamespaceType) -> LinkNameSpaceType {
 /// Writes `oom_score_adj`. Lowering it below the current value needs `CAP_SYS_RESOURCE`; a
 /// host whose bounding set lacks that refuses with EACCES, and the process then keeps the
 /// inherited value rather than failing the container.
-fn set_oom_score_adj(score: i32) -> Result<(), ChildFailure> {
+pub(super) fn set_oom_score_adj(score: i32) -> Result<(), ChildFailure> {
     let fail = ChildFailure::at(Step::OomScoreAdj, 0);
     let file = rustix::fs::open(
         c"/proc/self/oom_score_adj",
@@ -145,9 +193,9 @@ fn set_oom_score_adj(score: i32) -> Result<(), ChildFailure> {
     }
 }
 
-fn install_seccomp(plan: &Plan) -> Result<(), ChildFailure> {
-    for (at, program) in plan.seccomp.programs.iter().enumerate() {
-        sys::install_seccomp_filter(program, plan.seccomp.flags)
+fn install_seccomp(process: &ProcessPlan) -> Result<(), ChildFailure> {
+    for (at, program) in process.seccomp.programs.iter().enumerate() {
+        sys::install_seccomp_filter(program, process.seccomp.flags)
             .map_err(ChildFailure::at(Step::Seccomp, at))?;
     }
     Ok(())
@@ -155,9 +203,9 @@ fn install_seccomp(plan: &Plan) -> Result<(), ChildFailure> {
 
 /// Bounding set first (needs `CAP_SETPCAP`), then groups, gid and uid with keep-caps on so
 /// that the permitted set survives the switch from root, then the spec's sets.
-fn switch_user(plan: &Plan) -> Result<(), ChildFailure> {
-    let user = &plan.user;
-    if let Some(caps) = &plan.capabilities {
+fn switch_user(process: &ProcessPlan) -> Result<(), ChildFailure> {
+    let user = &process.user;
+    if let Some(caps) = &process.capabilities {
         caps.drop_bounding_set()?;
         rustix::thread::set_keep_capabilities(true).map_err(ChildFailure::at(Step::KeepCaps, 0))?;
     }
@@ -166,7 +214,7 @@ fn switch_user(plan: &Plan) -> Result<(), ChildFailure> {
         .map_err(ChildFailure::at(Step::Gid, 0))?;
     rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(user.uid))
         .map_err(ChildFailure::at(Step::Uid, 0))?;
-    if let Some(caps) = &plan.capabilities {
+    if let Some(caps) = &process.capabilities {
         rustix::thread::set_keep_capabilities(false)
             .map_err(ChildFailure::at(Step::KeepCaps, 0))?;
         caps.apply()?;
@@ -176,8 +224,8 @@ fn switch_user(plan: &Plan) -> Result<(), ChildFailure> {
 
 /// Tries each candidate path as `execvp` does: a missing or non-directory entry moves on to
 /// the next, a permission error is remembered, anything else stops the search.
-fn exec(plan: &Plan) -> ChildFailure {
-    let exec = &plan.exec;
+fn exec(process: &ProcessPlan) -> ChildFailure {
+    let exec = &process.exec;
     let mut denied = None;
     for (at, candidate) in exec.candidates.iter().enumerate() {
         let errno = sys::execve(candidate, &exec.argv, &exec.envp);

@@ -57,6 +57,25 @@ pub enum ExecutorError {
         /// The errno the step failed with.
         source: io::Error,
     },
+    /// The program could not be executed (`execve` failed: not found, not executable...); the
+    /// process has exited and was reaped.
+    #[error("exec {program}: {}", ErrnoText(.source))]
+    Exec {
+        /// The program, as it was looked up: `/bin/sh`, `/bin/sh (found in PATH)`, or
+        /// `sh (searched PATH /bin)` when no candidate existed.
+        program: String,
+        /// The errno of `execve`.
+        source: io::Error,
+    },
+    /// The running container process to execute a program in is unusable: gone, or not
+    /// isolated the way a container is (`exec_in`).
+    #[error("exec in process {pid}: {reason}")]
+    Target {
+        /// Its pid (host PID namespace).
+        pid: i32,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The container process broke the sync protocol (died before reporting, or sent garbage).
     #[error("container process setup: {reason}")]
     Protocol {
@@ -74,7 +93,8 @@ impl ExecutorError {
             Self::Prepare { source, .. }
             | Self::Clone { source }
             | Self::Cgroup { source, .. }
-            | Self::Setup { source, .. } => match source.raw_os_error() {
+            | Self::Setup { source, .. }
+            | Self::Exec { source, .. } => match source.raw_os_error() {
                 Some(libc::EPERM | libc::EACCES) => ErrorKind::PermissionDenied,
                 Some(libc::ENOSPC | libc::ENOMEM | libc::EAGAIN | libc::EMFILE) => {
                     ErrorKind::ResourceExhausted
@@ -82,8 +102,16 @@ impl ExecutorError {
                 Some(libc::ENOENT) => ErrorKind::NotFound,
                 _ => ErrorKind::Internal,
             },
+            Self::Target { .. } => ErrorKind::FailedPrecondition,
             Self::Protocol { .. } => ErrorKind::Internal,
         }
+    }
+
+    /// Whether the program to execute does not exist (`execve` failed with `ENOENT`; also
+    /// the case for a script whose interpreter is missing): what a shell reports as exit
+    /// code 127 rather than 126.
+    pub fn program_not_found(&self) -> bool {
+        matches!(self, Self::Exec { source, .. } if source.raw_os_error() == Some(libc::ENOENT))
     }
 
     pub(super) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
@@ -147,6 +175,7 @@ pub fn errno_name(errno: i32) -> Option<&'static str> {
         libc::EXDEV => "EXDEV",
         libc::ENODEV => "ENODEV",
         libc::ENOTDIR => "ENOTDIR",
+        libc::ENOTTY => "ENOTTY",
         libc::EISDIR => "EISDIR",
         libc::EINVAL => "EINVAL",
         libc::EMFILE => "EMFILE",
@@ -166,7 +195,7 @@ pub fn errno_name(errno: i32) -> Option<&'static str> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub(super) enum Step {
-    /// Waiting for the parent's go-ahead.
+    /// Waiting for the parent's go-ahead (or, index 1, finding the parent gone).
     WaitForParent = 1,
     /// Resetting signal dispositions and the signal mask.
     Signals,
@@ -236,10 +265,14 @@ pub(super) enum Step {
     CloseFds,
     /// `execve` of candidate `index`.
     Exec,
+    /// `PR_SET_PDEATHSIG` (processes that die with their parent).
+    ParentDeathSignal,
+    /// `setsid` (index 0) or `TIOCSCTTY` on stdin (index 1), for a terminal.
+    Terminal,
 }
 
 impl Step {
-    const ALL: [Step; 35] = [
+    const ALL: [Step; 37] = [
         Step::WaitForParent,
         Step::Signals,
         Step::JoinNamespace,
@@ -275,6 +308,8 @@ impl Step {
         Step::NoNewPrivs,
         Step::CloseFds,
         Step::Exec,
+        Step::ParentDeathSignal,
+        Step::Terminal,
     ];
 
     /// The step with wire code `code`.
@@ -315,13 +350,23 @@ mod tests {
             assert_eq!(Step::from_code(step as u32), Some(step));
         }
         assert_eq!(Step::from_code(0), None);
-        assert_eq!(Step::from_code(Step::Exec as u32 + 1), None);
+        assert_eq!(Step::from_code(Step::Terminal as u32 + 1), None);
     }
 
     #[test]
     fn setup_errors_name_the_step_and_the_errno() {
         let err = ExecutorError::Setup {
-            step: "exec /bin/nope".to_owned(),
+            step: "mount /proc (proc)".to_owned(),
+            source: io::Error::from_raw_os_error(libc::EPERM),
+        };
+        assert_eq!(
+            err.to_string(),
+            "mount /proc (proc): EPERM (Operation not permitted)"
+        );
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+        assert!(!err.program_not_found());
+        let err = ExecutorError::Exec {
+            program: "/bin/nope".to_owned(),
             source: io::Error::from_raw_os_error(libc::ENOENT),
         };
         assert_eq!(
@@ -329,5 +374,11 @@ mod tests {
             "exec /bin/nope: ENOENT (No such file or directory)"
         );
         assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert!(err.program_not_found());
+        let denied = ExecutorError::Exec {
+            program: "/etc/passwd".to_owned(),
+            source: io::Error::from_raw_os_error(libc::EACCES),
+        };
+        assert!(!denied.program_not_found());
     }
 }

@@ -1,8 +1,9 @@
 //! `launch`: the parent's side of starting a container process.
 
+use std::convert::Infallible;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
 use rustix::fs::{Mode, OFlags};
@@ -10,7 +11,7 @@ use rustix::process::{Pid, Signal, WaitIdOptions, WaitIdStatus};
 use rustix::thread::LinkNameSpaceType;
 
 use super::child;
-use super::error::{ExecutorError, prepare};
+use super::error::{ChildFailure, ExecutorError, prepare};
 use super::plan::{Plan, Stdio};
 use super::sync::{Message, Received, SyncSocket};
 use super::sys::{self, Cloned};
@@ -19,7 +20,8 @@ use super::sys::{self, Cloned};
 #[derive(Debug)]
 pub struct LaunchRequest {
     /// The OCI runtime spec, complete: process (args, env, cwd, user, capabilities, rlimits,
-    /// no_new_privs, oom_score_adj), mounts, hostname, and `linux` (namespaces, devices,
+    /// no_new_privs, oom_score_adj, terminal: stdin then becomes the controlling terminal of
+    /// a new session), mounts, hostname, and `linux` (namespaces, devices,
     /// masked and read-only paths, seccomp, sysctls, rootfs propagation). Namespaces with a
     /// `path` are joined (the pod's net, IPC and UTS pins; a PID namespace to share); those
     /// without are created; a mount namespace is required. `root.path` is ignored in favour
@@ -123,10 +125,44 @@ pub fn launch(request: LaunchRequest) -> Result<Launched, ExecutorError> {
         cgroup_procs_files,
     } = request;
     let plan = Plan::new(&spec, &rootfs, stdio)?;
+    let pid_namespace = plan.pid_namespace.as_ref().map(|join| PidNamespace {
+        fd: join.fd.as_fd(),
+        subject: &join.path,
+    });
+    start(
+        pid_namespace,
+        plan.clone_flags,
+        &cgroup_procs_files,
+        |sync| child::run(sync, || child::set_up_container(&plan, sync)),
+        |failure| plan.process.error(failure, || plan.describe(failure)),
+    )
+}
+
+/// A PID namespace a new process starts in: the parent enters it with
+/// `setns(fd, CLONE_NEWPID)` around the clone (a PID namespace can only be entered for
+/// children), then returns to its own.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PidNamespace<'a> {
+    /// A namespace file (`/proc/<pid>/ns/pid`, a pin) or a pidfd of a process in it.
+    pub fd: BorrowedFd<'a>,
+    /// What `fd` is, for messages.
+    pub subject: &'a Path,
+}
+
+/// The parent's side shared by [`launch`] and `exec_in`: clones a child (in `pid_namespace`,
+/// with the new namespaces `clone_flags`) that runs `child`, puts it into its cgroups, gives
+/// the go-ahead and waits until it has exec'd or reported a failure, which `failed` turns
+/// into the error. No process is left behind on failure.
+pub(super) fn start(
+    pid_namespace: Option<PidNamespace<'_>>,
+    clone_flags: u64,
+    cgroup_procs_files: &[PathBuf],
+    child: impl FnOnce(&SyncSocket) -> Infallible,
+    failed: impl FnOnce(&ChildFailure) -> ExecutorError,
+) -> Result<Launched, ExecutorError> {
     let (parent_end, child_end) = SyncSocket::pair().map_err(prepare("create sync socket", ""))?;
 
-    // A PID namespace can only be entered for children: enter it around the clone.
-    let own_pid_namespace = match &plan.pid_namespace {
+    let own_pid_namespace = match pid_namespace {
         None => None,
         Some(join) => {
             let own = rustix::fs::open(
@@ -135,23 +171,21 @@ pub fn launch(request: LaunchRequest) -> Result<Launched, ExecutorError> {
                 Mode::empty(),
             )
             .map_err(|errno| prepare("open", "/proc/self/ns/pid")(errno.into()))?;
-            rustix::thread::move_into_link_name_space(
-                join.fd.as_fd(),
-                Some(LinkNameSpaceType::ProcessID),
-            )
-            .map_err(|errno| prepare("join pid namespace", &join.path)(errno.into()))?;
+            rustix::thread::move_into_link_name_space(join.fd, Some(LinkNameSpaceType::ProcessID))
+                .map_err(|errno| prepare("join pid namespace", join.subject)(errno.into()))?;
             Some(own)
         }
     };
-    let cloned = sys::clone_process(plan.clone_flags);
+    let cloned = sys::clone_process(clone_flags);
     if let Ok(Cloned::Child) = cloned {
         drop(parent_end);
-        child::run(&plan, &child_end)
+        // Never returns: the child execs or exits.
+        child(&child_end);
     }
     // Only the parent gets here.
     if let Some(own) = own_pid_namespace {
         // Entering our own namespace again is always allowed; if it failed, later children
-        // would land in the pod's namespace, so treat it as a failure of this launch.
+        // would land in the container's namespace, so treat it as a failure of this start.
         let restored = rustix::thread::move_into_link_name_space(
             own.as_fd(),
             Some(LinkNameSpaceType::ProcessID),
@@ -172,7 +206,7 @@ pub fn launch(request: LaunchRequest) -> Result<Launched, ExecutorError> {
     drop(child_end);
     let guard = ChildGuard { pidfd: Some(pidfd) };
 
-    for path in &cgroup_procs_files {
+    for path in cgroup_procs_files {
         add_to_cgroup(path, pid).map_err(|source| ExecutorError::Cgroup {
             path: path.clone(),
             source,
@@ -193,10 +227,7 @@ pub fn launch(request: LaunchRequest) -> Result<Launched, ExecutorError> {
         Ok(Received::Message(Message::Failed(failure))) => {
             // The child exits right after reporting; reap it (the guard's SIGKILL is moot).
             drop(guard);
-            Err(ExecutorError::Setup {
-                step: plan.describe(&failure),
-                source: io::Error::from_raw_os_error(failure.errno),
-            })
+            Err(failed(&failure))
         }
         Ok(other) => Err(ExecutorError::Protocol {
             reason: format!("unexpected message {other:?}"),
@@ -211,7 +242,7 @@ pub fn launch(request: LaunchRequest) -> Result<Launched, ExecutorError> {
 }
 
 /// Writes `pid` into a `cgroup.procs` file (opened for writing only: never created).
-fn add_to_cgroup(path: &std::path::Path, pid: Pid) -> io::Result<()> {
+fn add_to_cgroup(path: &Path, pid: Pid) -> io::Result<()> {
     let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
     file.write_all(pid.as_raw_nonzero().to_string().as_bytes())
 }

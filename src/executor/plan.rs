@@ -2,6 +2,10 @@
 //! checked *before* the clone, with every string already a `CString` and every namespace
 //! file already open. The child then only makes system calls; the parent keeps the same plan
 //! to put a failed step into words (`mount /proc (proc)`, `exec /bin/sh`).
+//!
+//! [`ProcessPlan`] is the part about the process itself (limits, stdio, user, capabilities,
+//! seccomp, cwd, program), which a process executed in a running container (`exec_in`) uses
+//! alone; [`Plan`] adds the new container's namespaces, root filesystem, hostname and sysctls.
 
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
@@ -154,7 +158,32 @@ pub(super) struct SysctlPlan {
     pub value: Vec<u8>,
 }
 
-/// The whole plan.
+/// What the process itself does after its environment is ready, shared by a new container
+/// ([`Plan`]) and a process executed in a running one (`exec_in`): limits, stdio, user,
+/// capabilities, seccomp, working directory and the program.
+#[derive(Debug)]
+pub(super) struct ProcessPlan {
+    pub rlimits: Vec<(PosixRlimitType, Resource, Rlimit)>,
+    pub oom_score_adj: Option<i32>,
+    pub user: UserPlan,
+    pub capabilities: Option<CapabilityPlan>,
+    pub no_new_privs: bool,
+    pub seccomp: SeccompPlan,
+    pub cwd: CString,
+    pub exec: ExecPlan,
+    /// Stdio descriptors, each duplicated above 2 so that `dup2` onto 0-2 cannot clobber one
+    /// with another.
+    pub stdio: [Option<OwnedFd>; 3],
+    /// `process.terminal`: stdin is a terminal, which becomes the controlling terminal of a
+    /// new session.
+    pub terminal: bool,
+    /// Die with the parent (`PR_SET_PDEATHSIG(SIGKILL)`, set again after the user switch,
+    /// which clears it): for processes whose parent is a short-lived helper (`exec_in`),
+    /// never for a container's init, which must outlive its monitor.
+    pub die_with_parent: bool,
+}
+
+/// The whole plan of a new container.
 #[derive(Debug)]
 pub(super) struct Plan {
     /// `CLONE_NEW*` flags for the clone.
@@ -169,17 +198,7 @@ pub(super) struct Plan {
     pub hostname: Option<CString>,
     pub domainname: Option<CString>,
     pub sysctls: Vec<SysctlPlan>,
-    pub rlimits: Vec<(PosixRlimitType, Resource, Rlimit)>,
-    pub oom_score_adj: Option<i32>,
-    pub user: UserPlan,
-    pub capabilities: Option<CapabilityPlan>,
-    pub no_new_privs: bool,
-    pub seccomp: SeccompPlan,
-    pub cwd: CString,
-    pub exec: ExecPlan,
-    /// Stdio descriptors, each duplicated above 2 so that `dup2` onto 0-2 cannot clobber one
-    /// with another.
-    pub stdio: [Option<OwnedFd>; 3],
+    pub process: ProcessPlan,
 }
 
 pub(super) fn cstring(field: &str, bytes: impl Into<Vec<u8>>) -> Result<CString, ExecutorError> {
@@ -205,10 +224,9 @@ pub(super) fn relative_in_root(path: &Path) -> Option<PathBuf> {
 impl Plan {
     /// Checks `spec` and prepares everything the child needs.
     pub fn new(spec: &Spec, rootfs: &Path, stdio: Stdio) -> Result<Plan, ExecutorError> {
-        let process = spec
-            .process()
-            .as_ref()
-            .ok_or_else(|| ExecutorError::invalid("process", "missing"))?;
+        if spec.process().is_none() {
+            return Err(ExecutorError::invalid("process", "missing"));
+        }
         let linux = spec
             .linux()
             .as_ref()
@@ -323,67 +341,7 @@ impl Plan {
             });
         }
 
-        let rlimits = process
-            .rlimits()
-            .iter()
-            .flatten()
-            .map(|rlimit| {
-                let limit = |value: u64| (value != u64::MAX).then_some(value);
-                (
-                    rlimit.typ(),
-                    resource(rlimit.typ()),
-                    Rlimit {
-                        current: limit(rlimit.soft()),
-                        maximum: limit(rlimit.hard()),
-                    },
-                )
-            })
-            .collect();
-
-        let user = process.user();
-        let user = UserPlan {
-            uid: user.uid(),
-            gid: user.gid(),
-            groups: user
-                .additional_gids()
-                .iter()
-                .flatten()
-                .map(|gid| Gid::from_raw(*gid))
-                .collect(),
-            umask: user.umask().unwrap_or(0o022),
-        };
-
-        let capabilities = process
-            .capabilities()
-            .as_ref()
-            .map(|caps| CapabilityPlan::new(caps, capabilities::host_bounding_set()));
-
-        let seccomp = match linux.seccomp() {
-            Some(profile) => seccomp::compile(profile)?,
-            None => SeccompPlan::default(),
-        };
-
-        let cwd = process.cwd();
-        if !cwd.is_absolute() {
-            return Err(ExecutorError::invalid(
-                "process.cwd",
-                format!("{} is not absolute", cwd.display()),
-            ));
-        }
-
-        let stdio = [stdio.stdin, stdio.stdout, stdio.stderr].map(|fd| {
-            fd.map(|fd| rustix::io::fcntl_dupfd_cloexec(&fd, 3).map_err(std::io::Error::from))
-        });
-        let [stdin, stdout, stderr] = stdio;
-        let stdio = [
-            stdin.transpose().map_err(prepare("duplicate stdin", ""))?,
-            stdout
-                .transpose()
-                .map_err(prepare("duplicate stdout", ""))?,
-            stderr
-                .transpose()
-                .map_err(prepare("duplicate stderr", ""))?,
-        ];
+        let process = ProcessPlan::new(spec, stdio)?;
 
         Ok(Plan {
             clone_flags,
@@ -394,15 +352,7 @@ impl Plan {
             hostname,
             domainname,
             sysctls,
-            rlimits,
-            oom_score_adj: process.oom_score_adj(),
-            user,
-            capabilities,
-            no_new_privs: process.no_new_privileges().unwrap_or(false),
-            seccomp,
-            cwd: cstring("process.cwd", cwd.as_os_str().as_bytes())?,
-            exec: ExecPlan::new(process.args().as_deref(), process.env().as_deref())?,
-            stdio,
+            process,
         })
     }
 
@@ -412,17 +362,11 @@ impl Plan {
         let rootfs = &self.rootfs;
         let lossy = |s: &CString| s.to_string_lossy().into_owned();
         match failure.step {
-            Step::WaitForParent => "wait for the parent".to_owned(),
-            Step::Signals => "reset signal handling".to_owned(),
             Step::JoinNamespace => match self.joins.get(at) {
                 Some(join) => format!("join {} namespace {}", join.kind, join.path.display()),
                 None => "join namespace".to_owned(),
             },
             Step::UnshareCgroup => "create cgroup namespace".to_owned(),
-            Step::OomScoreAdj => format!(
-                "set oom_score_adj {}",
-                self.oom_score_adj.unwrap_or_default()
-            ),
             Step::RootPropagation => "set the propagation of /".to_owned(),
             Step::BindRootfs => format!("bind rootfs {}", lossy(&rootfs.path)),
             Step::OpenRootfs => format!("open rootfs {}", lossy(&rootfs.path)),
@@ -480,6 +424,110 @@ impl Plan {
                 "set domainname {}",
                 self.domainname.as_ref().map(lossy).unwrap_or_default()
             ),
+            _ => self.process.describe(failure),
+        }
+    }
+}
+
+impl ProcessPlan {
+    /// Checks the spec's `process` (and `linux.seccomp`) and prepares what the process does
+    /// once its environment is ready. `die_with_parent` starts out false.
+    pub fn new(spec: &Spec, stdio: Stdio) -> Result<ProcessPlan, ExecutorError> {
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| ExecutorError::invalid("process", "missing"))?;
+        let linux = spec.linux().as_ref();
+        let rlimits = process
+            .rlimits()
+            .iter()
+            .flatten()
+            .map(|rlimit| {
+                let limit = |value: u64| (value != u64::MAX).then_some(value);
+                (
+                    rlimit.typ(),
+                    resource(rlimit.typ()),
+                    Rlimit {
+                        current: limit(rlimit.soft()),
+                        maximum: limit(rlimit.hard()),
+                    },
+                )
+            })
+            .collect();
+
+        let user = process.user();
+        let user = UserPlan {
+            uid: user.uid(),
+            gid: user.gid(),
+            groups: user
+                .additional_gids()
+                .iter()
+                .flatten()
+                .map(|gid| Gid::from_raw(*gid))
+                .collect(),
+            umask: user.umask().unwrap_or(0o022),
+        };
+
+        let capabilities = process
+            .capabilities()
+            .as_ref()
+            .map(|caps| CapabilityPlan::new(caps, capabilities::host_bounding_set()));
+
+        let seccomp = match linux.and_then(|linux| linux.seccomp().as_ref()) {
+            Some(profile) => seccomp::compile(profile)?,
+            None => SeccompPlan::default(),
+        };
+
+        let cwd = process.cwd();
+        if !cwd.is_absolute() {
+            return Err(ExecutorError::invalid(
+                "process.cwd",
+                format!("{} is not absolute", cwd.display()),
+            ));
+        }
+
+        let stdio = [stdio.stdin, stdio.stdout, stdio.stderr].map(|fd| {
+            fd.map(|fd| rustix::io::fcntl_dupfd_cloexec(&fd, 3).map_err(std::io::Error::from))
+        });
+        let [stdin, stdout, stderr] = stdio;
+        let stdio = [
+            stdin.transpose().map_err(prepare("duplicate stdin", ""))?,
+            stdout
+                .transpose()
+                .map_err(prepare("duplicate stdout", ""))?,
+            stderr
+                .transpose()
+                .map_err(prepare("duplicate stderr", ""))?,
+        ];
+
+        Ok(ProcessPlan {
+            rlimits,
+            oom_score_adj: process.oom_score_adj(),
+            user,
+            capabilities,
+            no_new_privs: process.no_new_privileges().unwrap_or(false),
+            seccomp,
+            cwd: cstring("process.cwd", cwd.as_os_str().as_bytes())?,
+            exec: ExecPlan::new(process.args().as_deref(), process.env().as_deref())?,
+            stdio,
+            terminal: process.terminal().unwrap_or(false),
+            die_with_parent: false,
+        })
+    }
+
+    /// Puts a failure of one of the process's own steps into words, naming its subject
+    /// (steps of the environment, which only [`Plan`] knows, get their bare name).
+    pub fn describe(&self, failure: &ChildFailure) -> String {
+        let at = failure.index as usize;
+        let lossy = |s: &CString| s.to_string_lossy().into_owned();
+        match failure.step {
+            Step::WaitForParent => "wait for the parent".to_owned(),
+            Step::Signals => "reset signal handling".to_owned(),
+            Step::ParentDeathSignal => "set the parent-death signal".to_owned(),
+            Step::OomScoreAdj => format!(
+                "set oom_score_adj {}",
+                self.oom_score_adj.unwrap_or_default()
+            ),
             Step::Rlimit => match self.rlimits.get(at) {
                 Some((typ, _, _)) => format!("set rlimit {typ}"),
                 None => "set rlimit".to_owned(),
@@ -488,6 +536,8 @@ impl Plan {
                 "set up {}",
                 ["stdin", "stdout", "stderr"].get(at).unwrap_or(&"stdio")
             ),
+            Step::Terminal if failure.index == 0 => "start a new session".to_owned(),
+            Step::Terminal => "make stdin the controlling terminal".to_owned(),
             Step::Seccomp => format!("install seccomp filter {at}"),
             Step::BoundingSet => format!(
                 "drop {} from the bounding set",
@@ -509,19 +559,51 @@ impl Plan {
             Step::Cwd => format!("chdir {}", lossy(&self.cwd)),
             Step::NoNewPrivs => "set no_new_privs".to_owned(),
             Step::CloseFds => "mark inherited descriptors close-on-exec".to_owned(),
-            Step::Exec => match (self.exec.candidates.get(at), &self.exec.search_path) {
-                (Some(path), None) => format!("exec {}", lossy(path)),
-                (Some(path), Some(_)) => format!("exec {} (found in PATH)", lossy(path)),
-                (None, search) => format!(
-                    "exec {} (searched PATH {})",
-                    self.exec
-                        .argv
-                        .strings()
-                        .first()
-                        .map(lossy)
-                        .unwrap_or_default(),
-                    search.as_deref().unwrap_or_default()
-                ),
+            Step::Exec => format!("exec {}", self.program(failure.index)),
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// The program as the failed `execve` candidate `index` names it: `/bin/sh`,
+    /// `/bin/sh (found in PATH)`, or `sh (searched PATH /bin)` when no candidate existed.
+    fn program(&self, index: u32) -> String {
+        let lossy = |s: &CString| s.to_string_lossy().into_owned();
+        match (
+            self.exec.candidates.get(index as usize),
+            &self.exec.search_path,
+        ) {
+            (Some(path), None) => lossy(path),
+            (Some(path), Some(_)) => format!("{} (found in PATH)", lossy(path)),
+            (None, search) => format!(
+                "{} (searched PATH {})",
+                self.exec
+                    .argv
+                    .strings()
+                    .first()
+                    .map(lossy)
+                    .unwrap_or_default(),
+                search.as_deref().unwrap_or_default()
+            ),
+        }
+    }
+
+    /// The error for `failure`, reported by the child: [`ExecutorError::Exec`] when the
+    /// program could not be executed, else [`ExecutorError::Setup`] with the step in words
+    /// (`describe`, which knows the environment's steps too).
+    pub fn error(
+        &self,
+        failure: &ChildFailure,
+        describe: impl FnOnce() -> String,
+    ) -> ExecutorError {
+        let source = std::io::Error::from_raw_os_error(failure.errno);
+        match failure.step {
+            Step::Exec => ExecutorError::Exec {
+                program: self.program(failure.index),
+                source,
+            },
+            _ => ExecutorError::Setup {
+                step: describe(),
+                source,
             },
         }
     }
@@ -878,8 +960,8 @@ mod tests {
             (libc::CLONE_NEWNS | libc::CLONE_NEWPID) as u64
         );
         assert!(plan.joins.is_empty() && plan.pid_namespace.is_none());
-        assert!(plan.capabilities.is_none() && plan.seccomp.programs.is_empty());
-        assert_eq!(plan.user.umask, 0o022);
+        assert!(plan.process.capabilities.is_none() && plan.process.seccomp.programs.is_empty());
+        assert_eq!(plan.process.user.umask, 0o022);
     }
 
     #[test]

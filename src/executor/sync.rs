@@ -115,6 +115,25 @@ impl SyncSocket {
         }
     }
 
+    /// Whether the other end is closed (its process exited), without blocking and without
+    /// consuming a message; allocation-free, usable in the child.
+    pub fn peer_closed(&self) -> rustix::io::Result<bool> {
+        let mut buf = [0u8; 1];
+        loop {
+            match rustix::net::recv(
+                self.fd.as_fd(),
+                &mut buf,
+                RecvFlags::PEEK | RecvFlags::DONTWAIT,
+            ) {
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::AGAIN) => return Ok(false),
+                Err(errno) => return Err(errno),
+                Ok((0, _)) => return Ok(true),
+                Ok(_) => return Ok(false),
+            }
+        }
+    }
+
     /// Blocks for the next message; allocation-free, usable in the child.
     pub fn receive(&self) -> rustix::io::Result<Received> {
         let mut buf = [0u8; MESSAGE_LEN + 1];
@@ -156,7 +175,15 @@ mod tests {
             parent.receive().expect("receive"),
             Received::Message(Message::Failed(failure))
         );
+        assert!(
+            !parent.peer_closed().expect("peek"),
+            "the child end is open"
+        );
         drop(child);
+        assert!(
+            parent.peer_closed().expect("peek"),
+            "the child end is closed"
+        );
         assert_eq!(parent.receive().expect("receive"), Received::Closed);
     }
 

@@ -442,3 +442,290 @@ fn the_process_starts_in_its_cgroup_with_its_own_cgroup_namespace_and_mount() {
     result.expect("container in its cgroup");
     removed.expect("remove the test cgroup");
 }
+
+/// The container of the exec tests: `sleep 30` as user 1000 with two ambient capabilities
+/// (so that the exec'd process's user and capabilities can only come from the spec) and a
+/// seccomp profile that fails `sethostname` with ENOSYS (an errno no other check gives).
+fn exec_container_spec(args: &[&str]) -> Value {
+    let mut spec = base_spec(args);
+    let caps = ["CAP_KILL", "CAP_NET_BIND_SERVICE"];
+    spec["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [1000]});
+    spec["process"]["capabilities"] = json!({
+        "bounding": DEFAULT_CAPS, "effective": caps, "permitted": caps,
+        "inheritable": caps, "ambient": caps
+    });
+    spec["linux"]["seccomp"]["syscalls"] = json!([
+        {"names": ["sethostname"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS}
+    ]);
+    spec
+}
+
+/// Launches the exec tests' `sleep 30` container on `rootfs`.
+fn launch_sleeper(rootfs: &Path, cgroup_procs_files: Vec<PathBuf>) -> Result<Launched, String> {
+    let spec = serde_json::from_value(exec_container_spec(&["sleep", "30"]))
+        .map_err(|e| format!("spec: {e}"))?;
+    let stdin = std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+    launch(LaunchRequest {
+        spec,
+        rootfs: rootfs.to_owned(),
+        stdio: Stdio {
+            stdin: Some(stdin.into()),
+            ..Stdio::default()
+        },
+        cgroup_procs_files,
+    })
+    .map_err(|e| format!("launch: {e}"))
+}
+
+/// The request to run `args` in the container of `target`, with stdout and stderr into a
+/// pipe whose read end is returned.
+fn exec_request(
+    args: &[&str],
+    target: &Launched,
+    cgroup_procs_files: Vec<PathBuf>,
+) -> Result<(ExecRequest, std::io::PipeReader), String> {
+    let spec = serde_json::from_value(exec_container_spec(args)).map_err(|e| e.to_string())?;
+    let (reader, writer) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let writer = OwnedFd::from(writer);
+    let stderr = writer.try_clone().map_err(|e| format!("dup: {e}"))?;
+    let stdin = std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+    let request = ExecRequest {
+        spec,
+        target_pid: target.pid.as_raw_nonzero().get(),
+        stdio: Stdio {
+            stdin: Some(stdin.into()),
+            stdout: Some(writer),
+            stderr: Some(stderr),
+        },
+        cgroup_procs_files,
+    };
+    Ok((request, reader))
+}
+
+/// Kills and reaps the container of the exec tests.
+fn kill(container: &Launched) -> Result<(), String> {
+    rustix::process::pidfd_send_signal(&container.pidfd, rustix::process::Signal::KILL)
+        .map_err(|e| format!("kill the container: {e}"))?;
+    let exit = container.wait().map_err(|e| format!("wait: {e}"))?;
+    if exit != Exit::Signal(libc::SIGKILL) {
+        return Err(format!("the container ended with {exit:?}"));
+    }
+    Ok(())
+}
+
+/// No child of ours has exited without being reaped (running ones are fine).
+fn no_zombie_children() -> Result<(), String> {
+    match rustix::process::waitid(
+        rustix::process::WaitId::All,
+        rustix::process::WaitIdOptions::EXITED
+            | rustix::process::WaitIdOptions::NOHANG
+            | rustix::process::WaitIdOptions::NOWAIT,
+    ) {
+        Ok(None) | Err(rustix::io::Errno::CHILD) => Ok(()),
+        other => Err(format!("an exited child is left unreaped: {other:?}")),
+    }
+}
+
+#[test]
+fn exec_in_joins_the_containers_namespaces_cgroup_user_caps_and_seccomp() {
+    if !can_run() {
+        return;
+    }
+    let rootfs = busybox_rootfs();
+    std::fs::write(rootfs.path().join("exec-marker"), "inside the rootfs\n").expect("marker");
+    let hierarchy = Path::new("/sys/fs/cgroup/pids");
+    let cgroup = hierarchy.join(format!("carrack-exec-test-{}", std::process::id()));
+    let cgroup_files = if hierarchy.join("cgroup.procs").exists() {
+        std::fs::create_dir(&cgroup).expect("create cgroup");
+        vec![cgroup.join("cgroup.procs")]
+    } else {
+        vec![]
+    };
+    let script = "echo pid=$$; hostname; cat /exec-marker; \
+        grep -E '^(CapEff|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status; id; \
+        hostname other 2>&1; grep pids /proc/self/cgroup; pwd";
+    let host_hostname = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let result = in_child_process(|| {
+        let container = launch_sleeper(rootfs.path(), cgroup_files.clone())?;
+        let outcome = (|| {
+            let (request, mut reader) =
+                exec_request(&["sh", "-c", script], &container, cgroup_files.clone())?;
+            let exec = exec_in(request).map_err(|e| format!("exec_in: {e}"))?;
+            let mut output = String::new();
+            reader
+                .read_to_string(&mut output)
+                .map_err(|e| format!("read output: {e}"))?;
+            let exit = exec.wait().map_err(|e| format!("wait: {e}"))?;
+            let ran = Ran { output, exit };
+            let out = &ran.output;
+            check(ran.exit == Exit::Code(0), "exit code 0", &ran)?;
+            let pid: i32 = out
+                .lines()
+                .find_map(|line| line.strip_prefix("pid="))
+                .and_then(|pid| pid.parse().ok())
+                .ok_or_else(|| format!("no pid printed:\n{out}"))?;
+            check(
+                pid > 1 && pid != exec.pid.as_raw_nonzero().get(),
+                "a pid of the container's namespace, not the host's",
+                &ran,
+            )?;
+            check(
+                out.contains("\ncarrack-test\n") && host_hostname != "carrack-test",
+                "the container's hostname",
+                &ran,
+            )?;
+            check(
+                out.contains("inside the rootfs\n"),
+                "the container's rootfs",
+                &ran,
+            )?;
+            check(
+                out.contains("CapEff:\t0000000000000420")
+                    && out.contains("CapAmb:\t0000000000000420"),
+                "the spec's capabilities (kill, net_bind_service)",
+                &ran,
+            )?;
+            check(out.contains("NoNewPrivs:\t1"), "no_new_privs", &ran)?;
+            check(out.contains("Seccomp:\t2"), "seccomp filter mode", &ran)?;
+            check(out.contains("uid=1000 gid=1000"), "the spec's user", &ran)?;
+            check(
+                out.contains("Function not implemented"),
+                "sethostname fails with the profile's ENOSYS",
+                &ran,
+            )?;
+            check(
+                cgroup_files.is_empty() || out.contains(":pids:/carrack-exec-test-"),
+                "the container's cgroup",
+                &ran,
+            )?;
+            check(out.ends_with("\n/\n"), "the spec's cwd", &ran)?;
+            no_zombie_children()
+        })();
+        kill(&container)?;
+        outcome?;
+        no_children_left()
+    });
+    let removed = if cgroup.exists() {
+        std::fs::remove_dir(&cgroup)
+    } else {
+        Ok(())
+    };
+    result.expect("exec in the container");
+    removed.expect("remove the test cgroup");
+}
+
+#[test]
+fn exec_in_a_missing_program_names_it_and_leaves_no_process() {
+    if !can_run() {
+        return;
+    }
+    let rootfs = busybox_rootfs();
+    let result = in_child_process(|| {
+        let container = launch_sleeper(rootfs.path(), vec![])?;
+        let outcome = (|| {
+            let (request, _reader) = exec_request(&["/bin/nope"], &container, vec![])?;
+            let err = exec_in(request)
+                .err()
+                .ok_or("exec of a missing program succeeded")?;
+            let text = err.to_string();
+            if text != "exec /bin/nope: ENOENT (No such file or directory)" {
+                return Err(format!("unexpected error: {text}"));
+            }
+            if !err.program_not_found() {
+                return Err(format!("not reported as a missing program: {err:?}"));
+            }
+            no_zombie_children()?;
+            // A pid that is no container: a process of ours sharing our mount namespace.
+            let (request, _reader) = exec_request(&["true"], &container, vec![])?;
+            let request = ExecRequest {
+                target_pid: rustix::process::getpid().as_raw_nonzero().get(),
+                ..request
+            };
+            let err = exec_in(request)
+                .err()
+                .ok_or("exec in a process that is no container succeeded")?;
+            if !err.to_string().contains("not a container") {
+                return Err(format!("unexpected error: {err}"));
+            }
+            Ok(())
+        })();
+        kill(&container)?;
+        outcome?;
+        // The container is gone: its pid can no longer be exec'd in.
+        let (request, _reader) = exec_request(&["true"], &container, vec![])?;
+        match exec_in(request) {
+            Err(ExecutorError::Target { reason, .. }) if reason.contains("no such process") => {}
+            other => return Err(format!("exec in an exited container: {other:?}")),
+        }
+        no_children_left()
+    });
+    result.expect("precise exec errors");
+}
+
+#[test]
+fn an_execd_process_dies_with_its_helper() {
+    if !can_run() {
+        return;
+    }
+    let rootfs = busybox_rootfs();
+    let result = in_child_process(|| {
+        let container = launch_sleeper(rootfs.path(), vec![])?;
+        let outcome = (|| {
+            let (mut pid_reader, mut pid_writer) =
+                std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+            let (request, _reader) = exec_request(&["sleep", "100"], &container, vec![])?;
+            // The helper: runs the exec, reports the pid, waits for it. (In this process the
+            // closure, with the pipe's write end, is dropped once the helper is forked.)
+            let helper = sys::test_support::fork_running(move || {
+                let Ok(exec) = exec_in(request) else {
+                    return 1;
+                };
+                let pid = exec.pid.as_raw_nonzero().get().to_string();
+                if std::io::Write::write_all(&mut pid_writer, pid.as_bytes()).is_err() {
+                    return 2;
+                }
+                drop(pid_writer);
+                match exec.wait() {
+                    Ok(_) => 0,
+                    Err(_) => 3,
+                }
+            })?;
+            let mut pid = String::new();
+            pid_reader
+                .read_to_string(&mut pid)
+                .map_err(|e| format!("read the pid: {e}"))?;
+            let pid: i32 = pid
+                .parse()
+                .map_err(|_| format!("the helper reported no pid: {pid:?}"))?;
+            let stat = PathBuf::from(format!("/proc/{pid}/stat"));
+            let state = |stat: &Path| {
+                std::fs::read_to_string(stat)
+                    .ok()
+                    .and_then(|text| text.rsplit_once(") ")?.1.chars().next())
+            };
+            if state(&stat).is_none_or(|state| state == 'Z') {
+                return Err(format!("the exec'd process {pid} is not running"));
+            }
+            rustix::process::kill_process(helper, rustix::process::Signal::KILL)
+                .map_err(|e| format!("kill the helper: {e}"))?;
+            rustix::process::waitpid(Some(helper), rustix::process::WaitOptions::empty())
+                .map_err(|e| format!("reap the helper: {e}"))?;
+            // It dies at once; the container's init (`sleep`, which never reaps) keeps it as
+            // a zombie until the container ends.
+            for _ in 0..500 {
+                if state(&stat).is_none_or(|state| state == 'Z') {
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(format!("the exec'd process {pid} outlived its helper"))
+        })();
+        kill(&container)?;
+        outcome?;
+        no_children_left()
+    });
+    result.expect("the exec'd process dies with its helper");
+}

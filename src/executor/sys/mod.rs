@@ -3,8 +3,8 @@
 //!
 //! What lives here: the fork-like `clone3` that starts a container process (with its pidfd),
 //! `mount_setattr`, installing a seccomp BPF program, marking inherited descriptors
-//! close-on-exec, `execve`, `_exit`, and thread-level `unshare`. Everything else the executor
-//! needs has a safe wrapper in `rustix`.
+//! close-on-exec, `TIOCSCTTY`, polling a pidfd, `execve`, `_exit`, and thread-level
+//! `unshare`. Everything else the executor needs has a safe wrapper in `rustix`.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -310,6 +310,43 @@ pub fn dup2_raw(fd: BorrowedFd<'_>, target: RawFd) -> rustix::io::Result<()> {
     Ok(())
 }
 
+/// Makes the terminal on fd 0 the controlling terminal of the calling process, which must be
+/// a session leader without one (`ioctl(0, TIOCSCTTY, 1)`). The terminal is taken over even
+/// if it is another session's (which needs `CAP_SYS_ADMIN`): the caller handed it to this
+/// process, and may well hold it as its own controlling terminal (an exec helper started on
+/// a terminal).
+pub fn set_controlling_terminal_to_stdin() -> rustix::io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument (1: take it over) and reads or writes no
+    // memory of ours; an fd 0 that is closed or no terminal only makes the call fail.
+    let ret = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 1) };
+    if ret < 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}
+
+/// Whether the process a pidfd refers to has exited (its pidfd is readable; a zombie
+/// counts as exited). Checked after reading `/proc/<pid>/...`: if the process still lives,
+/// what was read belongs to it and not to a later process that reused its pid.
+pub fn pidfd_exited(pidfd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut poll = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: `poll` is one valid, exclusively borrowed `pollfd` that outlives the call,
+        // and we pass a count of 1; a timeout of 0 never blocks.
+        let ret = unsafe { libc::poll(&raw mut poll, 1, 0) };
+        match ret {
+            ..0 if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => continue,
+            ..0 => return Err(io::Error::last_os_error()),
+            0 => return Ok(false),
+            _ => return Ok(poll.revents & (libc::POLLIN | libc::POLLHUP) != 0),
+        }
+    }
+}
+
 /// A NULL-terminated array of C strings for `execve`, built before the fork so that the
 /// child need not allocate.
 pub struct CStringArray {
@@ -377,6 +414,26 @@ pub fn exit_immediately(code: i32) -> ! {
 #[cfg(test)]
 pub mod test_support {
     use std::io::{Read, Write};
+
+    /// Forks a child that runs `body` and exits with the code it returns (or 101 if it
+    /// panics), and returns its pid at once; the caller must reap it. Only for use inside
+    /// [`in_child_process`] (whose child is single-threaded), for example to stand in for a
+    /// helper process the test then kills.
+    pub fn fork_running(body: impl FnOnce() -> i32) -> Result<rustix::process::Pid, String> {
+        // SAFETY: as in `in_child_process`: the child runs `body` and `_exit`s without
+        // returning into the caller's frames; the caller is single-threaded, so no lock is
+        // held by a thread missing from the child.
+        let pid = unsafe { libc::fork() };
+        match pid {
+            ..0 => Err(format!("fork: {}", super::io::Error::last_os_error())),
+            0 => {
+                let code =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(101);
+                super::exit_immediately(code)
+            }
+            pid => rustix::process::Pid::from_raw(pid).ok_or_else(|| "bad pid".to_owned()),
+        }
+    }
 
     /// Runs `body` in a forked child of the (multi-threaded) test process and returns what it
     /// returned; a panic in the child becomes an error. The container tests need this because
