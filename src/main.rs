@@ -30,6 +30,13 @@ enum Command {
     },
     /// Print the version.
     Version,
+    /// Run as the monitor of one container (started by the daemon, not by people): start the
+    /// container described in the runtime directory, then stay its parent until it exits.
+    #[command(hide = true)]
+    Monitor {
+        /// The container's runtime directory (`config.json`, `monitor.json`).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,7 +50,7 @@ enum ConfigCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("carrack: error: {err:#}");
             ExitCode::FAILURE
@@ -51,24 +58,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        // Single-threaded, without an async runtime or the daemon's logging: the monitor
+        // forks containers.
+        Command::Monitor { dir } => Ok(carrack::monitor::run(&dir)),
         Command::Version => {
             println!("carrack {}", env!("CARGO_PKG_VERSION"));
             println!("CRI API v1 (cri-api v0.36)");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Config {
             command: ConfigCommand::Default,
         } => {
             print!("{}", Config::default().to_toml());
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Config {
             command: ConfigCommand::Show,
         } => {
             print!("{}", Config::load(&cli.config)?.to_toml());
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Daemon => {
             let config = Config::load(&cli.config)?;
@@ -79,7 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()
                 .context("cannot start the async runtime")?;
             runtime.block_on(carrack::daemon::run(config))?;
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
