@@ -5,7 +5,8 @@
 //! - the timestamp is RFC 3339 with nanoseconds, in UTC (`2016-10-06T00:17:09.669794202Z`;
 //!   always nine digits, so lines sort as text);
 //! - the stream is `stdout` or `stderr`;
-//! - the tag is `F` for a full line (its `\n` stripped; a `\r` before it is kept as content) or
+//! - the tag is `F` for a full line (its `\n` stripped; a `\r` before it is kept as content,
+//!   where containerd drops it: a terminal's `\r\n` reaches `kubectl logs` unchanged) or
 //!   `P` for a part of a line: a line longer than [`MAX_LINE`] is cut into `P` chunks of that
 //!   size followed by an `F` for the rest, and bytes without a newline left when a stream ends
 //!   are written as `P` (what containerd's `redirectLogs` does at EOF);
