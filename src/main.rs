@@ -31,6 +31,13 @@ enum Command {
     },
     /// Print the version.
     Version,
+    /// Run as the monitor of one container (started by the daemon, not by people): start the
+    /// container described in the runtime directory, then stay its parent until it exits.
+    #[command(hide = true)]
+    Monitor {
+        /// The container's runtime directory (`config.json`, `monitor.json`).
+        dir: PathBuf,
+    },
     /// Run a process in a running container and exit with its exit code (126: it could not
     /// be started, 127: its program does not exist). Started by the daemon for exec.
     #[command(hide = true)]
@@ -70,6 +77,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        // Single-threaded, without an async runtime or the daemon's logging: the monitor
+        // forks containers.
+        Command::Monitor { dir } => return Ok(carrack::monitor::run(&dir)),
         Command::ExecIn {
             container_dir,
             pid,

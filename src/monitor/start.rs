@@ -1,0 +1,189 @@
+//! Starting: from the runtime directory's files to a running container process and the one
+//! [`StartReport`] line on stdout.
+//!
+//! In order: stderr to `monitor.log`; detach from the daemon (new session, child subreaper,
+//! the termination signals blocked, working directory `/`); `monitor.pid`; the two config
+//! files; the control socket (bound before the report, so it exists once the daemon reads
+//! it); the container's stdio and log; the OOM count; the launch. A failure anywhere is
+//! recorded in `exit.json` before it is reported, and the monitor then exits.
+
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use serde::de::DeserializeOwned;
+
+use super::control::ControlSocket;
+use super::diag::{self, note};
+use super::error::{MonitorError, io_at};
+use super::oom::oom_kills;
+use super::output::Output;
+use super::protocol::{
+    CONFIG_FILE, ExitRecord, MONITOR_FILE, MonitorConfig, SOCKET_FILE, StartReport,
+};
+use super::record::{self, now_ns};
+use super::stdio;
+use crate::executor::{self, LaunchRequest, Launched};
+
+/// The exit code recorded for a container that could not be started.
+pub(super) const START_FAILURE_EXIT_CODE: i32 = 128;
+
+/// Signals the monitor never acts on: the daemon stops containers through the control socket,
+/// and a stray `kill` or a terminal hangup must not orphan a container. Blocked rather than
+/// ignored; the executor resets the mask in the container process.
+const BLOCKED_SIGNALS: [Signal; 4] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
+
+/// A started container and everything the monitor holds for it.
+#[derive(Debug)]
+pub(super) struct Running {
+    /// The runtime directory (absolute).
+    pub dir: PathBuf,
+    /// `monitor.json`.
+    pub config: MonitorConfig,
+    /// The container process.
+    pub launched: Launched,
+    /// The control socket.
+    pub socket: ControlSocket,
+    /// The container's output and its log.
+    pub output: Output,
+    /// The write end of the container's stdin pipe, kept for attach.
+    pub stdin: Option<OwnedFd>,
+    /// The OOM kill count before the start.
+    pub oom_before: u64,
+}
+
+/// Starts the container of the runtime directory `dir` and reports on stdout; `None` when
+/// the start failed (reported and recorded).
+pub(super) fn start(dir: &Path) -> Option<Running> {
+    let dir = match std::path::absolute(dir) {
+        Ok(dir) => dir,
+        Err(err) => {
+            report(&StartReport::Failed {
+                message: format!("runtime directory {}: {err}", dir.display()),
+            });
+            return None;
+        }
+    };
+    diag::redirect_stderr(&dir);
+    detach();
+    match launch_in(&dir) {
+        Ok(running) => {
+            let pid = running.launched.pid.as_raw_nonzero().get();
+            note!(
+                "container {} started as pid {pid}",
+                running.config.container_id
+            );
+            report(&StartReport::Started {
+                pid,
+                monitor_pid: rustix::process::getpid().as_raw_nonzero().get(),
+                started_at_ns: now_ns(),
+            });
+            Some(running)
+        }
+        Err(err) => {
+            let message = err.to_string();
+            note!("start failed: {message}");
+            let record = ExitRecord {
+                exit_code: START_FAILURE_EXIT_CODE,
+                signal: None,
+                finished_at_ns: now_ns(),
+                oom_killed: false,
+                start_error: Some(message.clone()),
+            };
+            if let Err(err) = record::write_exit(&dir, &record) {
+                note!("{err}");
+            }
+            report(&StartReport::Failed { message });
+            None
+        }
+    }
+}
+
+/// Leaves the daemon's session and process group, becomes the subreaper of the container's
+/// orphans, blocks [`BLOCKED_SIGNALS`] and moves to `/` (so no mount is kept busy).
+fn detach() {
+    if let Err(errno) = rustix::process::setsid() {
+        // EPERM: already a process group leader (started from a shell); harmless.
+        note!("setsid: {}", std::io::Error::from(errno));
+    }
+    if let Err(errno) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
+        note!("become child subreaper: {}", std::io::Error::from(errno));
+    }
+    let mut blocked = SigSet::empty();
+    for signal in BLOCKED_SIGNALS {
+        blocked.add(signal);
+    }
+    if let Err(errno) = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None) {
+        note!("block signals: {errno}");
+    }
+    if let Err(err) = std::env::set_current_dir("/") {
+        note!("chdir /: {err}");
+    }
+}
+
+/// Everything from the files in `dir` to the launched process.
+fn launch_in(dir: &Path) -> Result<Running, MonitorError> {
+    record::write_pid(dir, rustix::process::getpid().as_raw_nonzero().get())?;
+    let config: MonitorConfig = read_json(&dir.join(MONITOR_FILE))?;
+    let spec: oci_spec::runtime::Spec = read_json(&dir.join(CONFIG_FILE))?;
+    let socket = ControlSocket::bind(&dir.join(SOCKET_FILE))?;
+    let (child_stdio, mut held) = stdio::create(config.tty, config.stdin)?;
+    let stdin = held.stdin.take();
+    let output = Output::new(held, config.log_path.clone());
+    let oom_before = oom_kills(&config.oom_counter_files);
+    let launched = executor::launch(LaunchRequest {
+        spec,
+        rootfs: config.rootfs.clone(),
+        stdio: child_stdio,
+        cgroup_procs_files: config.cgroup_procs_files.clone(),
+    })?;
+    Ok(Running {
+        dir: dir.to_owned(),
+        config,
+        launched,
+        socket,
+        output,
+        stdin,
+        oom_before,
+    })
+}
+
+/// Reads and parses a JSON file.
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, MonitorError> {
+    let bytes = std::fs::read(path).map_err(io_at("read", path))?;
+    serde_json::from_slice(&bytes).map_err(|err| MonitorError::Parse {
+        path: path.to_owned(),
+        reason: err.to_string(),
+    })
+}
+
+/// Prints `report` as one line on stdout, then points stdout at `/dev/null`: the daemon reads
+/// to the end of the pipe, which comes only when no process holds it.
+fn report(report: &StartReport) {
+    let mut stdout = std::io::stdout().lock();
+    let written = serde_json::to_vec(report)
+        .map_err(std::io::Error::other)
+        .and_then(|mut line| {
+            line.push(b'\n');
+            stdout.write_all(&line)?;
+            stdout.flush()
+        });
+    if let Err(err) = written {
+        // The daemon went away; the container runs on regardless.
+        note!("print start report: {err}");
+    }
+    match std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        Ok(null) => {
+            if let Err(errno) = rustix::stdio::dup2_stdout(&null) {
+                note!("close stdout: {}", std::io::Error::from(errno));
+            }
+        }
+        Err(err) => note!("open /dev/null: {err}"),
+    }
+}
