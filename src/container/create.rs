@@ -17,8 +17,8 @@ use crate::monitor::protocol::{CONFIG_FILE, MONITOR_FILE, MonitorConfig, ROOTFS_
 use crate::rollback::Rollback;
 use crate::snapshot;
 use crate::store::{
-    ContainerMount, ContainerRecord, ContainerState, ContainerUser, PodRecord, PodState,
-    container_name_key, now_ns, write_atomically,
+    ContainerMount, ContainerRecord, ContainerState, ContainerUser, NamespaceMode, PodRecord,
+    PodState, container_name_key, now_ns, write_atomically,
 };
 
 /// The file in the runtime dir holding the cgroup resources last applied (for status).
@@ -49,7 +49,7 @@ impl ContainerService {
                 })?;
         let image_config = self.image_config(&image)?;
         let mut request = request;
-        if request.spec.security.namespaces.pid == crate::store::NamespaceMode::Target {
+        if request.spec.security.namespaces.pid == NamespaceMode::Target {
             request.spec.security.namespaces.pid_namespace_path =
                 Some(self.target_pid_namespace(request.pid_target_id.as_deref().unwrap_or(""))?);
         }
@@ -213,6 +213,15 @@ impl ContainerService {
         host.cgroup_path = cgroup_path.as_str().to_owned();
         let mut input = request.spec.clone();
         input.stdin = request.stdin;
+        // A container lives in its pod's network and IPC namespaces: those of the node when the
+        // pod uses the node's (kubelet sends the pod's modes, other clients may not).
+        let namespaces = &mut input.security.namespaces;
+        if pod.namespaces.network == NamespaceMode::Node {
+            namespaces.network = NamespaceMode::Node;
+        }
+        if pod.namespaces.ipc == NamespaceMode::Node {
+            namespaces.ipc = NamespaceMode::Node;
+        }
         let spec = spec::build_spec(&input, image_config, pod, &RootfsFiles::new(&rootfs), &host)?;
         let log_path = if pod.log_directory.is_empty() || request.log_path.is_empty() {
             None

@@ -19,7 +19,8 @@ pub fn request(dir: &Path, request: &Request, timeout: Duration) -> Result<Respo
         let path = path.clone();
         move |source| MonitorError::Socket { what, path, source }
     };
-    let mut stream = UnixStream::connect(&path).map_err(socket_err("connect to"))?;
+    let mut stream = super::protocol::with_socket_path(&path, |short| UnixStream::connect(short))
+        .map_err(socket_err("connect to"))?;
     // A zero timeout means "none" to the socket options; keep it a bound.
     let timeout = timeout.max(Duration::from_millis(1));
     stream

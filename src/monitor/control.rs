@@ -34,7 +34,8 @@ impl ControlSocket {
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
             Err(err) => return Err(io_at("remove stale socket", path)(err)),
         }
-        let listener = UnixListener::bind(path).map_err(io_at("bind", path))?;
+        let listener = super::protocol::with_socket_path(path, |short| UnixListener::bind(short))
+            .map_err(io_at("bind", path))?;
         let socket = ControlSocket {
             listener,
             path: path.to_owned(),

@@ -117,3 +117,34 @@ pub enum Response {
         message: String,
     },
 }
+
+/// Longest socket path `sun_path` holds (108 bytes with the terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// Calls `use_path` with a path naming the socket at `path` that fits in a `sockaddr_un`: the
+/// path itself when short enough, else `/proc/self/fd/<n>/<name>` through a descriptor of its
+/// directory (deep state directories, such as a test's temp dir, exceed the limit).
+pub fn with_socket_path<T>(
+    path: &std::path::Path,
+    use_path: impl FnOnce(&std::path::Path) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    if path.as_os_str().len() <= MAX_SOCKET_PATH {
+        return use_path(path);
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return use_path(path);
+    };
+    let dir = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let short = PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&dir)
+    ))
+    .join(name);
+    let result = use_path(&short);
+    drop(dir);
+    result
+}
