@@ -38,6 +38,10 @@ enum Command {
         /// The container's runtime directory (`config.json`, `monitor.json`).
         dir: PathBuf,
     },
+    /// Run as the init of a pod's shared PID namespace (started by the daemon): prints the
+    /// init's pid and exits; the init reaps until it is killed.
+    #[command(hide = true)]
+    PodInit,
     /// Run a process in a running container and exit with its exit code (126: it could not
     /// be started, 127: its program does not exist). Started by the daemon for exec.
     #[command(hide = true)]
@@ -80,6 +84,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // Single-threaded, without an async runtime or the daemon's logging: the monitor
         // forks containers.
         Command::Monitor { dir } => return Ok(carrack::monitor::run(&dir)),
+        Command::PodInit => return Ok(carrack::monitor::pod_init::run()),
         Command::ExecIn {
             container_dir,
             pid,

@@ -40,6 +40,16 @@ async fn run_pod(
     cri: &mut CriClient,
     name: &str,
 ) -> (String, proto::PodSandboxConfig) {
+    run_pod_with(node, cri, name, proto::NamespaceMode::Container).await
+}
+
+/// Like [`run_pod`], with the pod's PID namespace mode.
+async fn run_pod_with(
+    node: &Node,
+    cri: &mut CriClient,
+    name: &str,
+    pid: proto::NamespaceMode,
+) -> (String, proto::PodSandboxConfig) {
     let log_directory = node.base_dir().join("pod-logs").join(name);
     let config = proto::PodSandboxConfig {
         metadata: Some(proto::PodSandboxMetadata {
@@ -54,6 +64,7 @@ async fn run_pod(
             security_context: Some(proto::LinuxSandboxSecurityContext {
                 namespace_options: Some(proto::NamespaceOption {
                     network: proto::NamespaceMode::Node.into(),
+                    pid: pid.into(),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -393,7 +404,11 @@ async fn running_container_execs_stats_updates_and_survives_a_daemon_restart() {
     let out = exec_sync(
         &mut cri,
         &id,
-        &["sh", "-c", "echo out; echo err >&2; test -x /bin/busybox && echo in-rootfs; exit 7"],
+        &[
+            "sh",
+            "-c",
+            "echo out; echo err >&2; test -x /bin/busybox && echo in-rootfs; exit 7",
+        ],
         10,
     )
     .await
@@ -633,4 +648,134 @@ async fn security_context_user_caps_readonly_rootfs_and_oom() {
     assert_eq!(failed.state, proto::ContainerState::ContainerExited as i32);
     assert_eq!(failed.reason, "StartError");
     remove(&mut cri, &id).await;
+}
+
+fn with_pid_mode(
+    mut config: proto::ContainerConfig,
+    pid: proto::NamespaceMode,
+) -> proto::ContainerConfig {
+    config.linux = Some(proto::LinuxContainerConfig {
+        security_context: Some(proto::LinuxContainerSecurityContext {
+            namespace_options: Some(proto::NamespaceOption {
+                network: proto::NamespaceMode::Node.into(),
+                pid: pid.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    config
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pid_namespaces_are_shared_per_pod_or_kept_per_container() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    let mut cri = node.cri().await;
+    pull_busybox(&node, &mut cri).await;
+
+    // A pod sharing one PID namespace: its init is PID 1, and containers see each other.
+    let (pod, pod_config) =
+        run_pod_with(&node, &mut cri, "shared", proto::NamespaceMode::Pod).await;
+    let sleeper = create(
+        &mut cri,
+        &pod,
+        &pod_config,
+        with_pid_mode(
+            container_config("sleeper", &["sleep", "1000"]),
+            proto::NamespaceMode::Pod,
+        ),
+    )
+    .await
+    .expect("create sleeper");
+    start(&mut cri, &sleeper).await.expect("start sleeper");
+    let looker = create(
+        &mut cri,
+        &pod,
+        &pod_config,
+        with_pid_mode(
+            container_config("looker", &["sh", "-c", "cat /proc/1/comm; pidof sleep"]),
+            proto::NamespaceMode::Pod,
+        ),
+    )
+    .await
+    .expect("create looker");
+    start(&mut cri, &looker).await.expect("start looker");
+    let seen = wait_exited(&mut cri, &looker).await;
+    assert_eq!(seen.exit_code, 0, "pidof found no sleep: {seen:?}");
+    let lines: Vec<String> = log_lines(&log_path(&pod_config, "looker"))
+        .into_iter()
+        .map(|(_, _, text)| text)
+        .collect();
+    assert_eq!(
+        lines.first().map(String::as_str),
+        Some("carrack"),
+        "{lines:?}"
+    );
+
+    assert_eq!(pod_inits(&pod), 1);
+    // Stopping the pod ends its PID namespace, init included.
+    cri.runtime
+        .stop_pod_sandbox(proto::StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .expect("StopPodSandbox");
+    assert_eq!(pod_inits(&pod), 0);
+    cri.runtime
+        .remove_pod_sandbox(proto::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .expect("RemovePodSandbox");
+
+    // Per-container PID namespaces: the container's command is PID 1 and sees nothing else.
+    let (pod, pod_config) = run_pod(&node, &mut cri, "private").await;
+    let alone = create(
+        &mut cri,
+        &pod,
+        &pod_config,
+        with_pid_mode(
+            container_config(
+                "alone",
+                &["sh", "-c", "echo $$; ls /proc | grep -c '^[0-9]'"],
+            ),
+            proto::NamespaceMode::Container,
+        ),
+    )
+    .await
+    .expect("create alone");
+    start(&mut cri, &alone).await.expect("start alone");
+    wait_exited(&mut cri, &alone).await;
+    let lines: Vec<String> = log_lines(&log_path(&pod_config, "alone"))
+        .into_iter()
+        .map(|(_, _, text)| text)
+        .collect();
+    assert_eq!(lines.first().map(String::as_str), Some("1"), "{lines:?}");
+    cri.runtime
+        .remove_pod_sandbox(proto::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .expect("RemovePodSandbox");
+}
+
+/// Live `carrack pod-init` processes in the cgroup of pod `pod_id`.
+fn pod_inits(pod_id: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter(|entry| {
+            let is_init = std::fs::read(entry.path().join("cmdline"))
+                .map(|c| c.split(|b| *b == 0).nth(1) == Some(b"pod-init".as_slice()))
+                .unwrap_or(false);
+            let in_pod = std::fs::read_to_string(entry.path().join("cgroup"))
+                .map(|c| c.contains(pod_id))
+                .unwrap_or(false);
+            is_init && in_pod
+        })
+        .count()
 }

@@ -49,6 +49,10 @@ impl ContainerService {
                 })?;
         let image_config = self.image_config(&image)?;
         let mut request = request;
+        if request.spec.security.namespaces.pid == NamespaceMode::Pod {
+            request.spec.security.namespaces.pid_namespace_path =
+                pod.pidns_path.as_ref().map(std::path::PathBuf::from);
+        }
         if request.spec.security.namespaces.pid == NamespaceMode::Target {
             request.spec.security.namespaces.pid_namespace_path =
                 Some(self.target_pid_namespace(request.pid_target_id.as_deref().unwrap_or(""))?);

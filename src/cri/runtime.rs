@@ -590,6 +590,7 @@ mod tests {
                 default_cgroup_parent: "/carrack".to_owned(),
                 host_resolv_conf: dir.join("resolv.conf"),
                 host_hosts: dir.join("hosts"),
+                binary: dir.join("carrack"),
             },
             store,
             cgroups,

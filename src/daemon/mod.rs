@@ -66,10 +66,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         config.cgroups.driver,
         config.cgroups.root.clone(),
     ))?);
+    let binary = monitor_binary()?;
     let sandboxes = Arc::new(build_sandboxes(
         &config,
         Arc::clone(&store),
         Arc::clone(&cgroups),
+        binary.clone(),
     ));
     let teardowns = tokio::spawn(retry_network_teardowns(Arc::clone(&sandboxes)));
     let snapshots = Arc::new(Snapshotter::open(&config.root_dir)?);
@@ -81,7 +83,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let containers = ContainerService::new(
         ContainerSettings {
             state_dir: config.state_dir.clone(),
-            binary: monitor_binary()?,
+            binary,
             host: detect_host(Path::new("/proc"), Path::new("/dev")),
         },
         Arc::clone(&store),
@@ -178,6 +180,7 @@ fn build_sandboxes(
     config: &Config,
     store: Arc<Store>,
     cgroups: Arc<CgroupManager>,
+    binary: PathBuf,
 ) -> SandboxService {
     // CNI results live under the root dir: host-local's leases in /var/lib/cni survive a
     // reboot, so the records needed to release them must too.
@@ -191,6 +194,7 @@ fn build_sandboxes(
             default_cgroup_parent: config.cgroups.default_parent.clone(),
             host_resolv_conf: PathBuf::from("/etc/resolv.conf"),
             host_hosts: PathBuf::from("/etc/hosts"),
+            binary,
         },
         store,
         cgroups,

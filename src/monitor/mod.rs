@@ -16,6 +16,8 @@
 //! - `control`: the control socket; `reaper`: reaping the container and orphans;
 //! - `oom`: the OOM-kill counters; `record`: `monitor.pid` and `exit.json`;
 //! - `diag`: the monitor's own diagnostics in `monitor.log`.
+//!
+//! [`pod_init`] is `carrack pod-init`, the reaping init of a pod's shared PID namespace.
 
 pub mod client;
 mod control;
@@ -25,6 +27,7 @@ pub mod exec_helper;
 pub mod log;
 mod oom;
 mod output;
+pub mod pod_init;
 pub mod protocol;
 mod reaper;
 mod record;

@@ -7,6 +7,7 @@
 mod error;
 mod files;
 mod namespaces;
+mod pid_init;
 mod recover;
 mod remove;
 mod run;
@@ -75,6 +76,8 @@ pub struct SandboxSettings {
     pub host_resolv_conf: PathBuf,
     /// The node's hosts file, copied for host-network pods.
     pub host_hosts: PathBuf,
+    /// The `carrack` binary, which runs the init of shared PID namespaces (`pod-init`).
+    pub binary: PathBuf,
 }
 
 /// Runs and tears down pods.

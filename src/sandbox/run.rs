@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::files::{self, PodFilesSpec};
 use super::namespaces::{self, NamespaceSetup};
-use super::{PodSpec, SandboxError, SandboxService, new_id, sysctl};
+use super::{PodSpec, SandboxError, SandboxService, new_id, pid_init, sysctl};
 use crate::cgroups::Resources;
 use crate::cni::PodNetwork;
 use crate::executor::sys::NewNamespaces;
@@ -28,9 +28,6 @@ impl SandboxService {
             .map_err(|reason| SandboxError::InvalidConfig { reason })?;
         let hostname = pod_hostname(&spec)?;
         let id = new_id();
-        if spec.namespaces.pid == NamespaceMode::Pod {
-            tracing::debug!(pod = %id, "shared pid namespace is set up with the first container");
-        }
 
         let name_key = pod_name_key(
             &spec.metadata.name,
@@ -196,6 +193,22 @@ impl SandboxService {
                 .map_err(cgroup_error)?;
         }
 
+        // The init of the pod's shared PID namespace, in the pod's cgroup.
+        let pid_init = if spec.namespaces.pid == NamespaceMode::Pod {
+            let pid = pid_init::start(&self.settings.binary)
+                .await
+                .map_err(io("start pod init", &self.settings.binary))?;
+            rollback.push("kill pod init", move || {
+                pid_init::kill(pid).map_err(|e| e.to_string())
+            });
+            self.cgroups
+                .add_process(&cgroup_path, pid)
+                .map_err(cgroup_error)?;
+            pid
+        } else {
+            0
+        };
+
         // Record first as not ready, so a crash during network setup leaves a record whose
         // teardown the next start can finish.
         let mut record = PodRecord {
@@ -229,6 +242,8 @@ impl SandboxService {
             ip: None,
             additional_ips: Vec::new(),
             network_attached: false,
+            pid_init,
+            pidns_path: (pid_init > 0).then(|| format!("/proc/{pid_init}/ns/pid")),
         };
 
         // Network.

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use super::namespaces;
 use super::{SandboxError, SandboxService};
+use super::{namespaces, pid_init};
 use crate::store::{PodRecord, PodState};
 
 impl SandboxService {
@@ -37,6 +37,18 @@ impl SandboxService {
             record.additional_ips.clear();
             self.store.pods.put(record.clone())?;
         }
+        // The pod's PID namespace ends with its init (containers were stopped before).
+        if record.pid_init > 0 {
+            pid_init::kill(record.pid_init).map_err(|source| SandboxError::Io {
+                id: record.id.clone(),
+                action: "kill pod init",
+                path: record.pidns_path.clone().unwrap_or_default().into(),
+                source,
+            })?;
+            record.pid_init = 0;
+            record.pidns_path = None;
+            self.store.pods.put(record.clone())?;
+        }
         // The network namespace is not needed by a stopped pod; freeing it now releases its
         // interfaces and sockets at once (containerd does the same).
         if let Some(netns) = record.netns_path.take() {
@@ -45,7 +57,7 @@ impl SandboxService {
                 source,
             })?;
         }
-        if record.state != PodState::NotReady || pod.netns_path.is_some() {
+        if record.state != PodState::NotReady || pod.netns_path.is_some() || pod.pid_init > 0 {
             record.state = PodState::NotReady;
             self.store.pods.put(record)?;
             tracing::info!(pod = %id, "pod sandbox stopped");

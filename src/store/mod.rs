@@ -136,6 +136,8 @@ mod tests {
             ip: None,
             additional_ips: Vec::new(),
             network_attached: false,
+            pid_init: 0,
+            pidns_path: None,
         }
     }
 

@@ -181,6 +181,13 @@ pub struct PodRecord {
     /// Whether CNI was set up and not yet torn down.
     #[serde(default)]
     pub network_attached: bool,
+    /// Pid (host PID namespace) of the pod's `carrack pod-init`, the init of its shared PID
+    /// namespace; 0 when the pod has none.
+    #[serde(default)]
+    pub pid_init: i32,
+    /// The shared PID namespace its containers join (`/proc/<pid_init>/ns/pid`).
+    #[serde(default)]
+    pub pidns_path: Option<String>,
 }
 
 impl Record for PodRecord {

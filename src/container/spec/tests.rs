@@ -39,6 +39,8 @@ fn pod() -> PodRecord {
         ip: None,
         additional_ips: Vec::new(),
         network_attached: true,
+        pid_init: 0,
+        pidns_path: None,
     }
 }
 

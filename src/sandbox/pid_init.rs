@@ -1,0 +1,73 @@
+//! The init of a pod's shared PID namespace (`carrack pod-init`, see
+//! [`crate::monitor::pod_init`]): started for pods whose containers share one PID namespace,
+//! put in the pod's cgroup, killed when the pod stops (which ends every process in that
+//! namespace).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
+/// How long the init's launcher may take to report.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts a pod init with `binary`; returns its pid.
+pub(super) async fn start(binary: &Path) -> std::io::Result<i32> {
+    let mut child = tokio::process::Command::new(binary)
+        .arg("pod-init")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+    let read = async {
+        if let Some(out) = out.as_mut() {
+            out.read_to_string(&mut stdout).await?;
+        }
+        if let Some(err) = err.as_mut() {
+            err.read_to_string(&mut stderr).await?;
+        }
+        child.wait().await
+    };
+    let status = tokio::time::timeout(START_TIMEOUT, read)
+        .await
+        .map_err(|_| std::io::Error::other("pod-init did not report in time"))??;
+    match stdout.trim().parse::<i32>() {
+        Ok(pid) if status.success() && pid > 0 => Ok(pid),
+        _ => Err(std::io::Error::other(format!(
+            "pod-init failed ({status}): {}",
+            stderr.trim()
+        ))),
+    }
+}
+
+/// Kills the pod init `pid` if it is still ours (its command line says `pod-init`), and with
+/// it every process of the pod's PID namespace.
+pub(super) fn kill(pid: i32) -> std::io::Result<()> {
+    let Some(pid_value) = rustix::process::Pid::from_raw(pid) else {
+        return Ok(());
+    };
+    let Ok(pidfd) = rustix::process::pidfd_open(pid_value, rustix::process::PidfdFlags::empty())
+    else {
+        return Ok(());
+    };
+    // Checked after pinning: a reused pid is never signalled.
+    let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|cmdline| {
+            cmdline
+                .split(|byte| *byte == 0)
+                .nth(1)
+                .is_some_and(|arg| arg == b"pod-init")
+        })
+        .unwrap_or(false);
+    if !ours {
+        return Ok(());
+    }
+    match rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(errno) => Err(errno.into()),
+    }
+}
