@@ -779,3 +779,58 @@ fn pod_inits(pod_id: &str) -> usize {
         })
         .count()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reconciler_removes_what_a_lost_record_left_behind() {
+    if !skip_unless_root() {
+        return;
+    }
+    let mut node = Node::start();
+    let mut cri = node.cri().await;
+    pull_busybox(&node, &mut cri).await;
+    let (pod, pod_config) = run_pod(&node, &mut cri, "crashy").await;
+    let running = create(
+        &mut cri,
+        &pod,
+        &pod_config,
+        container_config("running", &["sleep", "1000"]),
+    )
+    .await
+    .expect("create running");
+    start(&mut cri, &running).await.expect("start running");
+    let created = create(
+        &mut cri,
+        &pod,
+        &pod_config,
+        container_config("created", &["true"]),
+    )
+    .await
+    .expect("create created");
+    assert!(!container_cgroup_dirs(&node, &running).is_empty());
+
+    // A crash in the middle of creating (or removing) leaves resources but no record.
+    node.kill_daemon().expect("kill daemon");
+    for id in [&running, &created] {
+        let record = node
+            .root_dir()
+            .join("store")
+            .join("containers")
+            .join(format!("{id}.json"));
+        std::fs::remove_file(&record).expect("drop record");
+    }
+    node.start_daemon().expect("restart daemon");
+    let _cri = node.cri().await;
+    for id in [&running, &created] {
+        assert_eq!(
+            container_leftovers(&node, id),
+            Vec::<PathBuf>::new(),
+            "{id}"
+        );
+        assert_eq!(
+            container_cgroup_dirs(&node, id),
+            Vec::<PathBuf>::new(),
+            "{id}"
+        );
+    }
+    assert!(node.daemon_log().contains("reconciler removed leftovers"));
+}

@@ -63,6 +63,20 @@ impl CgroupManager {
         own_result
     }
 
+    /// The names of `path`'s child cgroups, in any hierarchy (for the reconciler, which
+    /// compares them with its records).
+    pub fn children(&self, path: &CgroupPath) -> Vec<String> {
+        let mut names = BTreeSet::new();
+        for dir in self.dirs(path) {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                    names.insert(entry.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        names.into_iter().collect()
+    }
+
     /// Removes `path` and every cgroup below it in every hierarchy, bottom-up, killing any
     /// process left in them. For reconciling leftovers whose [`Created`] record is lost.
     pub fn remove_tree(&self, path: &CgroupPath) -> Result<(), CgroupError> {

@@ -8,7 +8,7 @@
 //! stays its parent), `watch` (notices a monitor's exit and records how the container
 //! ended), `stop`, `remove`, `status` (status and list), `update` (resources, log reopen),
 //! `exec_sync` and `stats`. `recover` re-attaches to the monitors that outlived a daemon
-//! restart.
+//! restart; `reconcile` removes what no record owns after a create or remove was cut short.
 //!
 //! A container's runtime files live in `<state_dir>/containers/<id>/` (see
 //! [`crate::monitor::protocol`]); its durable record in the store.
@@ -19,6 +19,7 @@ mod exec_sync;
 mod host;
 #[allow(unsafe_code)]
 mod pidfd;
+mod reconcile;
 mod recover;
 mod remove;
 pub mod spec;
@@ -37,6 +38,7 @@ pub use create::parse_signal;
 pub use error::ContainerError;
 pub use exec_sync::ExecOutput;
 pub use host::detect_host;
+pub use reconcile::ReconcileReport;
 pub use recover::RecoveryReport;
 pub use stats::ContainerUsage;
 pub use status::{ContainerFilter, ContainerView};

@@ -91,6 +91,16 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         snapshots,
         Arc::clone(&images),
     );
+    let reconciled = containers.reconcile();
+    if reconciled != Default::default() {
+        tracing::info!(
+            runtime_dirs = reconciled.runtime_dirs,
+            writable_layers = reconciled.writable_layers,
+            cgroups = reconciled.cgroups,
+            failed = reconciled.failed,
+            "reconciler removed leftovers"
+        );
+    }
     let recovered = containers.recover().await;
     if recovered.running + recovered.exited > 0 {
         tracing::info!(

@@ -122,6 +122,11 @@ impl Snapshotter {
         }
     }
 
+    /// The container ids that have a writable layer.
+    pub fn list_active(&self) -> Vec<String> {
+        self.inner.index().active.keys().cloned().collect()
+    }
+
     /// Removes the writable layer of `container_id`; `false` if there was none. The caller
     /// unmounts the overlay first: removing the upper of a mounted overlay pulls the
     /// container's files from under it.
