@@ -21,6 +21,7 @@ pub mod executor;
 pub mod image_service;
 pub mod monitor;
 pub mod proto;
+pub mod resumable;
 pub mod rollback;
 pub mod sandbox;
 pub mod snapshot;

@@ -834,3 +834,90 @@ async fn reconciler_removes_what_a_lost_record_left_behind() {
     }
     assert!(node.daemon_log().contains("reconciler removed leftovers"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn creates_cut_short_by_the_client_deadline_are_resumed_by_the_retry() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    let mut cri = node.cri().await;
+    pull_busybox(&node, &mut cri).await;
+    let (_, pod_config) = run_pod(&node, &mut cri, "template").await;
+    let mut pod_config = pod_config;
+    if let Some(metadata) = pod_config.metadata.as_mut() {
+        metadata.name = "hasty".to_owned();
+        metadata.uid = "uid-hasty".to_owned();
+    }
+
+    // The client gives up after 1 ms; the pod is made anyway, and the retry gets it.
+    let mut hasty = tonic::Request::new(proto::RunPodSandboxRequest {
+        config: Some(pod_config.clone()),
+        runtime_handler: String::new(),
+    });
+    hasty.set_timeout(Duration::from_millis(1));
+    let _ = cri.runtime.run_pod_sandbox(hasty).await;
+    let pod = cri
+        .runtime
+        .run_pod_sandbox(proto::RunPodSandboxRequest {
+            config: Some(pod_config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("retried RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    let pods = cri
+        .runtime
+        .list_pod_sandbox(proto::ListPodSandboxRequest::default())
+        .await
+        .expect("ListPodSandbox")
+        .into_inner()
+        .items;
+    assert_eq!(
+        pods.iter()
+            .filter(|p| p.metadata.as_ref().is_some_and(|m| m.name == "hasty"))
+            .count(),
+        1
+    );
+
+    let mut hasty = tonic::Request::new(proto::CreateContainerRequest {
+        pod_sandbox_id: pod.clone(),
+        config: Some(container_config("quick", &["true"])),
+        sandbox_config: Some(pod_config.clone()),
+    });
+    hasty.set_timeout(Duration::from_millis(1));
+    let _ = cri.runtime.create_container(hasty).await;
+    let id = create(
+        &mut cri,
+        &pod,
+        &pod_config,
+        container_config("quick", &["true"]),
+    )
+    .await
+    .expect("retried CreateContainer");
+    let listed = cri
+        .runtime
+        .list_containers(proto::ListContainersRequest {
+            filter: Some(proto::ContainerFilter {
+                pod_sandbox_id: pod.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("ListContainers")
+        .into_inner()
+        .containers;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, id);
+    // Once claimed, the name is taken as usual.
+    let again = create(
+        &mut cri,
+        &pod,
+        &pod_config,
+        container_config("quick", &["true"]),
+    )
+    .await
+    .expect_err("a second create of a claimed name");
+    assert_eq!(again.code(), Code::AlreadyExists);
+}

@@ -25,8 +25,30 @@ use crate::store::{
 pub(super) const RESOURCES_FILE: &str = "resources.json";
 
 impl ContainerService {
-    /// Creates a container; returns its id.
-    pub async fn create(&self, request: CreateRequest) -> Result<String, ContainerError> {
+    /// Creates a container; returns its id. The create finishes even when the client gives
+    /// up, and the client's retry with the same name gets the container (see `resumable`).
+    /// `deadline` is the client's, past which the result is kept for its retry.
+    pub async fn create(
+        self: &Arc<Self>,
+        request: CreateRequest,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<String, ContainerError> {
+        let name = format!(
+            "{}/{}/{}",
+            request.pod_id, request.metadata.name, request.metadata.attempt
+        );
+        let service = Arc::clone(self);
+        self.resumable
+            .run(
+                name,
+                deadline,
+                |id| self.store.containers.get(id).is_some(),
+                async move { service.create_now(request).await },
+            )
+            .await
+    }
+
+    async fn create_now(&self, request: CreateRequest) -> Result<String, ContainerError> {
         validate(&request)?;
         let pod =
             self.store

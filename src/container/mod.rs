@@ -45,6 +45,7 @@ pub use status::{ContainerFilter, ContainerView};
 
 use crate::cgroups::CgroupManager;
 use crate::image_service::ImageService;
+use crate::resumable::Resumable;
 use crate::snapshot::Snapshotter;
 use crate::store::{ContainerRecord, KeyedLocks, ObjectMetadata, Store};
 use spec::{ContainerSpecInput, HostInfo};
@@ -97,6 +98,7 @@ pub struct ContainerService {
     settings: ContainerSettings,
     locks: KeyedLocks,
     cpu_samples: stats::CpuSamples,
+    resumable: Resumable,
 }
 
 impl ContainerService {
@@ -116,6 +118,7 @@ impl ContainerService {
             settings,
             locks: KeyedLocks::default(),
             cpu_samples: stats::CpuSamples::default(),
+            resumable: Resumable::default(),
         })
     }
 

@@ -31,6 +31,7 @@ impl RuntimeServer {
     pub(super) async fn create_container_rpc(
         &self,
         request: proto::CreateContainerRequest,
+        deadline: Option<std::time::Instant>,
     ) -> Result<Response<proto::CreateContainerResponse>, Status> {
         let request = convert::container::create_request(request)?;
         let span = tracing::info_span!(
@@ -40,7 +41,7 @@ impl RuntimeServer {
             container_id = tracing::field::Empty,
         );
         instrument::rpc(span.clone(), async {
-            let container_id = self.containers().create(request).await?;
+            let container_id = self.containers().create(request, deadline).await?;
             span.record("container_id", container_id.as_str());
             Ok(proto::CreateContainerResponse { container_id })
         })

@@ -173,6 +173,7 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
         &self,
         request: Request<proto::RunPodSandboxRequest>,
     ) -> Result<Response<proto::RunPodSandboxResponse>, Status> {
+        let deadline = instrument::client_deadline(request.metadata());
         let spec = convert::pod::pod_spec(request.into_inner())?;
         let span = tracing::info_span!(
             "cri.RunPodSandbox",
@@ -181,7 +182,7 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
             pod_id = tracing::field::Empty,
         );
         instrument::rpc(span.clone(), async {
-            let pod_sandbox_id = self.sandboxes.run(spec).await?;
+            let pod_sandbox_id = self.sandboxes.run(spec, deadline).await?;
             span.record("pod_id", pod_sandbox_id.as_str());
             Ok(proto::RunPodSandboxResponse { pod_sandbox_id })
         })
@@ -277,7 +278,9 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
         &self,
         request: Request<proto::CreateContainerRequest>,
     ) -> Result<Response<proto::CreateContainerResponse>, Status> {
-        self.create_container_rpc(request.into_inner()).await
+        let deadline = instrument::client_deadline(request.metadata());
+        self.create_container_rpc(request.into_inner(), deadline)
+            .await
     }
 
     async fn start_container(

@@ -28,6 +28,7 @@ pub use status::PodFilter;
 
 use crate::cgroups::{CgroupManager, Resources};
 use crate::cni::CniManager;
+use crate::resumable::Resumable;
 use crate::store::{
     DnsConfig, KeyedLocks, NamespaceModes, ObjectMetadata, PodRecord, PortMapping, Store,
 };
@@ -88,6 +89,7 @@ pub struct SandboxService {
     cni: Arc<CniManager>,
     settings: SandboxSettings,
     locks: KeyedLocks,
+    resumable: Resumable,
 }
 
 impl SandboxService {
@@ -104,6 +106,7 @@ impl SandboxService {
             cni,
             settings,
             locks: KeyedLocks::default(),
+            resumable: Resumable::default(),
         }
     }
 

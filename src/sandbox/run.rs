@@ -16,7 +16,31 @@ use crate::store::{NamespaceMode, PodRecord, PodState, pod_name_key};
 
 impl SandboxService {
     /// Runs a pod and returns its id. On failure everything acquired so far is released.
-    pub async fn run(&self, spec: PodSpec) -> Result<String, SandboxError> {
+    /// Runs a pod; `deadline` is the client's, past which the result is kept for its retry.
+    pub async fn run(
+        self: &Arc<Self>,
+        spec: PodSpec,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<String, SandboxError> {
+        // Finished even when the client gives up; its retry gets the pod (see `resumable`).
+        let name = pod_name_key(
+            &spec.metadata.name,
+            &spec.metadata.namespace,
+            &spec.metadata.uid,
+            spec.metadata.attempt,
+        );
+        let service = Arc::clone(self);
+        self.resumable
+            .run(
+                name,
+                deadline,
+                |id| self.store.pods.get(id).is_some(),
+                async move { service.run_now(spec).await },
+            )
+            .await
+    }
+
+    async fn run_now(&self, spec: PodSpec) -> Result<String, SandboxError> {
         if !spec.runtime_handler.is_empty() {
             return Err(SandboxError::UnknownHandler {
                 handler: spec.runtime_handler.clone(),
