@@ -921,3 +921,152 @@ async fn creates_cut_short_by_the_client_deadline_are_resumed_by_the_retry() {
     .expect_err("a second create of a claimed name");
     assert_eq!(again.code(), Code::AlreadyExists);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mounts_masks_log_reopen_and_exec_output_cap() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    let mut cri = node.cri().await;
+    pull_busybox(&node, &mut cri).await;
+    let (pod, pod_config) = run_pod(&node, &mut cri, "volumes").await;
+    let volume = node.base_dir().join("volume");
+    std::fs::create_dir_all(&volume).expect("volume dir");
+    std::fs::write(volume.join("hello.txt"), "from the host\n").expect("volume file");
+
+    let mut config = container_config(
+        "reader",
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done",
+        ],
+    );
+    config.mounts = vec![
+        proto::Mount {
+            container_path: "/data".to_owned(),
+            host_path: volume.to_string_lossy().into_owned(),
+            readonly: false,
+            ..Default::default()
+        },
+        proto::Mount {
+            container_path: "/ro".to_owned(),
+            host_path: volume.to_string_lossy().into_owned(),
+            readonly: true,
+            ..Default::default()
+        },
+    ];
+    let id = create(&mut cri, &pod, &pod_config, config)
+        .await
+        .expect("create");
+    start(&mut cri, &id).await.expect("start");
+
+    let read = exec_sync(&mut cri, &id, &["cat", "/data/hello.txt"], 10)
+        .await
+        .expect("read");
+    assert_eq!(String::from_utf8_lossy(&read.stdout), "from the host\n");
+    let write = exec_sync(
+        &mut cri,
+        &id,
+        &["sh", "-c", "echo back > /data/back.txt"],
+        10,
+    )
+    .await
+    .expect("write");
+    assert_eq!(write.exit_code, 0, "{write:?}");
+    assert_eq!(
+        std::fs::read_to_string(volume.join("back.txt")).unwrap_or_default(),
+        "back\n"
+    );
+    let denied = exec_sync(&mut cri, &id, &["touch", "/ro/nope"], 10)
+        .await
+        .expect("ro write");
+    assert_ne!(denied.exit_code, 0, "read-only mount was writable");
+    // Default masked paths read as empty (a bound /dev/null); /proc/sys is read-only.
+    let masked = [
+        "/proc/timer_list",
+        "/proc/keys",
+        "/proc/sched_debug",
+        "/proc/kcore",
+    ]
+    .into_iter()
+    .find(|path| Path::new(path).exists());
+    if let Some(masked) = masked {
+        let read = exec_sync(
+            &mut cri,
+            &id,
+            &["sh", "-c", &format!("wc -c < {masked}")],
+            10,
+        )
+        .await
+        .expect("masked read");
+        assert_eq!(
+            String::from_utf8_lossy(&read.stdout).trim(),
+            "0",
+            "{masked}: {read:?}"
+        );
+    }
+    let sysctl = exec_sync(
+        &mut cri,
+        &id,
+        &["sh", "-c", "echo 1 > /proc/sys/kernel/domainname"],
+        10,
+    )
+    .await
+    .expect("proc sys write");
+    assert_ne!(sysctl.exit_code, 0);
+
+    // Output beyond 16 MiB is cut, not buffered without bound, and the reply still fits one
+    // gRPC message (regression: a full 16 MiB stdout made the reply too large to send).
+    let big = exec_sync(&mut cri, &id, &["head", "-c", "20000000", "/dev/zero"], 30)
+        .await
+        .expect("big output");
+    assert_eq!(big.stdout.len(), (16 << 20) - 1024);
+
+    // Log rotation: rename the log, reopen, and new output goes to a fresh file.
+    let log = log_path(&pod_config, "reader");
+    let rotated = log.with_extension("log.1");
+    exec_sync(
+        &mut cri,
+        &id,
+        &["sh", "-c", "echo before > /proc/1/fd/1"],
+        10,
+    )
+    .await
+    .expect("write before");
+    std::fs::rename(&log, &rotated).expect("rotate");
+    cri.runtime
+        .reopen_container_log(proto::ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect("ReopenContainerLog");
+    exec_sync(
+        &mut cri,
+        &id,
+        &["sh", "-c", "echo after > /proc/1/fd/1"],
+        10,
+    )
+    .await
+    .expect("write after");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while log_lines(&log).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let fresh: Vec<String> = log_lines(&log).into_iter().map(|(_, _, t)| t).collect();
+    let old: Vec<String> = log_lines(&rotated).into_iter().map(|(_, _, t)| t).collect();
+    assert_eq!(fresh, vec!["after".to_owned()]);
+    assert!(old.contains(&"before".to_owned()), "{old:?}");
+
+    stop(&mut cri, &id, 10).await;
+    let err = cri
+        .runtime
+        .reopen_container_log(proto::ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect_err("reopen on a stopped container");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    remove(&mut cri, &id).await;
+}

@@ -16,6 +16,10 @@ use crate::store::ContainerState;
 /// full pipe (an unbounded buffer is a memory DoS on the runtime: CVE-2022-31030).
 pub const MAX_EXEC_OUTPUT: usize = 16 << 20;
 
+/// Most output of both streams together: a reply must fit in one gRPC message, and kubelet
+/// (like Carrack) accepts at most 16 MiB; the rest of the message needs a few bytes.
+pub const MAX_EXEC_REPLY_OUTPUT: usize = (16 << 20) - 1024;
+
 /// What an exec'd command produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecOutput {
@@ -101,12 +105,21 @@ impl ContainerService {
             (None, Some(signal)) => 128 + signal,
             (None, None) => 255,
         };
+        let (stdout, stderr) = fit_in_reply(stdout, stderr);
         Ok(ExecOutput {
             stdout,
             stderr,
             exit_code,
         })
     }
+}
+
+/// Cuts the streams so that together they fit [`MAX_EXEC_REPLY_OUTPUT`]: stderr gives way
+/// first, as the output a caller asked for is on stdout.
+fn fit_in_reply(mut stdout: Vec<u8>, mut stderr: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
+    stdout.truncate(MAX_EXEC_REPLY_OUTPUT);
+    stderr.truncate(MAX_EXEC_REPLY_OUTPUT - stdout.len());
+    (stdout, stderr)
 }
 
 /// Reads `stream` to its end, keeping at most [`MAX_EXEC_OUTPUT`] bytes.
@@ -131,6 +144,16 @@ async fn read_capped(stream: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_streams_together_fit_one_reply() {
+        let (out, err) = fit_in_reply(vec![1; MAX_EXEC_OUTPUT], vec![2; 10]);
+        assert_eq!(out.len(), MAX_EXEC_REPLY_OUTPUT);
+        assert!(err.is_empty());
+        let (out, err) = fit_in_reply(vec![1; 100], vec![2; MAX_EXEC_OUTPUT]);
+        assert_eq!(out.len() + err.len(), MAX_EXEC_REPLY_OUTPUT);
+        assert_eq!(out.len(), 100);
+    }
 
     #[tokio::test]
     async fn output_beyond_the_cap_is_dropped_but_read() {

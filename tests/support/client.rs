@@ -49,8 +49,9 @@ pub async fn connect_channel(socket: &Path) -> Result<Channel, tonic::transport:
 pub async fn connect(socket: &Path) -> Result<CriClient, tonic::transport::Error> {
     let channel = connect_channel(socket).await?;
     Ok(CriClient {
-        runtime: RuntimeServiceClient::new(channel.clone()),
-        image: ImageServiceClient::new(channel),
+        // kubelet's limit, 16 MiB (tonic's default is 4 MiB).
+        runtime: RuntimeServiceClient::new(channel.clone()).max_decoding_message_size(16 << 20),
+        image: ImageServiceClient::new(channel).max_decoding_message_size(16 << 20),
     })
 }
 
