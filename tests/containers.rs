@@ -1070,3 +1070,156 @@ async fn mounts_masks_log_reopen_and_exec_output_cap() {
     assert_eq!(err.code(), Code::FailedPrecondition);
     remove(&mut cri, &id).await;
 }
+
+/// Runs `command` in a fresh container with `security` and returns its exit code and log lines.
+async fn run_once(
+    cri: &mut CriClient,
+    pod: &str,
+    pod_config: &proto::PodSandboxConfig,
+    name: &str,
+    command: &[&str],
+    security: proto::LinuxContainerSecurityContext,
+) -> (i32, Vec<String>) {
+    let mut config = container_config(name, command);
+    config.linux = Some(proto::LinuxContainerConfig {
+        security_context: Some(security),
+        ..Default::default()
+    });
+    let id = create(cri, pod, pod_config, config).await.expect("create");
+    start(cri, &id).await.expect("start");
+    let exited = wait_exited(cri, &id).await;
+    let lines = log_lines(&log_path(pod_config, name))
+        .into_iter()
+        .map(|(_, _, text)| text)
+        .collect();
+    remove(cri, &id).await;
+    (exited.exit_code, lines)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn privileged_added_capabilities_and_a_localhost_seccomp_profile() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    let mut cri = node.cri().await;
+    pull_busybox(&node, &mut cri).await;
+    let log_directory = node.base_dir().join("pod-logs").join("powerful");
+    let pod_config = proto::PodSandboxConfig {
+        metadata: Some(proto::PodSandboxMetadata {
+            name: "powerful".to_owned(),
+            uid: "uid-powerful".to_owned(),
+            namespace: "default".to_owned(),
+            attempt: 0,
+        }),
+        log_directory: log_directory.to_string_lossy().into_owned(),
+        linux: Some(proto::LinuxPodSandboxConfig {
+            security_context: Some(proto::LinuxSandboxSecurityContext {
+                privileged: true,
+                namespace_options: Some(proto::NamespaceOption {
+                    network: proto::NamespaceMode::Node.into(),
+                    pid: proto::NamespaceMode::Container.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pod = cri
+        .runtime
+        .run_pod_sandbox(proto::RunPodSandboxRequest {
+            config: Some(pod_config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+
+    // Privileged: every capability this runtime has, and it may mount.
+    let host_caps = std::fs::read_to_string("/proc/self/status")
+        .expect("status")
+        .lines()
+        .find_map(|line| line.strip_prefix("CapBnd:").map(|v| v.trim().to_owned()))
+        .expect("CapBnd");
+    let (code, lines) = run_once(
+        &mut cri,
+        &pod,
+        &pod_config,
+        "privileged",
+        &["sh", "-c", "grep CapEff /proc/self/status; mkdir -p /mnt/t && mount -t tmpfs none /mnt/t && echo mounted"],
+        proto::LinuxContainerSecurityContext {
+            privileged: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(lines[0], format!("CapEff:\t{host_caps}"));
+    assert_eq!(lines[1], "mounted");
+
+    // An added capability appears in the effective set (CAP_NET_ADMIN is bit 12).
+    let (code, lines) = run_once(
+        &mut cri,
+        &pod,
+        &pod_config,
+        "netadmin",
+        &["sh", "-c", "grep CapEff /proc/self/status"],
+        proto::LinuxContainerSecurityContext {
+            capabilities: Some(proto::Capability {
+                add_capabilities: vec!["NET_ADMIN".to_owned()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(code, 0);
+    let caps = u64::from_str_radix(lines[0].trim_start_matches("CapEff:").trim(), 16).expect("hex");
+    assert_ne!(caps & (1 << 12), 0, "{lines:?}");
+
+    // A Localhost profile that makes mkdir fail with EPERM: the syscall is blocked.
+    let profile = node.base_dir().join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        serde_json::to_vec(&serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]
+        }))
+        .expect("json"),
+    )
+    .expect("write profile");
+    let (code, lines) = run_once(
+        &mut cri,
+        &pod,
+        &pod_config,
+        "nomkdir",
+        &[
+            "sh",
+            "-c",
+            "mkdir /tmp/blocked 2>&1; test ! -d /tmp/blocked && echo blocked",
+        ],
+        proto::LinuxContainerSecurityContext {
+            seccomp: Some(proto::SecurityProfile {
+                profile_type: proto::security_profile::ProfileType::Localhost.into(),
+                localhost_ref: profile.to_string_lossy().into_owned(),
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("blocked"),
+        "{lines:?}"
+    );
+    cri.runtime
+        .remove_pod_sandbox(proto::RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .expect("RemovePodSandbox");
+}
