@@ -421,11 +421,18 @@ async fn running_container_execs_stats_updates_and_survives_a_daemon_restart() {
         .expect("ExecSync nope");
     assert_eq!(missing.exit_code, 127, "{missing:?}");
     let started = Instant::now();
-    let timed_out = exec_sync(&mut cri, &id, &["sleep", "30"], 1)
+    let timed_out = exec_sync(&mut cri, &id, &["tail", "-f", "/dev/null"], 1)
         .await
         .expect_err("exec past its timeout");
     assert_eq!(timed_out.code(), Code::DeadlineExceeded, "{timed_out:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
+    // The timed-out command is gone when the reply comes, not left as a zombie (critest's
+    // "execSync with timeout" looks right away).
+    let ps = exec_sync(&mut cri, &id, &["ps", "-o", "pid,stat,comm"], 10)
+        .await
+        .expect("ps");
+    let listing = String::from_utf8_lossy(&ps.stdout);
+    assert!(!listing.contains("tail"), "{listing}");
 
     // Stats and a live resource update.
     let stats = cri

@@ -20,6 +20,9 @@ pub const MAX_EXEC_OUTPUT: usize = 16 << 20;
 /// (like Carrack) accepts at most 16 MiB; the rest of the message needs a few bytes.
 pub const MAX_EXEC_REPLY_OUTPUT: usize = (16 << 20) - 1024;
 
+/// How long the exec helper gets to kill and reap a timed-out command.
+const HELPER_GRACE: Duration = Duration::from_secs(5);
+
 /// What an exec'd command produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecOutput {
@@ -88,9 +91,21 @@ impl ContainerService {
             tokio::time::timeout(timeout, run).await.ok()
         };
         let Some((stdout, stderr, status)) = outcome else {
-            // Killing the helper kills the command too (it dies with its parent).
-            let _ = child.start_kill();
-            let _ = child.wait().await;
+            // SIGTERM asks the helper to kill the command and reap it (no zombie is left in
+            // the container, and the reply comes after the command is gone, as kubelet's
+            // probes expect); SIGKILL if it does not, and the command dies with its parent.
+            if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok())
+                && let Some(pid) = rustix::process::Pid::from_raw(pid)
+            {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            if tokio::time::timeout(HELPER_GRACE, child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
             return Err(ContainerError::ExecTimeout {
                 id,
                 seconds: timeout.as_secs(),

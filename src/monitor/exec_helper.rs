@@ -12,6 +12,9 @@
 //! [`CANNOT_EXECUTE`] (126) when it could not be started (the reason on stderr), and
 //! [`NOT_FOUND`] (127) when its program does not exist, as shells report them.
 
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use rustix::event::{PollFd, PollFlags};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -140,16 +143,54 @@ fn execute(args: &ExecInArgs) -> Result<Exit, ExecHelperError> {
         stdout: duplicate("stdout", io::stdout().as_fd())?,
         stderr: duplicate("stderr", io::stderr().as_fd())?,
     };
+    // SIGTERM (the daemon's "time is up") and SIGINT arrive on a signalfd: the helper then
+    // kills the command and reaps it before it exits, so no zombie is left in the container.
+    // The executor's child resets the mask, so the command itself gets signals normally.
+    let mut stop_signals = SigSet::empty();
+    stop_signals.add(Signal::SIGTERM);
+    stop_signals.add(Signal::SIGINT);
+    let stop = stop_signals
+        .thread_block()
+        .and_then(|()| {
+            SignalFd::with_flags(
+                &stop_signals,
+                SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+            )
+        })
+        .ok();
     let launched = executor::exec_in(ExecRequest {
         spec,
         target_pid: args.pid,
         stdio,
         cgroup_procs_files,
     })?;
-    launched.wait().map_err(|source| ExecHelperError::Wait {
+    let wait_error = |source| ExecHelperError::Wait {
         pid: launched.pid.as_raw_nonzero().get(),
         source,
-    })
+    };
+    if let Some(stop) = stop {
+        loop {
+            let mut fds = [
+                PollFd::new(&launched.pidfd, PollFlags::IN),
+                PollFd::new(&stop, PollFlags::IN),
+            ];
+            match rustix::event::poll(&mut fds, None) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(errno) => return Err(wait_error(errno.into())),
+            }
+            if fds[0].revents().contains(PollFlags::IN) {
+                break;
+            }
+            if fds[1].revents().contains(PollFlags::IN) {
+                let _ = rustix::process::pidfd_send_signal(
+                    &launched.pidfd,
+                    rustix::process::Signal::KILL,
+                );
+                break;
+            }
+        }
+    }
+    launched.wait().map_err(wait_error)
 }
 
 /// The container's spec with `args` and `terminal` of the exec.
