@@ -393,7 +393,11 @@ async fn running_container_execs_stats_updates_and_survives_a_daemon_restart() {
     let out = exec_sync(
         &mut cri,
         &id,
-        &["sh", "-c", "echo out; echo err >&2; test -x /bin/busybox && echo in-rootfs; exit 7"],
+        &[
+            "sh",
+            "-c",
+            "echo out; echo err >&2; test -x /bin/busybox && echo in-rootfs; exit 7",
+        ],
         10,
     )
     .await
