@@ -6,18 +6,20 @@
 //! - `push`: builds the bench images (a pause stand-in for containerd, a ~1 MB image and a
 //!   multi-layer image of several hundred MB) and pushes them to the node's registry over the
 //!   distribution HTTP API; the generated layers are cached on disk between runs.
-//! - `measure --phase pods|rss|images`: drives each daemon over its CRI socket, alternating
-//!   between the runtimes step by step so that machine noise hits both alike, and appends one
-//!   JSON record per figure to the results file.
+//! - `measure --phase pods|containers|rss|images`: drives each daemon over its CRI socket,
+//!   alternating between the runtimes step by step so that machine noise hits both alike, and
+//!   appends one JSON record per figure to the results file.
 //! - `report`: prints the table (step | carrack | containerd | ratio) and one pasteable line
 //!   per figure.
-//! - `cleanup`: stops and removes every pod and bench image on the given sockets (best effort;
+//! - `cleanup`: stops and removes every container, pod and bench image on the given sockets
+//!   (best effort;
 //!   `bench/run` calls it on the way out, also after a failure).
 //!
 //! It also runs through `cargo bench --bench cri -- <subcommand> ...`; without a subcommand it
 //! only says how to run the whole benchmark. See `bench/README.md` for what each figure means.
 
 mod client;
+mod containers;
 mod imagegen;
 mod images;
 mod pods;
@@ -82,7 +84,7 @@ enum Command {
         #[arg(long)]
         text: String,
     },
-    /// Stop and remove every pod and bench image on the given runtimes (best effort).
+    /// Stop and remove every container, pod and bench image on the given runtimes (best effort).
     Cleanup {
         /// Runtimes as `name=socket[,pid]`.
         #[arg(long = "runtime")]
@@ -121,7 +123,9 @@ struct PushArgs {
 enum Phase {
     /// Sequential pod lifecycles and the concurrent burst.
     Pods,
-    /// Daemon memory idle and with pods.
+    /// Sequential container lifecycles (one container per pod) and the concurrent burst.
+    Containers,
+    /// Daemon memory idle, with pods and with pods running a container each.
     Rss,
     /// Cold pulls of the small and the big image.
     Images,
@@ -157,6 +161,13 @@ struct MeasureArgs {
     /// Unmeasured pod lifecycles before the sequential ones.
     #[arg(long, default_value_t = 2)]
     warmup: usize,
+    /// Containers run one after another, each in a fresh pod (create, start, stop, remove).
+    #[arg(long, default_value_t = 30)]
+    containers: usize,
+    /// Where pods that run containers get their log directories (`<dir>/<runtime>/<pod>`);
+    /// the containers phase needs it, and the rss phase measures containers only with it.
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
     /// Pods started at once in the burst.
     #[arg(long, default_value_t = 20)]
     burst: usize,
@@ -264,10 +275,43 @@ async fn measure(args: MeasureArgs) -> Result<()> {
             )
             .await?;
         }
+        Phase::Containers => {
+            let images = images::load(
+                args.images
+                    .as_deref()
+                    .context("--images is required for the containers phase")?,
+            )?;
+            let log_dir = args
+                .log_dir
+                .as_deref()
+                .context("--log-dir is required for the containers phase")?;
+            images::ensure_sandbox_images(&mut runtimes, &images, &mut out).await?;
+            let image = images.get(images::Role::Small)?;
+            images::ensure_image(&mut runtimes, image, "for the containers", &mut out).await?;
+            let workload = containers::Workload::new(image, log_dir);
+            containers::sequential(
+                &mut runtimes,
+                &settings,
+                &workload,
+                args.warmup,
+                args.containers,
+                &mut out,
+            )
+            .await?;
+            containers::burst(
+                &mut runtimes,
+                &settings,
+                &workload,
+                args.burst,
+                args.burst_reps,
+                &mut out,
+            )
+            .await?;
+        }
         Phase::Rss => {
-            if let Some(images) = &args.images {
-                images::ensure_sandbox_images(&mut runtimes, &images::load(images)?, &mut out)
-                    .await?;
+            let images = args.images.as_deref().map(images::load).transpose()?;
+            if let Some(images) = &images {
+                images::ensure_sandbox_images(&mut runtimes, images, &mut out).await?;
             }
             procs::measure(
                 &mut runtimes,
@@ -277,6 +321,20 @@ async fn measure(args: MeasureArgs) -> Result<()> {
                 &mut out,
             )
             .await?;
+            if let (Some(images), Some(log_dir)) = (&images, &args.log_dir) {
+                let image = images.get(images::Role::Small)?;
+                images::ensure_image(&mut runtimes, image, "for the containers", &mut out).await?;
+                let workload = containers::Workload::new(image, log_dir);
+                procs::measure_containers(
+                    &mut runtimes,
+                    &settings,
+                    &workload,
+                    &args.cgroup_root,
+                    args.rss_pods,
+                    &mut out,
+                )
+                .await?;
+            }
         }
         Phase::Images => {
             let images = args
@@ -295,7 +353,8 @@ async fn measure(args: MeasureArgs) -> Result<()> {
     Ok(())
 }
 
-/// Stops and removes every pod (and the bench images) on each reachable runtime.
+/// Stops and removes every container and pod (and the bench images) on each reachable
+/// runtime.
 async fn cleanup(specs: &[String], images: Option<&std::path::Path>) -> Result<()> {
     let images = match images {
         Some(path) if path.exists() => images::load(path).ok(),
@@ -309,6 +368,7 @@ async fn cleanup(specs: &[String], images: Option<&std::path::Path>) -> Result<(
                 continue;
             }
         };
+        containers::remove_all(&mut runtime).await;
         pods::remove_all(&mut runtime).await;
         if let Some(images) = &images {
             images::remove_all(&mut runtime, images).await;

@@ -166,6 +166,31 @@ pub async fn ensure_sandbox_images(
     Ok(())
 }
 
+/// Pulls `image` on every runtime that does not hold it yet (not timed; noted).
+pub async fn ensure_image(
+    runtimes: &mut [Runtime],
+    image: &BenchImage,
+    why: &str,
+    out: &mut Writer,
+) -> Result<()> {
+    for runtime in runtimes.iter_mut() {
+        if image_id(runtime, &image.reference).await?.is_none() {
+            let took = pull(runtime, &image.reference, Duration::from_secs(120))
+                .await
+                .with_context(|| format!("pulling {}", image.reference))?;
+            out.note(
+                &runtime.name,
+                &format!(
+                    "{} pulled {why} ({:.0} ms, not counted)",
+                    image.reference,
+                    took.as_secs_f64() * 1000.0
+                ),
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs `ctr` against the runtime's socket in the `k8s.io` namespace; returns stdout.
 fn ctr(settings: &PullSettings, runtime: &Runtime, args: &[&str]) -> Result<String> {
     let output = Command::new(&settings.ctr)

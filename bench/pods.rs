@@ -99,7 +99,7 @@ struct Lifecycle {
 }
 
 /// Starts a pod and returns its id and the time `RunPodSandbox` took.
-async fn run_pod(
+pub async fn run_pod(
     runtime: &mut Runtime,
     config: proto::PodSandboxConfig,
     limit: Duration,
@@ -120,7 +120,7 @@ async fn run_pod(
 }
 
 /// Stops then removes a pod; returns both latencies.
-async fn stop_remove(
+pub async fn stop_remove(
     runtime: &mut Runtime,
     id: &str,
     limit: Duration,

@@ -131,6 +131,7 @@ pub fn format_value(value: f64, unit: &str) -> String {
         "ms" if value >= 100.0 => format!("{value:.0} ms"),
         "ms" => format!("{value:.1} ms"),
         "s" => format!("{value:.2} s"),
+        "MiB" if value < 10.0 => format!("{value:.2} MiB"),
         "MiB" => format!("{value:.1} MiB"),
         _ => format!("{value:.2} {unit}"),
     }
