@@ -398,7 +398,6 @@ pub fn container_stats(
     mountpoint: &str,
 ) -> proto::ContainerStats {
     let ts = usage.timestamp_ns;
-    let value = |v: Option<u64>| v.map(|value| proto::UInt64Value { value });
     proto::ContainerStats {
         attributes: Some(proto::ContainerAttributes {
             id: container.id.clone(),
@@ -406,22 +405,8 @@ pub fn container_stats(
             labels: map(&container.labels),
             annotations: map(&container.annotations),
         }),
-        cpu: Some(proto::CpuUsage {
-            timestamp: ts,
-            usage_core_nano_seconds: value(usage.cgroup.cpu_usage_ns),
-            usage_nano_cores: value(usage.cpu_nano_cores),
-            psi: None,
-        }),
-        memory: Some(proto::MemoryUsage {
-            timestamp: ts,
-            working_set_bytes: value(usage.cgroup.memory_working_set_bytes),
-            available_bytes: None,
-            usage_bytes: value(usage.cgroup.memory_usage_bytes),
-            rss_bytes: value(usage.cgroup.memory_rss_bytes),
-            page_faults: value(usage.cgroup.page_faults),
-            major_page_faults: value(usage.cgroup.major_page_faults),
-            psi: None,
-        }),
+        cpu: Some(cpu_usage(ts, &usage.cgroup, usage.cpu_nano_cores)),
+        memory: Some(memory_usage(ts, &usage.cgroup)),
         writable_layer: Some(proto::FilesystemUsage {
             timestamp: ts,
             fs_id: Some(proto::FilesystemIdentifier {
@@ -445,7 +430,7 @@ pub fn pod_stats(
     usage: Option<&crate::sandbox::PodUsage>,
     containers: Vec<proto::ContainerStats>,
 ) -> proto::PodSandboxStats {
-    let value = |v: Option<u64>| v.map(|value| proto::UInt64Value { value });
+    let value = uint64;
     let attributes = proto::PodSandboxAttributes {
         id: pod.id.clone(),
         metadata: Some(proto::PodSandboxMetadata {
@@ -476,22 +461,8 @@ pub fn pod_stats(
             .or(interfaces.first())
             .cloned();
         proto::LinuxPodSandboxStats {
-            cpu: Some(proto::CpuUsage {
-                timestamp: ts,
-                usage_core_nano_seconds: value(usage.cgroup.cpu_usage_ns),
-                usage_nano_cores: None,
-                psi: None,
-            }),
-            memory: Some(proto::MemoryUsage {
-                timestamp: ts,
-                working_set_bytes: value(usage.cgroup.memory_working_set_bytes),
-                available_bytes: None,
-                usage_bytes: value(usage.cgroup.memory_usage_bytes),
-                rss_bytes: value(usage.cgroup.memory_rss_bytes),
-                page_faults: value(usage.cgroup.page_faults),
-                major_page_faults: value(usage.cgroup.major_page_faults),
-                psi: None,
-            }),
+            cpu: Some(cpu_usage(ts, &usage.cgroup, None)),
+            memory: Some(memory_usage(ts, &usage.cgroup)),
             network: Some(proto::NetworkUsage {
                 timestamp: ts,
                 default_interface,
@@ -509,5 +480,37 @@ pub fn pod_stats(
         attributes: Some(attributes),
         linux,
         windows: None,
+    }
+}
+
+fn uint64(value: Option<u64>) -> Option<proto::UInt64Value> {
+    value.map(|value| proto::UInt64Value { value })
+}
+
+/// CPU figures of a cgroup, for container and pod stats.
+fn cpu_usage(
+    timestamp: i64,
+    cgroup: &crate::cgroups::CgroupStats,
+    nano_cores: Option<u64>,
+) -> proto::CpuUsage {
+    proto::CpuUsage {
+        timestamp,
+        usage_core_nano_seconds: uint64(cgroup.cpu_usage_ns),
+        usage_nano_cores: uint64(nano_cores),
+        psi: None,
+    }
+}
+
+/// Memory figures of a cgroup, for container and pod stats.
+fn memory_usage(timestamp: i64, cgroup: &crate::cgroups::CgroupStats) -> proto::MemoryUsage {
+    proto::MemoryUsage {
+        timestamp,
+        working_set_bytes: uint64(cgroup.memory_working_set_bytes),
+        available_bytes: None,
+        usage_bytes: uint64(cgroup.memory_usage_bytes),
+        rss_bytes: uint64(cgroup.memory_rss_bytes),
+        page_faults: uint64(cgroup.page_faults),
+        major_page_faults: uint64(cgroup.major_page_faults),
+        psi: None,
     }
 }
