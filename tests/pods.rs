@@ -557,3 +557,61 @@ async fn interrupted_network_setup_is_torn_down_at_start() {
         node.daemon_log()
     );
 }
+
+/// The leak loop: 200 run/stop/remove cycles (each with a container) leave
+/// host-local's store, the pods' state dirs and the cgroup parent empty.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hundred_cycles_leak_no_ip_dir_or_cgroup() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    let ipam_dir = write_bridge_conflist(&node);
+    let mut cri = node.cri().await;
+    for cycle in 0..200 {
+        let mut config = pod_config("cycle");
+        if let Some(metadata) = config.metadata.as_mut() {
+            metadata.attempt = cycle;
+        }
+        let id = cri
+            .runtime
+            .run_pod_sandbox(run_request(config))
+            .await
+            .unwrap_or_else(|err| panic!("RunPodSandbox in cycle {cycle}: {err:?}"))
+            .into_inner()
+            .pod_sandbox_id;
+        cri.runtime
+            .stop_pod_sandbox(proto::StopPodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await
+            .expect("StopPodSandbox");
+        cri.runtime
+            .remove_pod_sandbox(proto::RemovePodSandboxRequest { pod_sandbox_id: id })
+            .await
+            .expect("RemovePodSandbox");
+    }
+    assert!(leased_ips(&ipam_dir).is_empty(), "IP leaked");
+    let pods_left: Vec<_> = fs::read_dir(node.state_dir().join("pods"))
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(pods_left.is_empty(), "{pods_left:?}");
+    for hierarchy in fs::read_dir("/sys/fs/cgroup")
+        .expect("cgroup root")
+        .flatten()
+    {
+        let parent = hierarchy
+            .path()
+            .join(node.cgroup_parent().trim_start_matches('/'));
+        let children: Vec<_> = fs::read_dir(&parent)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(children.is_empty(), "{children:?}");
+    }
+}
