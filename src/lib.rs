@@ -18,6 +18,7 @@ pub mod cri;
 pub mod daemon;
 pub mod error_kind;
 pub mod executor;
+pub mod failpoint;
 pub mod image_service;
 pub mod monitor;
 pub mod proto;

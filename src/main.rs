@@ -41,7 +41,11 @@ enum Command {
     /// Run as the init of a pod's shared PID namespace (started by the daemon): prints the
     /// init's pid and exits; the init reaps until it is killed.
     #[command(hide = true)]
-    PodInit,
+    PodInit {
+        /// The pod's directory: not used by the init, it names the pod in the process list
+        /// so the daemon's reconciler can tell whose init it is after a crash.
+        pod_dir: Option<PathBuf>,
+    },
     /// Run a process in a running container and exit with its exit code (126: it could not
     /// be started, 127: its program does not exist). Started by the daemon for exec.
     #[command(hide = true)]
@@ -84,7 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // Single-threaded, without an async runtime or the daemon's logging: the monitor
         // forks containers.
         Command::Monitor { dir } => return Ok(carrack::monitor::run(&dir)),
-        Command::PodInit => return Ok(carrack::monitor::pod_init::run()),
+        Command::PodInit { .. } => return Ok(carrack::monitor::pod_init::run()),
         Command::ExecIn {
             container_dir,
             pid,

@@ -21,8 +21,8 @@ bash deploy/packages.sh
 step "cargo fmt --check"
 cargo fmt --check
 
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --locked --all-targets -- -D warnings
+step "cargo clippy --all-targets --features failpoints -- -D warnings"
+cargo clippy --locked --all-targets --features failpoints -- -D warnings
 
 step "layering: leaves never import upward"
 bash tests/check-layering.sh
@@ -30,7 +30,7 @@ bash tests/check-layering.sh
 step "cargo test (unit + root integration)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --locked --all-targets 2>&1 | tee "$log"
+cargo test --locked --all-targets --features failpoints 2>&1 | tee "$log"
 # One closing line for the whole suite (the last binary cargo runs is the bench, which only
 # prints its usage in test mode).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }

@@ -12,6 +12,7 @@ use oci_spec::runtime::Spec;
 use super::spec::{self, RootfsFiles};
 use super::{ContainerError, ContainerService, CreateRequest};
 use crate::cgroups::CgroupPath;
+use crate::failpoint;
 use crate::image_service::manifest::ImageConfig;
 use crate::monitor::protocol::{CONFIG_FILE, MONITOR_FILE, MonitorConfig, ROOTFS_DIR};
 use crate::rollback::Rollback;
@@ -215,6 +216,8 @@ impl ContainerService {
             });
         }
 
+        failpoint::hit(failpoint::CREATE_CONTAINER_AFTER_SNAPSHOT);
+
         // cgroup.
         let cgroup_error = |source| ContainerError::Cgroup {
             id: id.to_owned(),
@@ -233,6 +236,8 @@ impl ContainerService {
         self.cgroups
             .apply(&cgroup_path, &request.spec.resources)
             .map_err(cgroup_error)?;
+
+        failpoint::hit(failpoint::CREATE_CONTAINER_AFTER_CGROUP);
 
         // Spec and monitor files.
         let mut host = self.settings.host.clone();

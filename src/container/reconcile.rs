@@ -35,7 +35,7 @@ impl ContainerService {
             .iter()
             .map(|container| container.id.clone())
             .collect();
-        let orphan = |id: &str| is_container_id(id) && !known.contains(id);
+        let orphan = |id: &str| crate::store::is_object_id(id) && !known.contains(id);
 
         let containers_dir = self.settings.state_dir.join("containers");
         for entry in std::fs::read_dir(&containers_dir)
@@ -101,15 +101,6 @@ impl ContainerService {
     }
 }
 
-/// Our container ids: 64 lowercase hex digits (anything else under our dirs is not ours to
-/// judge).
-fn is_container_id(id: &str) -> bool {
-    id.len() == 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
 /// Kills a monitor still running there, unmounts the rootfs and removes the directory.
 fn remove_runtime_dir(dir: &Path) -> std::io::Result<()> {
     if let Ok(Some(pid)) = client::read_pid(dir)
@@ -126,16 +117,4 @@ fn remove_runtime_dir(dir: &Path) -> std::io::Result<()> {
     }
     unmount_rootfs(&dir.join(ROOTFS_DIR))?;
     std::fs::remove_dir_all(dir)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_container_ids_are_judged() {
-        assert!(is_container_id(&"a1".repeat(32)));
-        assert!(!is_container_id("lost+found"));
-        assert!(!is_container_id(&"A1".repeat(32)));
-    }
 }

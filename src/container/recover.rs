@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use super::ContainerService;
 use crate::monitor::client;
-use crate::store::ContainerState;
+use crate::monitor::protocol::StartReport;
+use crate::store::{ContainerRecord, ContainerState};
 
 /// What recovery found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -22,9 +23,15 @@ impl ContainerService {
     pub async fn recover(self: &Arc<Self>) -> RecoveryReport {
         let mut report = RecoveryReport::default();
         for container in self.store.containers.list() {
-            if container.state != ContainerState::Running {
-                continue;
-            }
+            let container = match container.state {
+                ContainerState::Running => container,
+                // A start the daemon died in the middle of: the monitor may have started it.
+                ContainerState::Created => match self.adopt_start(&container) {
+                    Some(started) => started,
+                    None => continue,
+                },
+                _ => continue,
+            };
             let dir = self.runtime_dir(&container.id);
             // A pid from the record names our monitor only if the monitor's own pid file
             // agrees and no exit was recorded; otherwise the pid may have been reused.
@@ -42,6 +49,37 @@ impl ContainerService {
             }
         }
         report
+    }
+}
+
+impl ContainerService {
+    /// For a container recorded as created: if its monitor recorded a successful start (the
+    /// daemon died before it read the report), records it as running and returns the record.
+    fn adopt_start(&self, container: &ContainerRecord) -> Option<Arc<ContainerRecord>> {
+        let dir = self.runtime_dir(&container.id);
+        let Ok(Some(StartReport::Started {
+            pid,
+            monitor_pid,
+            started_at_ns,
+        })) = client::read_start(&dir)
+        else {
+            return None;
+        };
+        let mut record = container.clone();
+        record.state = ContainerState::Running;
+        record.pid = pid;
+        record.monitor_pid = monitor_pid;
+        record.started_at_ns = started_at_ns;
+        match self.store.containers.put(record) {
+            Ok(adopted) => {
+                tracing::info!(container = %container.id, pid, "adopted a start the daemon did not see finish");
+                Some(adopted)
+            }
+            Err(err) => {
+                tracing::error!(container = %container.id, error = %err, "cannot record an adopted start");
+                None
+            }
+        }
     }
 }
 

@@ -64,6 +64,7 @@ impl ContainerService {
             }
             _ => {}
         }
+        crate::failpoint::hit(crate::failpoint::REMOVE_CONTAINER_AFTER_TEARDOWN);
         self.store.containers.remove(&id)?;
         self.cpu_samples.forget(&id);
         self.store.container_names.release(&container.name_key, &id);

@@ -94,6 +94,7 @@ impl ContainerService {
                 monitor_pid,
                 started_at_ns,
             }) => {
+                crate::failpoint::hit(crate::failpoint::START_CONTAINER_AFTER_SPAWN);
                 record.state = ContainerState::Running;
                 record.pid = pid;
                 record.monitor_pid = monitor_pid;

@@ -49,6 +49,7 @@ impl ContainerService {
                 .await
                 .map_err(ContainerError::io(&id, "watch monitor", &dir))?;
         }
+        crate::failpoint::hit(crate::failpoint::STOP_CONTAINER_AFTER_SIGNAL);
         if !exited {
             tracing::info!(container = %id, "killing container");
             let _ = self.signal(&id, libc::SIGKILL).await;

@@ -73,6 +73,20 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         Arc::clone(&cgroups),
         binary.clone(),
     ));
+    let pods_reconciled = sandboxes.reconcile();
+    if pods_reconciled != Default::default() {
+        tracing::info!(
+            pod_dirs = pods_reconciled.pod_dirs,
+            cgroups = pods_reconciled.cgroups,
+            pod_inits = pods_reconciled.pod_inits,
+            failed = pods_reconciled.failed,
+            "reconciler removed pod leftovers"
+        );
+    }
+    let undone = sandboxes.undo_interrupted_creates().await;
+    if undone > 0 {
+        tracing::info!(pods = undone, "interrupted pod creates undone");
+    }
     let teardowns = tokio::spawn(retry_network_teardowns(Arc::clone(&sandboxes)));
     let snapshots = Arc::new(Snapshotter::open(&config.root_dir)?);
     let images = Arc::new(ImageService::new(

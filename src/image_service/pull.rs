@@ -120,6 +120,7 @@ impl ImageService {
         )
         .await?;
 
+        crate::failpoint::hit(crate::failpoint::PULL_AFTER_LAYERS);
         documents.push((manifest.config.digest.clone(), config_bytes));
         let size = chain_ids
             .iter()

@@ -16,6 +16,7 @@ impl ImageService {
         };
         self.store.images.remove(&image.id)?;
         tracing::info!(id = %image.id, tags = ?image.repo_tags, "image removed");
+        crate::failpoint::hit(crate::failpoint::REMOVE_IMAGE_AFTER_RECORD);
         self.collect_garbage()
     }
 

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use super::control::{MAX_LINE, read_line, write_line};
 use super::error::{MonitorError, io_at};
-use super::protocol::{EXIT_FILE, ExitRecord, PID_FILE, Request, Response, SOCKET_FILE};
+use super::protocol::{
+    EXIT_FILE, ExitRecord, PID_FILE, Request, Response, SOCKET_FILE, START_FILE, StartReport,
+};
 
 /// Sends `request` to the monitor of the runtime directory `dir` and returns its answer;
 /// sending and receiving each take at most `timeout`.
@@ -45,7 +47,21 @@ pub fn request(dir: &Path, request: &Request, timeout: Duration) -> Result<Respo
 /// The exit record of the runtime directory `dir`; `None` while the container runs (or if its
 /// monitor died before recording anything).
 pub fn read_exit(dir: &Path) -> Result<Option<ExitRecord>, MonitorError> {
-    let path = dir.join(EXIT_FILE);
+    read_json(dir, EXIT_FILE)
+}
+
+/// The start report the monitor of runtime directory `dir` recorded; `None` before a successful
+/// start.
+pub fn read_start(dir: &Path) -> Result<Option<StartReport>, MonitorError> {
+    read_json(dir, START_FILE)
+}
+
+/// The JSON file `dir/name`, `None` when it does not exist.
+fn read_json<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    name: &str,
+) -> Result<Option<T>, MonitorError> {
+    let path = dir.join(name);
     let Some(bytes) = read_if_exists(&path)? else {
         return Ok(None);
     };

@@ -21,6 +21,9 @@ pub const MONITOR_FILE: &str = "monitor.json";
 pub const PID_FILE: &str = "monitor.pid";
 /// The [`ExitRecord`], written by the monitor once the container has exited.
 pub const EXIT_FILE: &str = "exit.json";
+/// The [`StartReport`] of a started container, written before it is printed, so a daemon that
+/// died before reading the report learns the start's outcome after its restart.
+pub const START_FILE: &str = "start.json";
 /// The monitor's control socket (a Unix stream socket; one [`Request`] line per connection,
 /// one [`Response`] line back).
 pub const SOCKET_FILE: &str = "monitor.sock";

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::error::MonitorError;
-use super::protocol::{EXIT_FILE, ExitRecord, PID_FILE};
+use super::protocol::{EXIT_FILE, ExitRecord, PID_FILE, START_FILE, StartReport};
 use crate::store::write_atomically;
 
 /// Now, in nanoseconds since the epoch (0 before it, `i64::MAX` after 2262).
@@ -22,13 +22,23 @@ pub(super) fn write_pid(dir: &Path, pid: i32) -> Result<(), MonitorError> {
     replace(dir, PID_FILE, pid.to_string().as_bytes())
 }
 
+/// Writes [`START_FILE`] with `report`.
+pub(super) fn write_start(dir: &Path, report: &StartReport) -> Result<(), MonitorError> {
+    write_json(dir, START_FILE, report)
+}
+
 /// Writes [`EXIT_FILE`] with `record`.
 pub(super) fn write_exit(dir: &Path, record: &ExitRecord) -> Result<(), MonitorError> {
-    let json = serde_json::to_vec(record).map_err(|err| MonitorError::Parse {
-        path: dir.join(EXIT_FILE),
+    write_json(dir, EXIT_FILE, record)
+}
+
+/// Replaces `dir/name` with `value` as JSON.
+fn write_json<T: serde::Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), MonitorError> {
+    let json = serde_json::to_vec(value).map_err(|err| MonitorError::Parse {
+        path: dir.join(name),
         reason: err.to_string(),
     })?;
-    replace(dir, EXIT_FILE, &json)
+    replace(dir, name, &json)
 }
 
 /// Replaces `dir/name` with `bytes` through the temp file `dir/.name.tmp` (a stale one, left

@@ -79,11 +79,15 @@ pub(super) fn start(dir: &Path) -> Option<Running> {
                 "container {} started as pid {pid}",
                 running.config.container_id
             );
-            report(&StartReport::Started {
+            let started = StartReport::Started {
                 pid,
                 monitor_pid: rustix::process::getpid().as_raw_nonzero().get(),
                 started_at_ns: now_ns(),
-            });
+            };
+            if let Err(err) = record::write_start(&dir, &started) {
+                note!("{err}");
+            }
+            report(&started);
             Some(running)
         }
         Err(err) => {

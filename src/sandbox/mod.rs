@@ -8,6 +8,7 @@ mod error;
 mod files;
 mod namespaces;
 mod pid_init;
+mod reconcile;
 mod recover;
 mod remove;
 mod run;
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use error::SandboxError;
+pub use reconcile::PodReconcileReport;
 pub use recover::TeardownReport;
 pub use stats::{InterfaceUsage, PodUsage};
 pub use status::PodFilter;

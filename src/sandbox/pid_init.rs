@@ -12,10 +12,12 @@ use tokio::io::AsyncReadExt;
 /// How long the init's launcher may take to report.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Starts a pod init with `binary`; returns its pid.
-pub(super) async fn start(binary: &Path) -> std::io::Result<i32> {
+/// Starts a pod init with `binary` for the pod whose directory is `pod_dir` (which its command
+/// line carries, see [`owner_of`]); returns its pid.
+pub(super) async fn start(binary: &Path, pod_dir: &Path) -> std::io::Result<i32> {
     let mut child = tokio::process::Command::new(binary)
         .arg("pod-init")
+        .arg(pod_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -42,6 +44,19 @@ pub(super) async fn start(binary: &Path) -> std::io::Result<i32> {
             stderr.trim()
         ))),
     }
+}
+
+/// The pod directory named by a pod init's command line (`carrack pod-init <pod_dir>`, NUL
+/// separated as in `/proc/<pid>/cmdline`), or `None` when it is not a pod init.
+pub(super) fn owner_of(cmdline: &[u8]) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut args = cmdline.split(|byte| *byte == 0).skip(1);
+    if args.next() != Some(b"pod-init".as_slice()) {
+        return None;
+    }
+    args.next()
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(dir)))
 }
 
 /// Kills the pod init `pid` if it is still ours (its command line says `pod-init`), and with

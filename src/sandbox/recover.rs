@@ -18,6 +18,29 @@ pub struct TeardownReport {
 }
 
 impl SandboxService {
+    /// Undoes the creates the daemon died in (pod records still marked `creating` at start):
+    /// stops and removes each pod, so nothing of it leaks and its name is free for the
+    /// retry. Returns how many were undone; failures are logged and retried at the next
+    /// start.
+    pub async fn undo_interrupted_creates(&self) -> usize {
+        let mut undone = 0;
+        for pod in self.store.pods.list() {
+            if !pod.creating {
+                continue;
+            }
+            match self.remove(&pod.id).await {
+                Ok(()) => {
+                    tracing::info!(pod = %pod.id, name = %pod.name_key, "undid a pod create the daemon died in");
+                    undone += 1;
+                }
+                Err(err) => {
+                    tracing::warn!(pod = %pod.id, error = %err, "cannot undo an interrupted pod create");
+                }
+            }
+        }
+        undone
+    }
+
     /// Runs DEL for every cached CNI attachment that belongs to no ready, attached pod.
     pub async fn finish_pending_teardowns(&self) -> TeardownReport {
         let mut report = TeardownReport::default();

@@ -61,6 +61,7 @@ impl SandboxService {
                 }
             }
         }
+        crate::failpoint::hit(crate::failpoint::REMOVE_POD_AFTER_TEARDOWN);
         self.store.pods.remove(&pod.id)?;
         self.store.pod_names.release(&pod.name_key, &pod.id);
         tracing::info!(pod = %pod.id, "pod sandbox removed");

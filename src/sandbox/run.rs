@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use super::files::{self, PodFilesSpec};
 use super::namespaces::{self, NamespaceSetup};
-use super::{PodSpec, SandboxError, SandboxService, new_id, pid_init, sysctl};
+use super::{PodSpec, SandboxError, SandboxService, new_id, pid_init, reconcile, sysctl};
 use crate::cgroups::Resources;
 use crate::cni::PodNetwork;
 use crate::executor::sys::NewNamespaces;
+use crate::failpoint;
 use crate::rollback::Rollback;
 use crate::store::{NamespaceMode, PodRecord, PodState, pod_name_key};
 
@@ -185,6 +186,8 @@ impl SandboxService {
             None
         };
 
+        failpoint::hit(failpoint::RUN_POD_AFTER_NAMESPACES);
+
         // Pod cgroup.
         let cgroup_error = |source| SandboxError::Cgroup {
             id: id.to_owned(),
@@ -203,7 +206,13 @@ impl SandboxService {
                 },
                 _ => cgroup_error(source),
             })?;
+        // Noted in the pod dir first, so the reconciler can remove the cgroup if we crash
+        // before the pod record exists.
+        reconcile::write_cgroup_intent(&pod_dir, &cgroup_path, None)
+            .map_err(io("write cgroup intent", &pod_dir))?;
         let created = self.cgroups.create(&cgroup_path).map_err(cgroup_error)?;
+        reconcile::write_cgroup_intent(&pod_dir, &cgroup_path, Some(&created))
+            .map_err(io("write cgroup intent", &pod_dir))?;
         {
             let cgroups = Arc::clone(&self.cgroups);
             let (path, created) = (cgroup_path.clone(), created.clone());
@@ -219,7 +228,7 @@ impl SandboxService {
 
         // The init of the pod's shared PID namespace, in the pod's cgroup.
         let pid_init = if spec.namespaces.pid == NamespaceMode::Pod {
-            let pid = pid_init::start(&self.settings.binary)
+            let pid = pid_init::start(&self.settings.binary, &pod_dir)
                 .await
                 .map_err(io("start pod init", &self.settings.binary))?;
             rollback.push("kill pod init", move || {
@@ -232,6 +241,8 @@ impl SandboxService {
         } else {
             0
         };
+
+        failpoint::hit(failpoint::RUN_POD_AFTER_CGROUP);
 
         // Record first as not ready, so a crash during network setup leaves a record whose
         // teardown the next start can finish.
@@ -268,6 +279,7 @@ impl SandboxService {
             network_attached: false,
             pid_init,
             pidns_path: (pid_init > 0).then(|| format!("/proc/{pid_init}/ns/pid")),
+            creating: true,
         };
 
         // Network.
@@ -281,6 +293,7 @@ impl SandboxService {
                     store.pods.remove(&id).map_err(|e| e.to_string())
                 });
             }
+            failpoint::hit(failpoint::RUN_POD_AFTER_RECORD);
             let network = PodNetwork {
                 pod_id: id.to_owned(),
                 name: spec.metadata.name.clone(),
@@ -306,8 +319,10 @@ impl SandboxService {
                 .iter()
                 .map(ToString::to_string)
                 .collect();
+            failpoint::hit(failpoint::RUN_POD_AFTER_NETWORK);
         }
         record.state = PodState::Ready;
+        record.creating = false;
         self.store.pods.put(record)?;
         tracing::info!(pod = %id, name = %name_key, "pod sandbox running");
         Ok(())

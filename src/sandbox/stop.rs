@@ -32,6 +32,7 @@ impl SandboxService {
                     id: record.id.clone(),
                     source,
                 })?;
+            crate::failpoint::hit(crate::failpoint::STOP_POD_AFTER_NETWORK);
             record.network_attached = false;
             record.ip = None;
             record.additional_ips.clear();

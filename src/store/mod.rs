@@ -25,6 +25,15 @@ pub use records::{
 };
 pub use registrar::{NameRegistrar, container_name_key, pod_name_key};
 
+/// Whether `id` has the form of the ids Carrack gives pods and containers (64 lowercase hex
+/// digits). The reconcilers judge only such names in the directories they sweep.
+pub fn is_object_id(id: &str) -> bool {
+    id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Nanoseconds since the epoch: the timestamp unit of every record (and of CRI).
 pub fn now_ns() -> i64 {
     std::time::SystemTime::now()
@@ -103,6 +112,14 @@ fn reserve_all<T: Record>(
 mod tests {
     use super::*;
 
+    #[test]
+    fn only_our_object_ids_are_judged() {
+        assert!(is_object_id(&"a1".repeat(32)));
+        assert!(!is_object_id("lost+found"));
+        assert!(!is_object_id(&"A1".repeat(32)));
+        assert!(!is_object_id(&"a1".repeat(31)));
+    }
+
     fn pod(id: &str, name: &str) -> PodRecord {
         PodRecord {
             id: id.to_owned(),
@@ -138,6 +155,7 @@ mod tests {
             network_attached: false,
             pid_init: 0,
             pidns_path: None,
+            creating: false,
         }
     }
 

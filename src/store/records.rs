@@ -188,6 +188,11 @@ pub struct PodRecord {
     /// The shared PID namespace its containers join (`/proc/<pid_init>/ns/pid`).
     #[serde(default)]
     pub pidns_path: Option<String>,
+    /// Written by `RunPodSandbox` before the network is set up and cleared when the pod is
+    /// ready: a record still `creating` at start-up belongs to a create the daemon died in,
+    /// which recovery undoes so that kubelet's retry gets the name.
+    #[serde(default)]
+    pub creating: bool,
 }
 
 impl Record for PodRecord {

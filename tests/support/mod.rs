@@ -13,6 +13,7 @@
 //!   the OCI distribution API.
 //! - [`hostile`]: images that break the rules a pull must enforce.
 //! - [`client`]: CRI gRPC clients over the node's unix socket.
+//! - [`cni`]: a bridge network for the node, and its IP leases.
 //! - [`netns`]: named network namespaces, and running code inside one.
 //! - [`cleanup`]: teardown of namespaces, cgroups and mounts, and the sweep of
 //!   what crashed test processes left behind.
@@ -26,6 +27,7 @@
 
 pub mod cleanup;
 pub mod client;
+pub mod cni;
 pub mod hostile;
 pub mod http;
 pub mod images;

@@ -126,6 +126,7 @@ impl NodeBuilder {
             daemon: None,
             config: toml::Table::new(),
             daemon_starts: 0,
+            daemon_env: Vec::new(),
         };
         // From here on, an early return drops `node`, which undoes every step done so far.
         for dir in [
@@ -183,6 +184,8 @@ pub struct Node {
     config: toml::Table,
     /// How many times the daemon was started; numbers the log markers.
     daemon_starts: u32,
+    /// Extra environment of later daemon starts (e.g. armed failpoints).
+    daemon_env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -333,6 +336,31 @@ impl Node {
         child.wait()
     }
 
+    /// Sets (`Some`) or unsets (`None`) an environment variable for later daemon starts.
+    pub fn set_daemon_env(&mut self, key: &str, value: Option<&str>) {
+        self.daemon_env.retain(|(k, _)| k != key);
+        if let Some(value) = value {
+            self.daemon_env.push((key.to_owned(), value.to_owned()));
+        }
+    }
+
+    /// Waits up to `timeout` for the daemon to exit on its own (a failpoint killed it) and
+    /// forgets it; an error if it is still running then (it is left for drop to stop).
+    pub fn wait_daemon_exit(&mut self, timeout: Duration) -> io::Result<ExitStatus> {
+        let Some(child) = self.daemon.as_mut() else {
+            return Err(io::Error::other("daemon is not running"));
+        };
+        match process::wait_timeout(child, timeout)? {
+            Some(status) => {
+                self.daemon = None;
+                Ok(status)
+            }
+            None => Err(io::Error::other(format!(
+                "daemon still running after {timeout:?}"
+            ))),
+        }
+    }
+
     /// Stops the daemon if it runs (SIGTERM), then starts it again with the
     /// same config and waits for its socket.
     pub fn restart_daemon(&mut self) -> io::Result<()> {
@@ -358,7 +386,7 @@ impl Node {
             "=== carrack test: daemon start {} ===",
             self.daemon_starts
         )?;
-        let child = self.spawn_daemon(&self.config_path(), log)?;
+        let child = self.spawn_daemon_with(&self.config_path(), log, &self.daemon_env)?;
         self.daemon = Some(child);
         self.wait_daemon_ready()
     }
@@ -396,7 +424,18 @@ impl Node {
     /// new mount namespace, which would hide the host's cgroup mounts from
     /// the daemon.
     fn spawn_daemon(&self, config: &Path, log: File) -> io::Result<Child> {
+        self.spawn_daemon_with(config, log, &[])
+    }
+
+    /// [`Node::spawn_daemon`] with extra environment variables.
+    fn spawn_daemon_with(
+        &self,
+        config: &Path,
+        log: File,
+        env: &[(String, String)],
+    ) -> io::Result<Child> {
         Command::new("nsenter")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .arg(format!("--net={}", self.netns_path().display()))
             .arg("--")
             .arg(DAEMON_BIN)

@@ -41,6 +41,7 @@ fn pod() -> PodRecord {
         network_attached: true,
         pid_init: 0,
         pidns_path: None,
+        creating: false,
     }
 }
 

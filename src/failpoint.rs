@@ -1,0 +1,79 @@
+//! Crash points for the fault-injection tests: named places in the lifecycle code where a
+//! test build of the daemon kills itself with SIGKILL, so the tests can prove that a crash at
+//! any step leaks nothing and loses nothing once the daemon is restarted.
+//!
+//! Only a build with the `failpoints` cargo feature has them (the test command enables it);
+//! in any other build [`hit`] is an empty inline function. A test arms points by starting
+//! the daemon with `CARRACK_FAILPOINTS=<name>[,<name>...]`; the first armed point reached
+//! kills the daemon. Every name is listed in [`ALL`], which the tests walk.
+
+/// Every crash point, in lifecycle order.
+pub const ALL: &[&str] = &[
+    RUN_POD_AFTER_NAMESPACES,
+    RUN_POD_AFTER_CGROUP,
+    RUN_POD_AFTER_RECORD,
+    RUN_POD_AFTER_NETWORK,
+    CREATE_CONTAINER_AFTER_SNAPSHOT,
+    CREATE_CONTAINER_AFTER_CGROUP,
+    START_CONTAINER_AFTER_SPAWN,
+    STOP_CONTAINER_AFTER_SIGNAL,
+    REMOVE_CONTAINER_AFTER_TEARDOWN,
+    STOP_POD_AFTER_NETWORK,
+    REMOVE_POD_AFTER_TEARDOWN,
+    PULL_AFTER_LAYERS,
+    REMOVE_IMAGE_AFTER_RECORD,
+];
+
+/// `RunPodSandbox`: namespaces pinned and `/dev/shm` mounted, no cgroup or record yet.
+pub const RUN_POD_AFTER_NAMESPACES: &str = "run-pod.after-namespaces";
+/// `RunPodSandbox`: pod cgroup created (and pod init started), no record yet.
+pub const RUN_POD_AFTER_CGROUP: &str = "run-pod.after-cgroup";
+/// `RunPodSandbox`: not-ready record written, CNI ADD not run.
+pub const RUN_POD_AFTER_RECORD: &str = "run-pod.after-record";
+/// `RunPodSandbox`: CNI ADD done, record not yet ready.
+pub const RUN_POD_AFTER_NETWORK: &str = "run-pod.after-network";
+/// `CreateContainer`: writable layer prepared and rootfs mounted, no record yet.
+pub const CREATE_CONTAINER_AFTER_SNAPSHOT: &str = "create-container.after-snapshot";
+/// `CreateContainer`: container cgroup created, no record yet.
+pub const CREATE_CONTAINER_AFTER_CGROUP: &str = "create-container.after-cgroup";
+/// `StartContainer`: monitor spawned and container running, record still says created.
+pub const START_CONTAINER_AFTER_SPAWN: &str = "start-container.after-spawn";
+/// `StopContainer`: stop signal sent, exit not yet recorded.
+pub const STOP_CONTAINER_AFTER_SIGNAL: &str = "stop-container.after-signal";
+/// `RemoveContainer`: rootfs, writable layer and cgroup removed, record still there.
+pub const REMOVE_CONTAINER_AFTER_TEARDOWN: &str = "remove-container.after-teardown";
+/// `StopPodSandbox`: CNI DEL done, record still says ready.
+pub const STOP_POD_AFTER_NETWORK: &str = "stop-pod.after-network";
+/// `RemovePodSandbox`: namespaces, cgroup and pod dir released, record still there.
+pub const REMOVE_POD_AFTER_TEARDOWN: &str = "remove-pod.after-teardown";
+/// `PullImage`: every layer fetched and unpacked, image record not written.
+pub const PULL_AFTER_LAYERS: &str = "pull.after-layers";
+/// `RemoveImage`: image record removed, content and layers not yet collected.
+pub const REMOVE_IMAGE_AFTER_RECORD: &str = "remove-image.after-record";
+
+/// The environment variable that arms crash points (test builds only).
+pub const ENV: &str = "CARRACK_FAILPOINTS";
+
+/// Kills the process with SIGKILL if `name` is armed (test builds only).
+#[cfg(feature = "failpoints")]
+pub fn hit(name: &'static str) {
+    use std::sync::OnceLock;
+    static ARMED: OnceLock<Vec<String>> = OnceLock::new();
+    let armed = ARMED.get_or_init(|| {
+        std::env::var(ENV)
+            .map(|value| value.split(',').map(|s| s.trim().to_owned()).collect())
+            .unwrap_or_default()
+    });
+    if armed.iter().any(|armed| armed == name) {
+        tracing::warn!(failpoint = name, "failpoint hit: killing the daemon");
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+        // SIGKILL to ourselves is delivered before `kill` returns; never go on regardless.
+        std::process::abort();
+    }
+}
+
+/// Does nothing: this build has no crash points.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn hit(_name: &'static str) {}

@@ -1,0 +1,603 @@
+//! Fault injection: the daemon is killed with SIGKILL at every crash point of
+//! `carrack::failpoint` (each step of RunPodSandbox, CreateContainer, StartContainer,
+//! StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox, PullImage and image
+//! removal), restarted, and the interrupted operation is retried. After each step the test
+//! checks the invariants: the retry succeeds, nothing leaked (mounts, pod and container dirs,
+//! cgroups, IP leases, monitors and pod inits outside a record), and a sentinel container
+//! that was running before the first crash still runs with the same pid.
+//!
+//! Only built with the `failpoints` feature (`tests/run.sh` enables it). Prints a table:
+//! step, outcome.
+
+mod support;
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use carrack::failpoint;
+use carrack::proto;
+use support::client::CriClient;
+use support::cni::{leased_ips, write_bridge_conflist};
+use support::images;
+use support::node::Node;
+use support::skip_unless_root;
+use tonic::Code;
+
+/// How long a daemon may take to reach an armed crash point once the RPC is sent.
+const CRASH_TIMEOUT: Duration = Duration::from_secs(30);
+
+const IMAGE: &str = "long-running";
+const SECOND_IMAGE: &str = "layers";
+
+fn pod_config(name: &str) -> proto::PodSandboxConfig {
+    proto::PodSandboxConfig {
+        metadata: Some(proto::PodSandboxMetadata {
+            name: name.to_owned(),
+            uid: format!("uid-{name}"),
+            namespace: "faults".to_owned(),
+            attempt: 0,
+        }),
+        hostname: name.to_owned(),
+        linux: Some(proto::LinuxPodSandboxConfig {
+            security_context: Some(proto::LinuxSandboxSecurityContext {
+                namespace_options: Some(proto::NamespaceOption {
+                    // Own network (CNI) and a shared PID namespace (a pod init).
+                    pid: proto::NamespaceMode::Pod.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn container_config(name: &str, command: &[&str]) -> proto::ContainerConfig {
+    proto::ContainerConfig {
+        metadata: Some(proto::ContainerMetadata {
+            name: name.to_owned(),
+            attempt: 0,
+        }),
+        image: Some(proto::ImageSpec {
+            image: IMAGE.to_owned(),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| (*s).to_owned()).collect(),
+        labels: HashMap::from([("step".to_owned(), name.to_owned())]),
+        linux: Some(proto::LinuxContainerConfig::default()),
+        ..Default::default()
+    }
+}
+
+async fn run_pod(cri: &mut CriClient, name: &str) -> Result<String, tonic::Status> {
+    cri.runtime
+        .run_pod_sandbox(proto::RunPodSandboxRequest {
+            config: Some(pod_config(name)),
+            runtime_handler: String::new(),
+        })
+        .await
+        .map(|reply| reply.into_inner().pod_sandbox_id)
+}
+
+async fn create_container(
+    cri: &mut CriClient,
+    pod_id: &str,
+    name: &str,
+    command: &[&str],
+) -> Result<String, tonic::Status> {
+    cri.runtime
+        .create_container(proto::CreateContainerRequest {
+            pod_sandbox_id: pod_id.to_owned(),
+            config: Some(container_config(name, command)),
+            sandbox_config: Some(pod_config(name)),
+        })
+        .await
+        .map(|reply| reply.into_inner().container_id)
+}
+
+async fn start_container(cri: &mut CriClient, id: &str) -> Result<(), tonic::Status> {
+    cri.runtime
+        .start_container(proto::StartContainerRequest {
+            container_id: id.to_owned(),
+        })
+        .await
+        .map(drop)
+}
+
+async fn stop_container(cri: &mut CriClient, id: &str, timeout: i64) -> Result<(), tonic::Status> {
+    cri.runtime
+        .stop_container(proto::StopContainerRequest {
+            container_id: id.to_owned(),
+            timeout,
+        })
+        .await
+        .map(drop)
+}
+
+async fn remove_container(cri: &mut CriClient, id: &str) -> Result<(), tonic::Status> {
+    cri.runtime
+        .remove_container(proto::RemoveContainerRequest {
+            container_id: id.to_owned(),
+        })
+        .await
+        .map(drop)
+}
+
+async fn stop_pod(cri: &mut CriClient, id: &str) -> Result<(), tonic::Status> {
+    cri.runtime
+        .stop_pod_sandbox(proto::StopPodSandboxRequest {
+            pod_sandbox_id: id.to_owned(),
+        })
+        .await
+        .map(drop)
+}
+
+async fn remove_pod(cri: &mut CriClient, id: &str) -> Result<(), tonic::Status> {
+    cri.runtime
+        .remove_pod_sandbox(proto::RemovePodSandboxRequest {
+            pod_sandbox_id: id.to_owned(),
+        })
+        .await
+        .map(drop)
+}
+
+async fn pull(cri: &mut CriClient, image: &str) -> Result<String, tonic::Status> {
+    cri.image
+        .pull_image(proto::PullImageRequest {
+            image: Some(proto::ImageSpec {
+                image: image.to_owned(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .map(|reply| reply.into_inner().image_ref)
+}
+
+async fn remove_image(cri: &mut CriClient, image: &str) -> Result<(), tonic::Status> {
+    cri.image
+        .remove_image(proto::RemoveImageRequest {
+            image: Some(proto::ImageSpec {
+                image: image.to_owned(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .map(drop)
+}
+
+async fn image_present(cri: &mut CriClient, image: &str) -> bool {
+    cri.image
+        .image_status(proto::ImageStatusRequest {
+            image: Some(proto::ImageSpec {
+                image: image.to_owned(),
+                ..Default::default()
+            }),
+            verbose: false,
+        })
+        .await
+        .expect("ImageStatus")
+        .into_inner()
+        .image
+        .is_some()
+}
+
+async fn container_state(cri: &mut CriClient, id: &str) -> Result<(i32, i64), tonic::Status> {
+    let status = cri
+        .runtime
+        .container_status(proto::ContainerStatusRequest {
+            container_id: id.to_owned(),
+            verbose: false,
+        })
+        .await?
+        .into_inner()
+        .status
+        .ok_or_else(|| tonic::Status::internal("no status"))?;
+    Ok((status.state, status.started_at))
+}
+
+async fn pod_ready(cri: &mut CriClient, id: &str) -> Result<bool, tonic::Status> {
+    let status = cri
+        .runtime
+        .pod_sandbox_status(proto::PodSandboxStatusRequest {
+            pod_sandbox_id: id.to_owned(),
+            verbose: false,
+        })
+        .await?
+        .into_inner()
+        .status
+        .ok_or_else(|| tonic::Status::internal("no status"))?;
+    Ok(status.state == proto::PodSandboxState::SandboxReady as i32)
+}
+
+/// Restarts the daemon with `point` armed and returns a client of it.
+async fn arm(node: &mut Node, point: &str) -> CriClient {
+    node.stop_daemon().expect("stop daemon");
+    node.set_daemon_env(failpoint::ENV, Some(point));
+    node.start_daemon().expect("start daemon with a failpoint");
+    node.cri().await
+}
+
+/// Checks that the RPC failed because the daemon died at the armed point, then restarts it
+/// disarmed; returns a client of the new daemon or why the crash did not happen.
+async fn crashed(node: &mut Node, rpc: Result<(), tonic::Status>) -> Result<CriClient, String> {
+    if let Ok(()) = rpc {
+        return Err("the RPC succeeded: the crash point was not reached".to_owned());
+    }
+    node.wait_daemon_exit(CRASH_TIMEOUT)
+        .map_err(|err| format!("the daemon did not die: {err}"))?;
+    node.set_daemon_env(failpoint::ENV, None);
+    node.start_daemon()
+        .map_err(|err| format!("restart after the crash: {err}"))?;
+    Ok(node.cri().await)
+}
+
+fn fail(what: &str, err: impl std::fmt::Debug) -> String {
+    format!("{what}: {err:?}")
+}
+
+/// Runs one step: crash at `point` during its operation, restart, retry, check.
+async fn step(node: &mut Node, point: &str) -> Result<String, String> {
+    let step_name = point.replace('.', "-");
+    match point {
+        failpoint::RUN_POD_AFTER_NAMESPACES
+        | failpoint::RUN_POD_AFTER_CGROUP
+        | failpoint::RUN_POD_AFTER_RECORD
+        | failpoint::RUN_POD_AFTER_NETWORK => {
+            let mut cri = arm(node, point).await;
+            let rpc = run_pod(&mut cri, &step_name).await.map(drop);
+            let mut cri = crashed(node, rpc).await?;
+            let id = run_pod(&mut cri, &step_name)
+                .await
+                .map_err(|e| fail("retried RunPodSandbox", e))?;
+            if !pod_ready(&mut cri, &id)
+                .await
+                .map_err(|e| fail("status", e))?
+            {
+                return Err("the retried pod is not ready".to_owned());
+            }
+            stop_pod(&mut cri, &id).await.map_err(|e| fail("stop", e))?;
+            remove_pod(&mut cri, &id)
+                .await
+                .map_err(|e| fail("remove", e))?;
+            Ok("retried RunPodSandbox got a ready pod".to_owned())
+        }
+        failpoint::CREATE_CONTAINER_AFTER_SNAPSHOT | failpoint::CREATE_CONTAINER_AFTER_CGROUP => {
+            let mut cri = node.cri().await;
+            let pod = run_pod(&mut cri, &step_name)
+                .await
+                .map_err(|e| fail("RunPodSandbox", e))?;
+            let mut cri = arm(node, point).await;
+            let rpc = create_container(&mut cri, &pod, &step_name, &[])
+                .await
+                .map(drop);
+            let mut cri = crashed(node, rpc).await?;
+            let id = create_container(&mut cri, &pod, &step_name, &[])
+                .await
+                .map_err(|e| fail("retried CreateContainer", e))?;
+            start_container(&mut cri, &id)
+                .await
+                .map_err(|e| fail("start", e))?;
+            stop_pod(&mut cri, &pod)
+                .await
+                .map_err(|e| fail("stop", e))?;
+            remove_pod(&mut cri, &pod)
+                .await
+                .map_err(|e| fail("remove", e))?;
+            Ok("retried CreateContainer made a container that starts".to_owned())
+        }
+        failpoint::START_CONTAINER_AFTER_SPAWN => {
+            let mut cri = node.cri().await;
+            let pod = run_pod(&mut cri, &step_name)
+                .await
+                .map_err(|e| fail("RunPodSandbox", e))?;
+            let id = create_container(&mut cri, &pod, &step_name, &[])
+                .await
+                .map_err(|e| fail("CreateContainer", e))?;
+            let mut cri = arm(node, point).await;
+            let rpc = start_container(&mut cri, &id).await;
+            let mut cri = crashed(node, rpc).await?;
+            let (state, _) = container_state(&mut cri, &id)
+                .await
+                .map_err(|e| fail("status", e))?;
+            let outcome = if state == proto::ContainerState::ContainerRunning as i32 {
+                "the start the daemon died in was adopted: running"
+            } else {
+                start_container(&mut cri, &id)
+                    .await
+                    .map_err(|e| fail("retried StartContainer", e))?;
+                "retried StartContainer started it"
+            };
+            stop_pod(&mut cri, &pod)
+                .await
+                .map_err(|e| fail("stop", e))?;
+            remove_pod(&mut cri, &pod)
+                .await
+                .map_err(|e| fail("remove", e))?;
+            Ok(outcome.to_owned())
+        }
+        failpoint::STOP_CONTAINER_AFTER_SIGNAL => {
+            let mut cri = node.cri().await;
+            let pod = run_pod(&mut cri, &step_name)
+                .await
+                .map_err(|e| fail("RunPodSandbox", e))?;
+            // Plain `sleep` as PID 1 ignores SIGTERM, so the stop reaches its kill step.
+            let id = create_container(&mut cri, &pod, &step_name, &["sleep", "3600"])
+                .await
+                .map_err(|e| fail("CreateContainer", e))?;
+            start_container(&mut cri, &id)
+                .await
+                .map_err(|e| fail("StartContainer", e))?;
+            let mut cri = arm(node, point).await;
+            let rpc = stop_container(&mut cri, &id, 1).await;
+            let mut cri = crashed(node, rpc).await?;
+            stop_container(&mut cri, &id, 0)
+                .await
+                .map_err(|e| fail("retried StopContainer", e))?;
+            let (state, _) = container_state(&mut cri, &id)
+                .await
+                .map_err(|e| fail("status", e))?;
+            if state != proto::ContainerState::ContainerExited as i32 {
+                return Err(format!("after the retried stop the state is {state}"));
+            }
+            stop_pod(&mut cri, &pod)
+                .await
+                .map_err(|e| fail("stop", e))?;
+            remove_pod(&mut cri, &pod)
+                .await
+                .map_err(|e| fail("remove", e))?;
+            Ok("retried StopContainer: exited".to_owned())
+        }
+        failpoint::REMOVE_CONTAINER_AFTER_TEARDOWN => {
+            let mut cri = node.cri().await;
+            let pod = run_pod(&mut cri, &step_name)
+                .await
+                .map_err(|e| fail("RunPodSandbox", e))?;
+            let id = create_container(&mut cri, &pod, &step_name, &["true"])
+                .await
+                .map_err(|e| fail("CreateContainer", e))?;
+            let mut cri = arm(node, point).await;
+            let rpc = remove_container(&mut cri, &id).await;
+            let mut cri = crashed(node, rpc).await?;
+            remove_container(&mut cri, &id)
+                .await
+                .map_err(|e| fail("retried RemoveContainer", e))?;
+            match container_state(&mut cri, &id).await {
+                Err(status) if status.code() == Code::NotFound => {}
+                other => return Err(format!("after the retried remove: {other:?}")),
+            }
+            stop_pod(&mut cri, &pod)
+                .await
+                .map_err(|e| fail("stop", e))?;
+            remove_pod(&mut cri, &pod)
+                .await
+                .map_err(|e| fail("remove", e))?;
+            Ok("retried RemoveContainer: gone".to_owned())
+        }
+        failpoint::STOP_POD_AFTER_NETWORK | failpoint::REMOVE_POD_AFTER_TEARDOWN => {
+            let mut cri = node.cri().await;
+            let pod = run_pod(&mut cri, &step_name)
+                .await
+                .map_err(|e| fail("RunPodSandbox", e))?;
+            let id = create_container(&mut cri, &pod, &step_name, &[])
+                .await
+                .map_err(|e| fail("CreateContainer", e))?;
+            start_container(&mut cri, &id)
+                .await
+                .map_err(|e| fail("StartContainer", e))?;
+            if point == failpoint::REMOVE_POD_AFTER_TEARDOWN {
+                stop_pod(&mut cri, &pod)
+                    .await
+                    .map_err(|e| fail("stop", e))?;
+            }
+            let mut cri = arm(node, point).await;
+            let rpc = if point == failpoint::STOP_POD_AFTER_NETWORK {
+                stop_pod(&mut cri, &pod).await
+            } else {
+                remove_pod(&mut cri, &pod).await
+            };
+            let mut cri = crashed(node, rpc).await?;
+            stop_pod(&mut cri, &pod)
+                .await
+                .map_err(|e| fail("retried StopPodSandbox", e))?;
+            remove_pod(&mut cri, &pod)
+                .await
+                .map_err(|e| fail("retried RemovePodSandbox", e))?;
+            match pod_ready(&mut cri, &pod).await {
+                Err(status) if status.code() == Code::NotFound => {}
+                other => return Err(format!("after the retried remove: {other:?}")),
+            }
+            Ok("retried stop and remove: gone".to_owned())
+        }
+        failpoint::PULL_AFTER_LAYERS => {
+            let mut cri = arm(node, point).await;
+            let rpc = pull(&mut cri, SECOND_IMAGE).await.map(drop);
+            let mut cri = crashed(node, rpc).await?;
+            if image_present(&mut cri, SECOND_IMAGE).await {
+                return Err("a pull cut short left an image record".to_owned());
+            }
+            pull(&mut cri, SECOND_IMAGE)
+                .await
+                .map_err(|e| fail("retried PullImage", e))?;
+            Ok("retried PullImage: image present".to_owned())
+        }
+        failpoint::REMOVE_IMAGE_AFTER_RECORD => {
+            let mut cri = arm(node, point).await;
+            let rpc = remove_image(&mut cri, SECOND_IMAGE).await;
+            let mut cri = crashed(node, rpc).await?;
+            remove_image(&mut cri, SECOND_IMAGE)
+                .await
+                .map_err(|e| fail("retried RemoveImage", e))?;
+            if image_present(&mut cri, SECOND_IMAGE).await {
+                return Err("the removed image is still listed".to_owned());
+            }
+            Ok("retried RemoveImage: gone".to_owned())
+        }
+        other => Err(format!("no scenario for crash point {other}")),
+    }
+}
+
+/// Everything of the node's runtime that is not the sentinel's: what a step must not leave.
+fn leaks(node: &Node, ipam_dir: &Path, sentinel_pod: &str, sentinel: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mine = |path: &Path| {
+        let text = path.to_string_lossy();
+        text.contains(sentinel_pod) || text.contains(sentinel)
+    };
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for mount in mountinfo.lines().filter_map(|line| line.split(' ').nth(4)) {
+        let path = PathBuf::from(mount);
+        if path.starts_with(node.base_dir()) && !mine(&path) {
+            found.push(format!("mount {mount}"));
+        }
+    }
+    for dir in ["pods", "containers"] {
+        for entry in fs::read_dir(node.state_dir().join(dir))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if !mine(&entry.path()) {
+                found.push(format!("dir {}", entry.path().display()));
+            }
+        }
+    }
+    for hierarchy in fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let parent = hierarchy
+            .path()
+            .join(node.cgroup_parent().trim_start_matches('/'));
+        let mut stack = vec![parent];
+        while let Some(dir) = stack.pop() {
+            for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    if !mine(&path) {
+                        found.push(format!("cgroup {}", path.display()));
+                    }
+                    stack.push(path);
+                }
+            }
+        }
+    }
+    // The sentinel pod runs in the node's network (no lease of its own).
+    for ip in leased_ips(ipam_dir) {
+        found.push(format!("IP lease {ip}"));
+    }
+    let state_dir = node.state_dir().to_string_lossy().into_owned();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.contains(&state_dir) && !mine(Path::new(&text)) {
+            found.push(format!(
+                "process {}: {text}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_at_every_step_leaks_nothing_and_the_retry_succeeds() {
+    if !skip_unless_root() {
+        return;
+    }
+    let mut node = Node::start();
+    let ipam_dir = write_bridge_conflist(&node);
+    node.push(images::long_running(), &format!("library/{IMAGE}:latest"))
+        .expect("push");
+    node.push(images::layers(), &format!("library/{SECOND_IMAGE}:latest"))
+        .expect("push");
+    let mut cri = node.cri().await;
+    // The second image is pulled by the pull step and removed by the removal step.
+    pull(&mut cri, IMAGE).await.expect("pull");
+
+    // The sentinel: a container in a host-network pod that must survive every crash.
+    let mut sentinel_config = pod_config("sentinel");
+    if let Some(options) = sentinel_config
+        .linux
+        .as_mut()
+        .and_then(|linux| linux.security_context.as_mut())
+        .and_then(|context| context.namespace_options.as_mut())
+    {
+        options.network = proto::NamespaceMode::Node.into();
+    }
+    let sentinel_pod = cri
+        .runtime
+        .run_pod_sandbox(proto::RunPodSandboxRequest {
+            config: Some(sentinel_config),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("sentinel pod")
+        .into_inner()
+        .pod_sandbox_id;
+    let sentinel = create_container(&mut cri, &sentinel_pod, "sentinel", &[])
+        .await
+        .expect("sentinel container");
+    start_container(&mut cri, &sentinel)
+        .await
+        .expect("start sentinel");
+    let (_, sentinel_started) = container_state(&mut cri, &sentinel)
+        .await
+        .expect("sentinel status");
+
+    let mut rows = Vec::new();
+    for point in failpoint::ALL {
+        let result = step(&mut node, point).await;
+        let mut cri = node.cri().await;
+        let mut problems = Vec::new();
+        match container_state(&mut cri, &sentinel).await {
+            Ok((state, started))
+                if state == proto::ContainerState::ContainerRunning as i32
+                    && started == sentinel_started => {}
+            other => problems.push(format!("sentinel not running as before: {other:?}")),
+        }
+        problems.extend(leaks(&node, &ipam_dir, &sentinel_pod, &sentinel));
+        rows.push((*point, result, problems));
+    }
+
+    println!("\n{:<36} {:<8} outcome", "crash point", "result");
+    for (point, result, problems) in &rows {
+        let verdict = if result.is_ok() && problems.is_empty() {
+            "ok"
+        } else {
+            "FAILED"
+        };
+        let outcome = match result {
+            Ok(outcome) => outcome.clone(),
+            Err(err) => err.clone(),
+        };
+        println!("{point:<36} {verdict:<8} {outcome}");
+        for problem in problems {
+            println!("{:<36} {:<8} leak: {problem}", "", "");
+        }
+    }
+    let failed: Vec<_> = rows
+        .iter()
+        .filter(|(_, result, problems)| result.is_err() || !problems.is_empty())
+        .map(|(point, _, _)| *point)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "steps failed: {failed:?}\ndaemon log:\n{}",
+        node.daemon_log()
+    );
+
+    let mut cri = node.cri().await;
+    stop_pod(&mut cri, &sentinel_pod)
+        .await
+        .expect("stop sentinel");
+    remove_pod(&mut cri, &sentinel_pod)
+        .await
+        .expect("remove sentinel");
+}
