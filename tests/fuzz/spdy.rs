@@ -104,7 +104,7 @@ impl Target for SpdyTarget {
         let mut out = BytesMut::new();
         let frames = rng.range(1, 12);
         for _ in 0..frames {
-            if rng.one_in(6) {
+            if rng.one_in(10) {
                 out.extend_from_slice(&raw_frame(rng));
             } else {
                 let frame = frame(rng);
@@ -116,7 +116,7 @@ impl Target for SpdyTarget {
             }
         }
         let mut bytes = out.to_vec();
-        if rng.one_in(2) {
+        if rng.one_in(3) {
             let max = bytes.len().max(64) * 2;
             mutate(rng, &mut bytes, DICTIONARY, 4, max.min(MAX_INPUT * 2));
         }

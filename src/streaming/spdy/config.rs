@@ -21,6 +21,9 @@ pub struct ConnectionConfig {
     pub stall_timeout: Duration,
     /// Bytes of outbound frames queued (and not yet written) before writers wait.
     pub write_queue_bytes: usize,
+    /// Once the connection has ended, how long the writer may still spend flushing what is
+    /// queued (a final GOAWAY, resets) to a peer that may have stopped reading.
+    pub linger: Duration,
     /// Peer-opened streams waiting in the receiver; beyond that they are refused rather than
     /// holding up the connection.
     pub accept_backlog: usize,
@@ -36,6 +39,7 @@ impl Default for ConnectionConfig {
             stream_window: 256 << 10,
             stall_timeout: Duration::from_secs(30),
             write_queue_bytes: 1 << 20,
+            linger: Duration::from_secs(5),
             accept_backlog: 64,
             limits: Limits::default(),
         }

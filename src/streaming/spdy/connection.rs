@@ -11,13 +11,13 @@ use super::config::ConnectionConfig;
 use super::driver;
 use super::error::SpdyError;
 use super::headers::Headers;
-use super::state::{Role, Shared};
+use super::state::{EndReason, Role, Shared};
 use super::stream::Stream;
 
 /// Serves a SPDY/3.1 connection on `io` (the byte stream after the HTTP upgrade) as the
 /// server: spawns the driver task, answers every SYN_STREAM from the peer with a SYN_REPLY
 /// (empty headers) and delivers the stream on the receiver. The receiver ends when the
-/// connection ends or is closing.
+/// connection ends or is closing. Must be called within a tokio runtime.
 pub fn serve<IO>(io: IO, config: ConnectionConfig) -> (ConnectionHandle, mpsc::Receiver<Stream>)
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -26,7 +26,7 @@ where
 }
 
 /// Runs a SPDY/3.1 connection on `io` as the client, which opens odd stream ids. Streams
-/// the server opens arrive on the receiver.
+/// the server opens arrive on the receiver. Must be called within a tokio runtime.
 pub fn connect<IO>(io: IO, config: ConnectionConfig) -> (ConnectionHandle, mpsc::Receiver<Stream>)
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -109,6 +109,13 @@ impl ConnectionHandle {
     pub fn close(&self) {
         let mut st = self.shared.lock();
         self.shared.close(&mut st);
+    }
+
+    /// Ends the connection now, without waiting for its streams: each open stream is reset
+    /// (its reader and writer fail), the peer gets a GOAWAY, and the transport is shut.
+    pub fn abort(&self) {
+        let mut st = self.shared.lock();
+        self.shared.abort(&mut st, EndReason::Aborted);
     }
 
     /// Resolves when the connection has ended: the peer went away or failed, the idle

@@ -4,7 +4,7 @@
 //! reading (and answering pings), and a slow stream reader never stops outbound data.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
@@ -15,9 +15,6 @@ use super::frame::{self, Frame, FrameDecoder, goaway, rst, settings};
 use super::state::{EndReason, Shared, State};
 use super::stream::Stream;
 
-/// How long the writer keeps flushing queued frames (a final GOAWAY, RST_STREAMs) once the
-/// connection has ended, before it drops them.
-const FLUSH_AFTER_END: Duration = Duration::from_secs(5);
 /// Smallest read into the buffer.
 const READ_CHUNK: usize = 16 << 10;
 /// Largest single reservation of read buffer (a large frame grows it step by step).
@@ -76,6 +73,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     }
                 }
                 Some(id) = released.recv() => release(shared, id),
+                () = sleep_until(idle_at) => end_if_idle(shared),
                 _ = ended.wait_for(|ended| *ended) => return,
             }
             continue;
@@ -123,17 +121,18 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
             }
             Some(id) = released.recv() => release(shared, id),
-            () = sleep_until(idle_at) => {
-                let mut st = shared.lock();
-                if idle_deadline(shared, &st).is_some_and(|deadline| deadline <= Instant::now()) {
-                    shared.reset_all(&mut st);
-                    let last_good_stream_id = st.last_peer_stream_id;
-                    let _ = shared.queue(&mut st, &Frame::GoAway { last_good_stream_id, status: goaway::OK });
-                    shared.end(&mut st, EndReason::Idle);
-                }
-            }
+            () = sleep_until(idle_at) => end_if_idle(shared),
             _ = ended.wait_for(|ended| *ended) => return,
         }
+    }
+}
+
+/// Ends the connection if nothing was read or written for `idle_timeout` (the deadline may
+/// have moved since the timer was set), resetting its streams as spdystream does.
+fn end_if_idle(shared: &Shared) {
+    let mut st = shared.lock();
+    if idle_deadline(shared, &st).is_some_and(|deadline| deadline <= Instant::now()) {
+        shared.abort(&mut st, EndReason::Idle);
     }
 }
 
@@ -400,7 +399,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(shared: &Shared, writer: W) {
         };
         let deadline = async {
             let _ = ended.wait_for(|ended| *ended).await;
-            tokio::time::sleep(FLUSH_AFTER_END).await;
+            tokio::time::sleep(shared.config.linger).await;
         };
         let result = tokio::select! {
             result = write => result,
@@ -422,7 +421,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(shared: &Shared, writer: W) {
             return;
         }
     }
-    let deadline = tokio::time::sleep(FLUSH_AFTER_END);
+    let deadline = tokio::time::sleep(shared.config.linger);
     tokio::select! {
         _ = writer.shutdown() => {}
         () = deadline => {}

@@ -705,6 +705,35 @@ mod tests {
         );
     }
 
+    /// Two SYN_STREAMs as Go's moby/spdystream client writes them (captured on the wire):
+    /// the second header block continues the first's zlib stream (best compression).
+    #[test]
+    fn decodes_what_spdystream_sends() {
+        let mut wire = BytesMut::from(
+            &b"\x80\x03\x00\x01\x00\x00\x00\x2a\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\
+               \x78\xf9\xe3\xc6\xa7\xc2\x62\x60\x60\x60\x04\xa7\xb3\x92\xa2\xd4\xc4\x5c\
+               \x68\x51\xc2\x9a\x5a\x54\x94\x5f\x04\x00\x00\x00\xff\xff\
+               \x80\x03\x00\x01\x00\x00\x00\x19\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\
+               \xc2\x2a\xc5\x56\x5c\x92\x92\x5f\x5a\x02\x00\x00\x00\xff\xff"[..],
+        );
+        let mut decoder = FrameDecoder::new(Limits::default());
+        for (id, kind) in [(1, "error"), (3, "stdout")] {
+            let frame = decoder.decode(&mut wire).expect("decode");
+            assert_eq!(
+                frame,
+                Some(Frame::SynStream {
+                    stream_id: id,
+                    associated_to: 0,
+                    priority: 0,
+                    slot: 0,
+                    flags: 0,
+                    headers: headers(&[("streamtype", kind)]),
+                })
+            );
+        }
+        assert!(wire.is_empty());
+    }
+
     #[test]
     fn oversize_lengths_are_rejected_from_the_header_alone() {
         let limits = Limits {

@@ -80,6 +80,8 @@ pub(super) enum EndReason {
     PeerClosed,
     /// No frame for `idle_timeout`.
     Idle,
+    /// Aborted by this side.
+    Aborted,
     /// The peer broke the protocol.
     Protocol,
     /// The transport failed.
@@ -524,12 +526,27 @@ impl Shared {
         self.reader_wake.notify_one();
     }
 
-    /// Our GOAWAY and the idle reset: every open stream gets RST_STREAM CANCEL first.
-    pub(super) fn reset_all(&self, st: &mut State) {
+    /// Ends the connection now (idle timeout, `abort()`): every open stream gets RST_STREAM
+    /// CANCEL, then the peer a GOAWAY.
+    pub(super) fn abort(&self, st: &mut State, reason: EndReason) {
+        if st.ended.is_some() {
+            return;
+        }
         let ids: Vec<u32> = st.streams.keys().copied().collect();
         for id in ids {
             self.reset_stream(st, id, rst::CANCEL);
         }
+        if !st.finishing {
+            let last_good_stream_id = st.last_peer_stream_id;
+            let _ = self.queue(
+                st,
+                &Frame::GoAway {
+                    last_good_stream_id,
+                    status: goaway::OK,
+                },
+            );
+        }
+        self.end(st, reason);
     }
 
     /// Queues the first frames of a connection: our SETTINGS (INITIAL_WINDOW_SIZE, which

@@ -616,3 +616,52 @@ async fn transport_eof_fails_unfinished_reads_and_ends() {
     assert!(unfinished.write_all(b"x").await.is_err());
     assert!(incoming.recv().await.is_none());
 }
+
+#[tokio::test]
+async fn abort_resets_streams_and_ends_at_once() {
+    let (mut peer, server, mut incoming) = raw_server(ConnectionConfig::default());
+    peer.syn(1, &[]).await;
+    let mut stream = incoming.recv().await.expect("1");
+    server.abort();
+    within("closed", server.closed()).await;
+    let error = stream.read(&mut [0; 4]).await.expect_err("reset");
+    assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
+    let mut frames = Vec::new();
+    while let Some(frame) = peer.recv().await {
+        frames.push(frame);
+    }
+    assert!(frames.contains(&Frame::RstStream {
+        stream_id: 1,
+        status: rst::CANCEL
+    }));
+    assert!(
+        matches!(frames.last(), Some(Frame::GoAway { .. })),
+        "{frames:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_peer_that_never_reads_is_still_ended_by_the_idle_timeout() {
+    let config = ConnectionConfig {
+        idle_timeout: Some(Duration::from_millis(200)),
+        write_queue_bytes: 16 << 10,
+        linger: Duration::from_millis(100),
+        ..ConnectionConfig::default()
+    };
+    // A tiny pipe the peer never reads: our writes and our ping answers back up.
+    let (mut peer_io, ours) = tokio::io::duplex(1024);
+    let (server, _incoming) = serve(ours, config);
+    let mut encoder = FrameEncoder::new();
+    let mut pings = BytesMut::new();
+    for id in 0..20_000u32 {
+        encoder
+            .encode(&Frame::Ping { id: id * 2 + 1 }, &mut pings)
+            .expect("encode");
+    }
+    let flood = tokio::spawn(async move {
+        let _ = peer_io.write_all(&pings).await;
+        peer_io
+    });
+    within("idle end despite the backlog", server.closed()).await;
+    drop(within("flood", flood).await);
+}
