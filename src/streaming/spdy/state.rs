@@ -146,6 +146,11 @@ impl StreamEntry {
         }
     }
 
+    /// The peer may still send on it, so credit matters.
+    fn wants_credit(&self) -> bool {
+        !self.remote_fin && self.reset.is_none()
+    }
+
     /// Neither side will send more on it.
     fn is_done(&self) -> bool {
         self.reset.is_some() || (self.local_fin && self.remote_fin)
@@ -419,28 +424,28 @@ impl Shared {
     }
 
     /// Credits `n` bytes the application read on stream `id`, sending WINDOW_UPDATEs in
-    /// batches of half a window to peers that do flow control.
+    /// batches of half a window to peers that do flow control. For other peers the credit
+    /// accumulates, to be sent at once should they prove to do flow control after all.
     pub(super) fn credit(&self, st: &mut State, id: u32, n: usize) {
         let n = i64::try_from(n).unwrap_or(MAX_WINDOW);
-        let window = i64::from(self.config.stream_window);
+        let batch = i64::from(self.config.stream_window) / 2;
+        let sending = st.peer_flow_control && st.ended.is_none();
         st.session_recv_unacked = (st.session_recv_unacked + n).min(MAX_WINDOW);
         let mut stream_delta = None;
         if let Some(entry) = st.streams.get_mut(&id) {
             entry.recv_unacked = (entry.recv_unacked + n).min(MAX_WINDOW);
-            if entry.recv_unacked >= window / 2 && !entry.remote_fin && entry.reset.is_none() {
-                stream_delta = Some(entry.recv_unacked);
-                entry.recv_unacked = 0;
+            if sending && entry.recv_unacked >= batch && entry.wants_credit() {
+                stream_delta = Some(std::mem::take(&mut entry.recv_unacked));
             }
         }
-        if !st.peer_flow_control || st.ended.is_some() {
+        if !sending {
             return;
         }
         if let Some(delta) = stream_delta {
             self.window_update(st, id, delta);
         }
-        if st.session_recv_unacked >= window / 2 {
-            let delta = st.session_recv_unacked;
-            st.session_recv_unacked = 0;
+        if st.session_recv_unacked >= batch {
+            let delta = std::mem::take(&mut st.session_recv_unacked);
             self.window_update(st, 0, delta);
         }
     }
@@ -458,9 +463,21 @@ impl Shared {
             return;
         }
         st.peer_flow_control = true;
-        if st.ended.is_none() {
-            self.window_update(st, 0, MAX_WINDOW - DEFAULT_WINDOW);
+        if st.ended.is_some() {
+            return;
         }
+        self.window_update(st, 0, MAX_WINDOW - DEFAULT_WINDOW);
+        // What was read before the proof: the peer may be waiting for exactly that credit.
+        let owed: Vec<(u32, i64)> = st
+            .streams
+            .iter_mut()
+            .filter(|(_, entry)| entry.recv_unacked > 0 && entry.wants_credit())
+            .map(|(id, entry)| (*id, std::mem::take(&mut entry.recv_unacked)))
+            .collect();
+        for (id, delta) in owed {
+            self.window_update(st, id, delta);
+        }
+        st.session_recv_unacked = 0;
     }
 
     /// Streams neither done nor reset.

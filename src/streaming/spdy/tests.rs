@@ -234,10 +234,17 @@ impl RawPeer {
     /// The next frame, skipping SETTINGS and WINDOW_UPDATE; `None` at EOF.
     async fn recv(&mut self) -> Option<Frame> {
         loop {
+            match self.recv_any().await? {
+                Frame::Settings { .. } | Frame::WindowUpdate { .. } => continue,
+                frame => return Some(frame),
+            }
+        }
+    }
+
+    /// The next frame; `None` at EOF.
+    async fn recv_any(&mut self) -> Option<Frame> {
+        loop {
             if let Some(frame) = self.decoder.decode(&mut self.buf).expect("decode") {
-                if matches!(frame, Frame::Settings { .. } | Frame::WindowUpdate { .. }) {
-                    continue;
-                }
                 return Some(frame);
             }
             let n = within("peer read", self.io.read_buf(&mut self.buf))
@@ -664,4 +671,48 @@ async fn a_peer_that_never_reads_is_still_ended_by_the_idle_timeout() {
     });
     within("idle end despite the backlog", server.closed()).await;
     drop(within("flood", flood).await);
+}
+
+#[tokio::test]
+async fn window_updates_only_once_the_peer_does_flow_control_then_with_what_is_owed() {
+    let config = ConnectionConfig {
+        stream_window: 64 << 10,
+        ..ConnectionConfig::default()
+    };
+    let (mut peer, _server, mut incoming) = raw_server(config);
+    assert!(matches!(
+        peer.recv_any().await,
+        Some(Frame::Settings { .. })
+    ));
+    peer.syn(1, &[]).await;
+    let mut stream = incoming.recv().await.expect("1");
+    peer.data(1, 0, &[1; 48 << 10]).await;
+    let mut buf = vec![0; 48 << 10];
+    stream.read_exact(&mut buf).await.expect("read");
+    // A Go-like peer gets no WINDOW_UPDATE, however much is read.
+    peer.send(Frame::Ping { id: 1 }).await;
+    assert_eq!(
+        peer.recv_any().await,
+        Some(Frame::SynReply {
+            stream_id: 1,
+            flags: 0,
+            headers: Headers::new()
+        })
+    );
+    assert_eq!(peer.recv_any().await, Some(Frame::Ping { id: 1 }));
+    // Once it proves it does flow control, it is owed the 48 KiB read so far.
+    peer.send(Frame::WindowUpdate {
+        stream_id: 1,
+        delta: 1,
+    })
+    .await;
+    let mut updates = Vec::new();
+    while updates.len() < 2 {
+        match peer.recv_any().await.expect("frame") {
+            Frame::WindowUpdate { stream_id, delta } => updates.push((stream_id, delta)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    updates.sort_unstable();
+    assert_eq!(updates, [(0, 0x7fff_ffff - (64 << 10)), (1, 48 << 10)]);
 }
