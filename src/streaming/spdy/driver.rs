@@ -408,18 +408,20 @@ async fn write_loop<W: AsyncWrite + Unpin>(shared: &Shared, writer: W) {
         batch.clear();
         let mut st = shared.lock();
         st.queued_bytes = st.queued_bytes.saturating_sub(written);
-        st.written_seq = last_seq;
-        st.last_activity = Instant::now();
         for waker in st.space_waiters.drain(..) {
             waker.wake();
         }
         shared.reader_wake.notify_one();
         if let Err(error) = result {
+            // Flushes waiting on these frames fail (the connection has ended), not succeed.
             tracing::debug!(%error, "spdy transport write failed");
             st.queue.clear();
+            st.queued_bytes = 0;
             shared.end(&mut st, EndReason::Io);
             return;
         }
+        st.written_seq = last_seq;
+        st.last_activity = Instant::now();
     }
     let deadline = tokio::time::sleep(shared.config.linger);
     tokio::select! {
