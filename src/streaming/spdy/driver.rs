@@ -94,14 +94,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     SpdyError::Compression { .. } => goaway::INTERNAL_ERROR,
                     _ => goaway::PROTOCOL_ERROR,
                 };
-                let last_good_stream_id = st.last_peer_stream_id;
-                let _ = shared.queue(
-                    &mut st,
-                    &Frame::GoAway {
-                        last_good_stream_id,
-                        status,
-                    },
-                );
+                shared.queue_goaway(&mut st, status);
                 shared.end(&mut st, EndReason::Protocol);
                 return;
             }

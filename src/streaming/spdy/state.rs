@@ -498,17 +498,22 @@ impl Shared {
         if Self::active_streams(st) > 0 {
             return;
         }
+        self.queue_goaway(st, goaway::OK);
+        st.finishing = true;
+        st.incoming = None;
+        self.writer_wake.notify_one();
+    }
+
+    /// Queues our GOAWAY, naming the last stream the peer opened as the last one accepted.
+    pub(super) fn queue_goaway(&self, st: &mut State, status: u32) {
         let last_good_stream_id = st.last_peer_stream_id;
         let _ = self.queue(
             st,
             &Frame::GoAway {
                 last_good_stream_id,
-                status: goaway::OK,
+                status,
             },
         );
-        st.finishing = true;
-        st.incoming = None;
-        self.writer_wake.notify_one();
     }
 
     /// `close()`: refuse new streams, finish once the open ones are done.
@@ -554,14 +559,7 @@ impl Shared {
             self.reset_stream(st, id, rst::CANCEL);
         }
         if !st.finishing {
-            let last_good_stream_id = st.last_peer_stream_id;
-            let _ = self.queue(
-                st,
-                &Frame::GoAway {
-                    last_good_stream_id,
-                    status: goaway::OK,
-                },
-            );
+            self.queue_goaway(st, goaway::OK);
         }
         self.end(st, reason);
     }
