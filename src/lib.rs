@@ -27,4 +27,5 @@ pub mod rollback;
 pub mod sandbox;
 pub mod snapshot;
 pub mod store;
+pub mod streaming;
 pub mod telemetry;
