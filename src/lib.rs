@@ -26,4 +26,5 @@ pub mod rollback;
 pub mod sandbox;
 pub mod snapshot;
 pub mod store;
+pub mod streaming;
 pub mod telemetry;
