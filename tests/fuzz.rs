@@ -1,6 +1,6 @@
 //! In-tree fuzzing of what Carrack parses from outside: image references, digests, manifests
-//! and indexes, image configs, the daemon's TOML config, and layer tarballs (plain, gzip and
-//! zstd) unpacked onto a real filesystem.
+//! and indexes, image configs, the daemon's TOML config, layer tarballs (plain, gzip and
+//! zstd) unpacked onto a real filesystem, and SPDY/3.1 frames from streaming clients.
 //!
 //! A structure-aware random fuzzer that runs on the stable toolchain as an ordinary
 //! `cargo test` (libFuzzer through `cargo fuzz` needs nightly's sanitizers, and CI has only
@@ -17,6 +17,7 @@
 //! | `image-config` | `ImageConfig::parse`, `user_of`, `chain_ids`  | no panic; one diff id per layer; round-trips |
 //! | `config`       | `config::Config::parse`                       | no panic; what parses round-trips through `Config::to_toml` |
 //! | `unpack`       | `unpack::unpack_layer` (tar, gzip, zstd)      | no panic, crash or hang; nothing outside the layer directory changes |
+//! | `spdy`         | `spdy::frame::FrameDecoder`, `spdy::serve`    | no panic or hang; same frames whole or in pieces; decoded frames re-encode equal; inflated header blocks within the limit; the driver ends at EOF |
 //!
 //! The `unpack` target unpacks into `/dev/shm/carrack-fuzz.*/scratch/p/layer`, next to a
 //! `canary` file and a `sibling` directory, which inputs aim at with `..`, absolute names,
@@ -68,6 +69,8 @@ mod mutate;
 mod reference;
 #[path = "fuzz/rng.rs"]
 mod rng;
+#[path = "fuzz/spdy.rs"]
+mod spdy;
 #[path = "fuzz/tar_gen.rs"]
 mod tar_gen;
 #[path = "fuzz/unpack.rs"]
@@ -344,6 +347,7 @@ fn all_targets(unpack_root: &Path, in_child: bool) -> Vec<Box<dyn Target>> {
         Box::new(documents::ManifestTarget),
         Box::new(documents::ImageConfigTarget),
         Box::new(documents::ConfigTarget),
+        Box::new(spdy::SpdyTarget),
         Box::new(unpack::UnpackTarget::new(
             unpack_root,
             unpack::FD_BASE,

@@ -14,6 +14,8 @@ pub mod requests;
 pub mod runtime;
 mod server;
 pub mod session;
+pub mod spdy;
+mod spdy_transport;
 pub mod status;
 mod stdio;
 mod tls;

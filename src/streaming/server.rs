@@ -18,13 +18,16 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
-use super::negotiate::{self, WEBSOCKET_FORWARD_PROTOCOLS, WEBSOCKET_STDIO_PROTOCOLS};
+use super::negotiate::{
+    self, SPDY_FORWARD_PROTOCOLS, SPDY_STDIO_PROTOCOLS, WEBSOCKET_FORWARD_PROTOCOLS,
+    WEBSOCKET_STDIO_PROTOCOLS,
+};
 use super::requests::{PendingRequest, StreamOptions};
 use super::runtime::{ProcessIo, StreamRuntime};
 use super::session::{ForwardSession, ForwardStream, StdioSession};
 use super::status::Outcome;
 use super::urls::StreamingUrls;
-use super::{forward, stdio, websocket};
+use super::{forward, spdy_transport, stdio, websocket};
 
 /// How long a client may take to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -109,9 +112,12 @@ fn route(state: Arc<State>, request: Request<Incoming>) -> Reply {
     if is_websocket(request.headers()) {
         return upgrade_websocket(state, request, pending);
     }
+    if is_spdy(request.headers()) {
+        return upgrade_spdy(state, request, pending);
+    }
     reply(
         StatusCode::BAD_REQUEST,
-        "a streaming request must upgrade to websocket",
+        "a streaming request must upgrade to SPDY/3.1 or websocket",
     )
 }
 
@@ -122,6 +128,71 @@ fn is_websocket(headers: &HeaderMap) -> bool {
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.eq_ignore_ascii_case("websocket"));
     upgrade && connection_upgrade(headers)
+}
+
+/// `Upgrade: SPDY/3.1` with `Connection: upgrade`.
+fn is_spdy(headers: &HeaderMap) -> bool {
+    let upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("SPDY/3.1"));
+    upgrade && connection_upgrade(headers)
+}
+
+/// The header kubelet's clients negotiate SPDY stream protocols with.
+const STREAM_PROTOCOL_HEADER: &str = "X-Stream-Protocol-Version";
+
+fn upgrade_spdy(
+    state: Arc<State>,
+    mut request: Request<Incoming>,
+    pending: PendingRequest,
+) -> Reply {
+    let supported: &[&'static str] = match pending {
+        PendingRequest::PortForward(_) => &SPDY_FORWARD_PROTOCOLS,
+        _ => &SPDY_STDIO_PROTOCOLS,
+    };
+    let offered = header_values(request.headers(), STREAM_PROTOCOL_HEADER);
+    // A client naming no protocol predates negotiation: it speaks the first version.
+    let protocol = if offered.is_empty() {
+        ""
+    } else {
+        match negotiate::choose(&offered, supported) {
+            Some(protocol) => protocol,
+            None => {
+                let mut response = reply(
+                    StatusCode::FORBIDDEN,
+                    &format!(
+                        "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts {supported:?}"
+                    ),
+                );
+                if let Ok(value) = header::HeaderValue::from_str(&supported.join(", ")) {
+                    response
+                        .headers_mut()
+                        .insert("X-Accepted-Stream-Protocol-Versions", value);
+                }
+                return response;
+            }
+        }
+    };
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => {
+                spdy_transport::serve(state, TokioIo::new(upgraded), protocol, pending).await;
+            }
+            Err(err) => tracing::debug!(error = %err, "SPDY upgrade failed"),
+        }
+    });
+    let mut response = Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::UPGRADE, "SPDY/3.1")
+        .header(header::CONNECTION, "Upgrade");
+    if !protocol.is_empty() {
+        response = response.header(STREAM_PROTOCOL_HEADER, protocol);
+    }
+    response
+        .body(Full::default())
+        .unwrap_or_else(|_| reply(StatusCode::INTERNAL_SERVER_ERROR, "response"))
 }
 
 /// Whether `Connection` lists `upgrade`.
