@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use carrack::proto;
+use carrack::streaming::spdy;
 use futures_util::{SinkExt, StreamExt};
 use support::client::CriClient;
 use support::images;
@@ -440,6 +441,158 @@ async fn port_forward_reaches_a_server_in_a_host_network_pod() {
         error.starts_with(&format!("error forwarding port 18081 to pod {pod_id}")),
         "{error}"
     );
+
+    remove_pod(&mut cri, &pod_id).await;
+}
+
+/// Upgrades `url` to SPDY/3.1 offering `protocol`; the connection's handle.
+async fn spdy_connect(node: &Node, url: &str, protocol: &str) -> spdy::ConnectionHandle {
+    let (host, path) = split_url(url);
+    let mut socket = tcp(node, &host);
+    socket.set_nodelay(true).expect("nodelay");
+    socket
+        .write_all(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: {protocol}\r\nContent-Length: 0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("send upgrade");
+    // Read the reply head byte by byte: what follows it is SPDY.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(socket.read_u8().await.expect("reply head"));
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains(&format!("x-stream-protocol-version: {protocol}")),
+        "{head}"
+    );
+    spdy::connect(socket, spdy::ConnectionConfig::default()).0
+}
+
+async fn open(handle: &spdy::ConnectionHandle, headers: &[(&str, &str)]) -> spdy::Stream {
+    let mut block = spdy::Headers::new();
+    for (name, value) in headers {
+        block.insert(name, value);
+    }
+    handle.open_stream(block).await.expect("open stream")
+}
+
+async fn read_all(mut stream: spdy::Stream) -> String {
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text).await;
+    text
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_and_port_forward_over_spdy() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    let (mut cri, pod_id, id) = container(
+        &node,
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www && echo spdy-pod > /www/index.html && exec httpd -f -p 127.0.0.1:18090 -h /www",
+        ],
+    )
+    .await;
+
+    let script = "read line; echo out:$line; echo err >&2; exit 4";
+    let url = exec_url(&mut cri, exec_request(&id, &["sh", "-c", script], false)).await;
+    let handle = spdy_connect(&node, &url, "v4.channel.k8s.io").await;
+    let error = open(&handle, &[("streamType", "error")]).await;
+    let mut stdin = open(&handle, &[("streamType", "stdin")]).await;
+    let stdout = open(&handle, &[("streamType", "stdout")]).await;
+    let stderr = open(&handle, &[("streamType", "stderr")]).await;
+    stdin.write_all(b"spdy\n").await.expect("stdin");
+    stdin.shutdown().await.expect("close stdin");
+    let (out, err, status) = tokio::join!(read_all(stdout), read_all(stderr), read_all(error));
+    assert_eq!(out, "out:spdy\n", "stderr {err:?} status {status:?}");
+    assert_eq!(err, "err\n");
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status");
+    assert_eq!(status["reason"], "NonZeroExitCode");
+    assert_eq!(status["details"]["causes"][0]["message"], "4");
+    drop(stdin);
+    // As kubelet's clients do: close once the status is read.
+    handle.close();
+    handle.closed().await;
+
+    // Port-forward: two connections on one SPDY connection at once, and a closed port.
+    loop {
+        let probe = cri
+            .runtime
+            .exec_sync(proto::ExecSyncRequest {
+                container_id: id.clone(),
+                cmd: ["wget", "-q", "-O", "-", "http://127.0.0.1:18090/"]
+                    .map(str::to_owned)
+                    .to_vec(),
+                timeout: 5,
+            })
+            .await
+            .expect("ExecSync")
+            .into_inner();
+        if probe.exit_code == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = cri
+        .runtime
+        .port_forward(proto::PortForwardRequest {
+            pod_sandbox_id: pod_id.clone(),
+            port: vec![18090],
+        })
+        .await
+        .expect("PortForward")
+        .into_inner()
+        .url;
+    let handle = spdy_connect(&node, &url, "portforward.k8s.io").await;
+    let forward = |request_id: &'static str, port: &'static str| {
+        let handle = handle.clone();
+        async move {
+            let error = open(
+                &handle,
+                &[
+                    ("streamType", "error"),
+                    ("port", port),
+                    ("requestID", request_id),
+                ],
+            )
+            .await;
+            let mut data = open(
+                &handle,
+                &[
+                    ("streamType", "data"),
+                    ("port", port),
+                    ("requestID", request_id),
+                ],
+            )
+            .await;
+            data.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+                .await
+                .expect("request");
+            let (reply, error) = tokio::join!(read_all(data), read_all(error));
+            (reply, error)
+        }
+    };
+    let (first, second) = tokio::join!(forward("1", "18090"), forward("2", "18090"));
+    for (reply, error) in [first, second] {
+        assert!(reply.contains("spdy-pod"), "{reply}");
+        assert!(error.is_empty(), "{error}");
+    }
+    let (reply, error) = forward("3", "18091").await;
+    assert!(reply.is_empty(), "{reply}");
+    assert!(
+        error.starts_with(&format!("error forwarding port 18091 to pod {pod_id}")),
+        "{error}"
+    );
+    handle.close();
 
     remove_pod(&mut cri, &pod_id).await;
 }

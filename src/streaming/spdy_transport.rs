@@ -19,6 +19,80 @@ use super::spdy::{self, ConnectionHandle, Stream};
 
 /// How long a client may take to open the streams of an exec or attach (kubelet's default).
 const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the client gets to close the connection after an exec or attach ended.
+const CLOSE_GRACE: Duration = Duration::from_secs(30);
+
+/// Streams the session code is done with, kept open until the connection ends: dropping a
+/// SPDY stream the client has not finished resets it, and a reset can overtake the last data
+/// and the FIN on the client's side (Go's clients never finish their half of `stdout`).
+type Keep = mpsc::UnboundedSender<Box<dyn Send>>;
+
+/// A stream (or half of one) that goes to the keep list instead of being dropped.
+struct Kept<T: Send + 'static> {
+    inner: Option<T>,
+    keep: Keep,
+}
+
+impl<T: Send + 'static> Drop for Kept<T> {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            let _ = self.keep.send(Box::new(inner));
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Send + Unpin + 'static> tokio::io::AsyncRead for Kept<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.inner.as_mut() {
+            Some(inner) => std::pin::Pin::new(inner).poll_read(cx, buf),
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Send + Unpin + 'static> tokio::io::AsyncWrite for Kept<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.inner.as_mut() {
+            Some(inner) => std::pin::Pin::new(inner).poll_write(cx, buf),
+            None => std::task::Poll::Ready(Ok(0)),
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.inner.as_mut() {
+            Some(inner) => std::pin::Pin::new(inner).poll_flush(cx),
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.inner.as_mut() {
+            Some(inner) => std::pin::Pin::new(inner).poll_shutdown(cx),
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
+}
+
+fn kept<T: Send + 'static>(inner: T, keep: &Keep) -> Kept<T> {
+    Kept {
+        inner: Some(inner),
+        keep: keep.clone(),
+    }
+}
 
 /// Serves one upgraded connection.
 pub(super) async fn serve<IO>(
@@ -34,24 +108,35 @@ pub(super) async fn serve<IO>(
         ..Default::default()
     };
     let (handle, streams) = spdy::serve(io, config);
+    let (keep, mut kept_streams) = mpsc::unbounded_channel::<Box<dyn Send>>();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Some(stream) = kept_streams.recv().await {
+            held.push(stream);
+        }
+        held
+    });
     match pending {
         PendingRequest::Exec(exec) => {
             let properties = negotiate::stdio_protocol(protocol);
-            if let Some(session) = stdio_session(&handle, streams, exec.streams, properties).await {
+            if let Some(session) =
+                stdio_session(&handle, streams, exec.streams, properties, &keep).await
+            {
                 server::run_exec(&state, &exec.container_id, &exec.cmd, exec.streams, session)
                     .await;
             }
         }
         PendingRequest::Attach(attach) => {
             let properties = negotiate::stdio_protocol(protocol);
-            if let Some(session) = stdio_session(&handle, streams, attach.streams, properties).await
+            if let Some(session) =
+                stdio_session(&handle, streams, attach.streams, properties, &keep).await
             {
                 server::run_attach(&state, &attach.container_id, attach.streams, session).await;
             }
         }
         PendingRequest::PortForward(request) => {
             let (tx, pairs) = mpsc::channel(16);
-            tokio::spawn(pair_streams(streams, tx));
+            tokio::spawn(pair_streams(streams, tx, keep.clone()));
             let closed_handle = handle.clone();
             let session = ForwardSession {
                 streams: pairs,
@@ -60,7 +145,16 @@ pub(super) async fn serve<IO>(
             forward::serve(Arc::clone(&state.runtime), request.pod_id, session).await;
         }
     }
+    drop(keep);
+    // The client closes the connection once it has read everything.
     handle.close();
+    if tokio::time::timeout(CLOSE_GRACE, handle.closed())
+        .await
+        .is_err()
+    {
+        handle.abort();
+    }
+    drop(holder.await);
 }
 
 /// Waits for the client's remotecommand streams and makes them a session; `None` (the
@@ -70,6 +164,7 @@ async fn stdio_session(
     mut streams: mpsc::Receiver<Stream>,
     options: StreamOptions,
     protocol: StdioProtocol,
+    keep: &Keep,
 ) -> Option<StdioSession> {
     let expected = 1
         + usize::from(options.stdin)
@@ -104,8 +199,8 @@ async fn stdio_session(
     // Later streams are not expected; keep accepting so the connection is not held up.
     tokio::spawn(async move { while streams.recv().await.is_some() {} });
     let error = received.remove("error")?;
-    let input = |stream: Stream| Box::new(stream) as Input;
-    let output = |stream: Stream| Box::new(stream) as Output;
+    let input = |stream: Stream| Box::new(kept(stream, keep)) as Input;
+    let output = |stream: Stream| Box::new(kept(stream, keep)) as Output;
     let closed_handle = handle.clone();
     Some(StdioSession {
         stdin: received
@@ -128,7 +223,11 @@ async fn stdio_session(
 }
 
 /// Pairs port-forward streams by request id and hands out each complete pair.
-async fn pair_streams(mut streams: mpsc::Receiver<Stream>, pairs: mpsc::Sender<ForwardStream>) {
+async fn pair_streams(
+    mut streams: mpsc::Receiver<Stream>,
+    pairs: mpsc::Sender<ForwardStream>,
+    keep: Keep,
+) {
     // Half pairs by request id: (error stream, data stream).
     let mut halves: HashMap<String, (Option<Stream>, Option<Stream>)> = HashMap::new();
     while let Some(mut stream) = streams.recv().await {
@@ -154,9 +253,9 @@ async fn pair_streams(mut streams: mpsc::Receiver<Stream>, pairs: mpsc::Sender<F
             let (data_in, data_out) = tokio::io::split(data);
             let stream = ForwardStream {
                 port,
-                data_in: Box::new(data_in),
-                data_out: Box::new(data_out),
-                error: Box::new(error),
+                data_in: Box::new(kept(data_in, &keep)),
+                data_out: Box::new(kept(data_out, &keep)),
+                error: Box::new(kept(error, &keep)),
             };
             if pairs.send(stream).await.is_err() {
                 return;
