@@ -23,8 +23,17 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const BUSYBOX: &str = "busybox";
 
-/// A node with a busybox container running `command` in a host-network pod.
+/// A busybox container running `command` in a host-network pod of `node`.
 async fn container(node: &Node, command: &[&str]) -> (CriClient, String, String) {
+    container_in(node, command, proto::NamespaceMode::Node).await
+}
+
+/// A busybox container running `command` in a pod whose network is `network`.
+async fn container_in(
+    node: &Node,
+    command: &[&str],
+    network: proto::NamespaceMode,
+) -> (CriClient, String, String) {
     let mut cri = node.cri().await;
     node.push(images::busybox(), "library/busybox:latest")
         .expect("push busybox");
@@ -54,7 +63,7 @@ async fn container(node: &Node, command: &[&str]) -> (CriClient, String, String)
         linux: Some(proto::LinuxPodSandboxConfig {
             security_context: Some(proto::LinuxSandboxSecurityContext {
                 namespace_options: Some(proto::NamespaceOption {
-                    network: proto::NamespaceMode::Node.into(),
+                    network: network.into(),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -386,6 +395,89 @@ async fn forward_once(
     )
 }
 
+/// Writes a bridge + host-local conflist for the node (IPAM state in the node's dir).
+fn write_bridge_conflist(node: &Node) {
+    let conflist = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "carrack-stream",
+        "plugins": [{
+            "type": "bridge",
+            "bridge": "cs0",
+            "isGateway": true,
+            "ipam": {
+                "type": "host-local",
+                "dataDir": node.base_dir().join("cni").join("ipam"),
+                "ranges": [[{"subnet": "10.98.0.0/24"}]]
+            }
+        }]
+    });
+    std::fs::create_dir_all(node.cni_conf_dir()).expect("cni conf dir");
+    std::fs::write(
+        node.cni_conf_dir().join("10-carrack-stream.conflist"),
+        serde_json::to_vec_pretty(&conflist).expect("json"),
+    )
+    .expect("write conflist");
+}
+
+/// Waits until an HTTP server answers on `port` inside container `id`.
+async fn wait_for_http(cri: &mut CriClient, id: &str, port: u16) {
+    loop {
+        let probe = cri
+            .runtime
+            .exec_sync(proto::ExecSyncRequest {
+                container_id: id.to_owned(),
+                cmd: vec![
+                    "wget".to_owned(),
+                    "-q".to_owned(),
+                    "-O".to_owned(),
+                    "-".to_owned(),
+                    format!("http://127.0.0.1:{port}/"),
+                ],
+                timeout: 5,
+            })
+            .await
+            .expect("ExecSync")
+            .into_inner();
+        if probe.exit_code == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn port_forward_reaches_loopback_inside_a_pod_network() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    write_bridge_conflist(&node);
+    let (mut cri, pod_id, id) = container_in(
+        &node,
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www && echo in-pod-netns > /www/index.html && exec httpd -f -p 127.0.0.1:18070 -h /www",
+        ],
+        proto::NamespaceMode::Pod,
+    )
+    .await;
+    wait_for_http(&mut cri, &id, 18070).await;
+    // The server listens on the pod's own loopback: only a connection made in its netns
+    // reaches it.
+    let (data, error) = forward_once(
+        &node,
+        &mut cri,
+        &pod_id,
+        18070,
+        b"GET /index.html HTTP/1.0\r\n\r\n",
+    )
+    .await;
+    assert!(data.contains("in-pod-netns"), "{data}");
+    assert!(error.is_empty(), "{error}");
+    remove_pod(&mut cri, &pod_id).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn port_forward_reaches_a_server_in_a_host_network_pod() {
     if !skip_unless_root() {
@@ -401,25 +493,7 @@ async fn port_forward_reaches_a_server_in_a_host_network_pod() {
         ],
     )
     .await;
-    // Wait until the server answers inside the container.
-    loop {
-        let probe = cri
-            .runtime
-            .exec_sync(proto::ExecSyncRequest {
-                container_id: id.clone(),
-                cmd: ["wget", "-q", "-O", "-", "http://127.0.0.1:18080/"]
-                    .map(str::to_owned)
-                    .to_vec(),
-                timeout: 5,
-            })
-            .await
-            .expect("ExecSync")
-            .into_inner();
-        if probe.exit_code == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_http(&mut cri, &id, 18080).await;
 
     let request = b"GET /index.html HTTP/1.0\r\n\r\n";
     let (mut cri1, mut cri2) = (node.cri().await, node.cri().await);
@@ -524,24 +598,7 @@ async fn exec_and_port_forward_over_spdy() {
     handle.closed().await;
 
     // Port-forward: two connections on one SPDY connection at once, and a closed port.
-    loop {
-        let probe = cri
-            .runtime
-            .exec_sync(proto::ExecSyncRequest {
-                container_id: id.clone(),
-                cmd: ["wget", "-q", "-O", "-", "http://127.0.0.1:18090/"]
-                    .map(str::to_owned)
-                    .to_vec(),
-                timeout: 5,
-            })
-            .await
-            .expect("ExecSync")
-            .into_inner();
-        if probe.exit_code == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_http(&mut cri, &id, 18090).await;
     let url = cri
         .runtime
         .port_forward(proto::PortForwardRequest {
