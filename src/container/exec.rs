@@ -123,16 +123,7 @@ impl ContainerService {
         let id = container.id.clone();
         let dir = self.runtime_dir(&id);
         let io = |action| ContainerError::io(&id, action, &self.settings.binary);
-        let mut command_line = tokio::process::Command::new(&self.settings.binary);
-        command_line
-            .arg("exec-in")
-            .arg(&dir)
-            .arg("--pid")
-            .arg(container.pid.to_string());
-        if streams.tty {
-            command_line.arg("--tty");
-        }
-        command_line.arg("--").args(command).kill_on_drop(true);
+        let mut command_line = self.exec_helper(&container, streams.tty, command);
         let terminal = if streams.tty {
             let (master, slave) = open_terminal().map_err(io("open a pseudo-terminal"))?;
             let duplicate = |fd: &OwnedFd| fd.try_clone();

@@ -50,17 +50,11 @@ impl ContainerService {
         let container = self.require_running(id, "commands can only run in a running container")?;
         let id = container.id.clone();
         let dir = self.runtime_dir(&id);
-        let mut child = tokio::process::Command::new(&self.settings.binary)
-            .arg("exec-in")
-            .arg(&dir)
-            .arg("--pid")
-            .arg(container.pid.to_string())
-            .arg("--")
-            .args(command)
+        let mut child = self
+            .exec_helper(&container, false, command)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .map_err(ContainerError::io(
                 &id,
@@ -98,6 +92,27 @@ impl ContainerService {
 }
 
 impl ContainerService {
+    /// The `carrack exec-in` command running `command` in running `container`; the caller
+    /// sets its stdio.
+    pub(super) fn exec_helper(
+        &self,
+        container: &ContainerRecord,
+        tty: bool,
+        command: &[String],
+    ) -> tokio::process::Command {
+        let mut helper = tokio::process::Command::new(&self.settings.binary);
+        helper
+            .arg("exec-in")
+            .arg(self.runtime_dir(&container.id))
+            .arg("--pid")
+            .arg(container.pid.to_string());
+        if tty {
+            helper.arg("--tty");
+        }
+        helper.arg("--").args(command).kill_on_drop(true);
+        helper
+    }
+
     /// Container `id` if it is running (and its exit not yet noticed); else `WrongState`
     /// with `reason`.
     pub fn require_running(

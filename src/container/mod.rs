@@ -7,8 +7,9 @@
 //! record — transactional), `start` (runs `carrack monitor`, which launches the process and
 //! stays its parent), `watch` (notices a monitor's exit and records how the container
 //! ended), `stop`, `remove`, `status` (status and list), `update` (resources, log reopen),
-//! `exec_sync`, `exec` (streaming, with a terminal when asked) and `stats`. `recover` re-attaches to the monitors that outlived a daemon
-//! restart; `reconcile` removes what no record owns after a create or remove was cut short.
+//! `exec_sync`, `exec` (streaming, with a terminal when asked) and `stats`. `recover`
+//! re-attaches to the monitors that outlived a daemon restart; `reconcile` removes what no
+//! record owns after a create or remove was cut short.
 //!
 //! A container's runtime files live in `<state_dir>/containers/<id>/` (see
 //! [`crate::monitor::protocol`]); its durable record in the store.

@@ -44,11 +44,12 @@ impl SandboxService {
     }
 }
 
-/// Runs `connect` on a thread that joined the network namespace pinned at `netns`.
-fn in_netns(
+/// Runs `work` on a short-lived thread that joined the network namespace pinned at `netns`
+/// (sockets it makes and `/proc/thread-self/net` it reads are that namespace's).
+pub(super) fn in_netns<T: Send>(
     netns: &Path,
-    connect: impl FnOnce() -> std::io::Result<TcpStream> + Send,
-) -> std::io::Result<TcpStream> {
+    work: impl FnOnce() -> std::io::Result<T> + Send,
+) -> std::io::Result<T> {
     let file = std::fs::File::open(netns)?;
     std::thread::scope(|scope| {
         scope
@@ -57,9 +58,9 @@ fn in_netns(
                     file.as_fd(),
                     Some(rustix::thread::LinkNameSpaceType::Network),
                 )?;
-                connect()
+                work()
             })
             .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("netns connector panicked")))
+            .unwrap_or_else(|_| Err(std::io::Error::other("netns worker panicked")))
     })
 }
