@@ -139,13 +139,27 @@ impl Default for ImagesConfig {
     }
 }
 
-/// Streaming server settings.
+/// Streaming server settings (the URLs `Exec`, `Attach` and `PortForward` return).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StreamingConfig {
     /// Listen address; port 0 picks a free port at start.
     pub address: String,
+    /// `"self-signed"` to serve HTTPS with a certificate generated at start; `""` (the
+    /// default) for plain HTTP unless `tls_cert` and `tls_key` are set.
+    pub tls: String,
+    /// PEM certificate chain served with `tls_key` (both or neither).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Seconds a stream may pass no data before it is closed (kubelet's default: 4 h).
+    pub idle_timeout_secs: u64,
+    /// Seconds a returned URL stays usable (kubelet's: 1 min); tests shorten it.
+    pub token_ttl_secs: u64,
 }
+
+/// The value of `streaming.tls` that asks for a generated certificate.
+pub const SELF_SIGNED_TLS: &str = "self-signed";
 
 impl Default for Config {
     fn default() -> Self {
@@ -204,6 +218,11 @@ impl Default for StreamingConfig {
     fn default() -> Self {
         Self {
             address: "127.0.0.1:0".to_owned(),
+            tls: String::new(),
+            tls_cert: None,
+            tls_key: None,
+            idle_timeout_secs: 4 * 60 * 60,
+            token_ttl_secs: 60,
         }
     }
 }
@@ -353,6 +372,58 @@ impl Config {
                 ),
             ));
         }
+        self.validate_streaming(origin)
+    }
+
+    fn validate_streaming(&self, origin: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            path: origin.to_owned(),
+            key: key.to_owned(),
+            reason,
+        };
+        let streaming = &self.streaming;
+        if !streaming.tls.is_empty() && streaming.tls != SELF_SIGNED_TLS {
+            return Err(invalid(
+                "streaming.tls",
+                format!("`{}` is not \"\" or \"{SELF_SIGNED_TLS}\"", streaming.tls),
+            ));
+        }
+        match (&streaming.tls_cert, &streaming.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(invalid(
+                    "streaming.tls_cert",
+                    "tls_cert and tls_key go together".to_owned(),
+                ));
+            }
+            (Some(_), Some(_)) if streaming.tls == SELF_SIGNED_TLS => {
+                return Err(invalid(
+                    "streaming.tls",
+                    "a self-signed certificate and tls_cert/tls_key exclude each other".to_owned(),
+                ));
+            }
+            _ => {}
+        }
+        for (key, path) in [
+            ("streaming.tls_cert", &streaming.tls_cert),
+            ("streaming.tls_key", &streaming.tls_key),
+        ] {
+            if let Some(path) = path
+                && !path.is_absolute()
+            {
+                return Err(invalid(
+                    key,
+                    format!("`{}` is not an absolute path", path.display()),
+                ));
+            }
+        }
+        for (key, value) in [
+            ("streaming.idle_timeout_secs", streaming.idle_timeout_secs),
+            ("streaming.token_ttl_secs", streaming.token_ttl_secs),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".to_owned()));
+            }
+        }
         Ok(())
     }
 }
@@ -468,6 +539,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("streaming.address"), "{err}");
+    }
+
+    #[test]
+    fn streaming_tls_settings_are_checked() {
+        let config = parse("[streaming]\ntls = \"self-signed\"\ntoken_ttl_secs = 2\n").unwrap();
+        assert_eq!(config.streaming.tls, SELF_SIGNED_TLS);
+        assert_eq!(config.streaming.token_ttl_secs, 2);
+        assert_eq!(Config::default().streaming.idle_timeout_secs, 4 * 3600);
+        let err = parse("[streaming]\ntls = \"yes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("streaming.tls"), "{err}");
+        let err = parse("[streaming]\ntls_cert = \"/c.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("go together"), "{err}");
+        let err = parse("[streaming]\ntls_cert = \"c.pem\"\ntls_key = \"/k.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("streaming.tls_cert"), "{err}");
+        let err = parse("[streaming]\nidle_timeout_secs = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("idle_timeout_secs"), "{err}");
     }
 
     #[test]

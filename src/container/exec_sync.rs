@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::start::state_name;
 use super::{ContainerError, ContainerService};
-use crate::store::ContainerState;
+use crate::store::{ContainerRecord, ContainerState};
 
 /// Most output kept per stream; the rest is read and dropped so the command never blocks on a
 /// full pipe (an unbounded buffer is a memory DoS on the runtime: CVE-2022-31030).
@@ -47,31 +47,14 @@ impl ContainerService {
                 reason: "cmd is required".to_owned(),
             });
         }
-        let container = self.require(id)?;
+        let container = self.require_running(id, "commands can only run in a running container")?;
         let id = container.id.clone();
-        if container.state != ContainerState::Running || self.exit_pending(&container) {
-            return Err(ContainerError::WrongState {
-                id,
-                state: state_name(if container.state == ContainerState::Running {
-                    ContainerState::Exited
-                } else {
-                    container.state
-                }),
-                reason: "commands can only run in a running container",
-            });
-        }
         let dir = self.runtime_dir(&id);
-        let mut child = tokio::process::Command::new(&self.settings.binary)
-            .arg("exec-in")
-            .arg(&dir)
-            .arg("--pid")
-            .arg(container.pid.to_string())
-            .arg("--")
-            .args(command)
+        let mut child = self
+            .exec_helper(&container, false, command)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .map_err(ContainerError::io(
                 &id,
@@ -91,41 +74,96 @@ impl ContainerService {
             tokio::time::timeout(timeout, run).await.ok()
         };
         let Some((stdout, stderr, status)) = outcome else {
-            // SIGTERM asks the helper to kill the command and reap it (no zombie is left in
-            // the container, and the reply comes after the command is gone, as kubelet's
-            // probes expect); SIGKILL if it does not, and the command dies with its parent.
-            if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok())
-                && let Some(pid) = rustix::process::Pid::from_raw(pid)
-            {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            }
-            if tokio::time::timeout(HELPER_GRACE, child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-            }
+            stop_helper(&mut child).await;
             return Err(ContainerError::ExecTimeout {
                 id,
                 seconds: timeout.as_secs(),
             });
         };
         let status = status.map_err(ContainerError::io(&id, "wait for exec helper", &dir))?;
-        let exit_code = match (
-            status.code(),
-            std::os::unix::process::ExitStatusExt::signal(&status),
-        ) {
-            (Some(code), _) => code,
-            (None, Some(signal)) => 128 + signal,
-            (None, None) => 255,
-        };
+        let exit_code = exit_code_of(status);
         let (stdout, stderr) = fit_in_reply(stdout, stderr);
         Ok(ExecOutput {
             stdout,
             stderr,
             exit_code,
         })
+    }
+}
+
+impl ContainerService {
+    /// The `carrack exec-in` command running `command` in running `container`; the caller
+    /// sets its stdio.
+    pub(super) fn exec_helper(
+        &self,
+        container: &ContainerRecord,
+        tty: bool,
+        command: &[String],
+    ) -> tokio::process::Command {
+        let mut helper = tokio::process::Command::new(&self.settings.binary);
+        helper
+            .arg("exec-in")
+            .arg(self.runtime_dir(&container.id))
+            .arg("--pid")
+            .arg(container.pid.to_string());
+        if tty {
+            helper.arg("--tty");
+        }
+        helper.arg("--").args(command).kill_on_drop(true);
+        helper
+    }
+
+    /// Container `id` if it is running (and its exit not yet noticed); else `WrongState`
+    /// with `reason`.
+    pub fn require_running(
+        &self,
+        id: &str,
+        reason: &'static str,
+    ) -> Result<Arc<ContainerRecord>, ContainerError> {
+        let container = self.require(id)?;
+        if container.state != ContainerState::Running || self.exit_pending(&container) {
+            return Err(ContainerError::WrongState {
+                id: container.id.clone(),
+                state: state_name(if container.state == ContainerState::Running {
+                    ContainerState::Exited
+                } else {
+                    container.state
+                }),
+                reason,
+            });
+        }
+        Ok(container)
+    }
+}
+
+/// Stops an exec helper: SIGTERM asks it to kill the command and reap it (no zombie is left
+/// in the container, and the caller goes on after the command is gone, as kubelet's probes
+/// expect); SIGKILL if it does not, and the command dies with its parent.
+pub(super) async fn stop_helper(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok())
+        && let Some(pid) = rustix::process::Pid::from_raw(pid)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    if tokio::time::timeout(HELPER_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+}
+
+/// The exit code of the helper (the command's: see `monitor::exec_helper`), 128 + the signal
+/// when the helper itself was killed.
+pub(super) fn exit_code_of(status: std::process::ExitStatus) -> i32 {
+    match (
+        status.code(),
+        std::os::unix::process::ExitStatusExt::signal(&status),
+    ) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => 255,
     }
 }
 

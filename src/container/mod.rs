@@ -7,14 +7,16 @@
 //! record — transactional), `start` (runs `carrack monitor`, which launches the process and
 //! stays its parent), `watch` (notices a monitor's exit and records how the container
 //! ended), `stop`, `remove`, `status` (status and list), `update` (resources, log reopen),
-//! `exec_sync` and `stats`. `recover` re-attaches to the monitors that outlived a daemon
-//! restart; `reconcile` removes what no record owns after a create or remove was cut short.
+//! `exec_sync`, `exec` (streaming, with a terminal when asked) and `stats`. `recover`
+//! re-attaches to the monitors that outlived a daemon restart; `reconcile` removes what no
+//! record owns after a create or remove was cut short.
 //!
 //! A container's runtime files live in `<state_dir>/containers/<id>/` (see
 //! [`crate::monitor::protocol`]); its durable record in the store.
 
 mod create;
 mod error;
+mod exec;
 mod exec_sync;
 mod host;
 #[allow(unsafe_code)]
@@ -36,6 +38,7 @@ use std::sync::Arc;
 
 pub use create::parse_signal;
 pub use error::ContainerError;
+pub use exec::{ExecIo, ExecProcess, ExecStreams, Terminal, TerminalControl};
 pub use exec_sync::ExecOutput;
 pub use host::detect_host;
 pub use reconcile::ReconcileReport;

@@ -15,7 +15,7 @@ use crate::proto;
 /// The mountpoint reported for writable layers (the image filesystem's).
 const WRITABLE_LAYER_MOUNTPOINT: &str = "snapshots";
 
-fn required(id: &str, field: &'static str) -> Result<(), Status> {
+pub(super) fn required(id: &str, field: &'static str) -> Result<(), Status> {
     if id.is_empty() {
         Err(Status::invalid_argument(format!("{field} is required")))
     } else {

@@ -10,6 +10,7 @@ pub mod image;
 pub mod instrument;
 pub mod runtime;
 pub mod status;
+mod streaming;
 
 use std::pin::Pin;
 

@@ -1,7 +1,7 @@
 //! The RuntimeService adapter: validates requests, calls the domain services, converts back.
 //!
-//! Built so far: `Version`, `Status`, `RuntimeConfig`, the pod sandbox RPCs and the container
-//! RPCs (whose bodies live in `containers.rs`). Every other RPC answers `UNIMPLEMENTED` naming
+//! Built so far: `Version`, `Status`, `RuntimeConfig`, the pod sandbox RPCs, the container
+//! RPCs (whose bodies live in `containers.rs`) and `Exec`/`PortForward` (`streaming.rs`). Every other RPC answers `UNIMPLEMENTED` naming
 //! itself until the issue that builds it lands.
 
 use std::collections::HashMap;
@@ -14,6 +14,7 @@ use crate::config::{CgroupDriver, Config};
 use crate::container::ContainerService;
 use crate::proto;
 use crate::sandbox::SandboxService;
+use crate::streaming::StreamingUrls;
 
 /// The CRI API version this server speaks.
 pub const RUNTIME_API_VERSION: &str = "v1";
@@ -29,6 +30,8 @@ pub struct RuntimeServer {
     config_json: Arc<str>,
     sandboxes: Arc<SandboxService>,
     containers: Arc<ContainerService>,
+    /// Mints the exec/attach/port-forward URLs.
+    streaming: StreamingUrls,
     /// The pod CIDR kubelet last sent with `UpdateRuntimeConfig`.
     pod_cidr: Arc<std::sync::RwLock<String>>,
 }
@@ -39,6 +42,7 @@ impl RuntimeServer {
         config: Arc<Config>,
         sandboxes: Arc<SandboxService>,
         containers: Arc<ContainerService>,
+        streaming: StreamingUrls,
     ) -> Self {
         // Serialising plain structs of strings and paths cannot fail.
         let config_json = serde_json::to_string(&*config).unwrap_or_default().into();
@@ -47,6 +51,7 @@ impl RuntimeServer {
             config_json,
             sandboxes,
             containers,
+            streaming,
             pod_cidr: Arc::default(),
         }
     }
@@ -59,6 +64,11 @@ impl RuntimeServer {
     /// The pod sandbox service.
     pub(super) fn sandboxes(&self) -> &SandboxService {
         &self.sandboxes
+    }
+
+    /// The streaming server's URL minting.
+    pub(super) fn streaming(&self) -> &StreamingUrls {
+        &self.streaming
     }
 
     fn version_reply(&self) -> proto::VersionResponse {
@@ -351,9 +361,9 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
 
     async fn exec(
         &self,
-        _request: Request<proto::ExecRequest>,
+        request: Request<proto::ExecRequest>,
     ) -> Result<Response<proto::ExecResponse>, Status> {
-        not_built("Exec").await
+        self.exec_rpc(request.into_inner()).await
     }
 
     async fn attach(
@@ -365,9 +375,9 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
 
     async fn port_forward(
         &self,
-        _request: Request<proto::PortForwardRequest>,
+        request: Request<proto::PortForwardRequest>,
     ) -> Result<Response<proto::PortForwardResponse>, Status> {
-        not_built("PortForward").await
+        self.port_forward_rpc(request.into_inner()).await
     }
 
     async fn container_stats(
@@ -599,7 +609,12 @@ mod tests {
             cgroups,
             Arc::new(cni),
         );
-        RuntimeServer::new(Arc::new(config), Arc::new(sandboxes), containers)
+        let urls = StreamingUrls::new(
+            "127.0.0.1:10250".parse().expect("address"),
+            false,
+            std::time::Duration::from_secs(60),
+        );
+        RuntimeServer::new(Arc::new(config), Arc::new(sandboxes), containers, urls)
     }
 
     #[tokio::test]

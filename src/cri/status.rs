@@ -11,6 +11,7 @@ use crate::error_kind::ErrorKind;
 use crate::image_service::ImageError;
 use crate::sandbox::SandboxError;
 use crate::store::StoreError;
+use crate::streaming::StreamingError;
 
 /// The gRPC code for a kind of failure.
 pub fn code_for(kind: ErrorKind) -> Code {
@@ -51,7 +52,8 @@ status_from_domain_error!(
     ImageError,
     SandboxError,
     ConfigError,
-    ContainerError
+    ContainerError,
+    StreamingError
 );
 
 #[cfg(test)]

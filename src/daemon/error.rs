@@ -62,6 +62,9 @@ pub enum DaemonError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The streaming server could not start.
+    #[error(transparent)]
+    Streaming(#[from] crate::streaming::StreamingError),
     /// The gRPC server failed.
     #[error("grpc server on {path}: {source}")]
     Serve {
@@ -84,6 +87,7 @@ impl DaemonError {
             Self::Image(err) => err.kind(),
             Self::Snapshot(err) => err.kind(),
             Self::Config(err) => err.kind(),
+            Self::Streaming(err) => err.kind(),
             Self::Io { .. } | Self::Serve { .. } => ErrorKind::Internal,
         }
     }

@@ -1,13 +1,14 @@
 //! The composition root: builds the store and services, serves CRI, and shuts down cleanly.
 //!
 //! Start order: directories, the root-dir lock (so a second daemon refuses before touching
-//! anything), the boot-id check, the store's recovery scan, then the socket. On SIGTERM or
-//! SIGINT the server stops accepting, lets in-flight RPCs finish for at most
-//! [`SHUTDOWN_GRACE`], and exits. It never stops containers or pods: they outlive the daemon.
+//! anything), the boot-id check, the store's recovery scan, the streaming server, then the
+//! socket. On SIGTERM or SIGINT the server stops accepting, lets in-flight RPCs finish for at
+//! most [`SHUTDOWN_GRACE`], and exits. It never stops containers or pods: they outlive the daemon.
 
 mod error;
 mod lock;
 mod socket;
+mod streaming;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -23,7 +24,7 @@ pub use error::DaemonError;
 
 use crate::cgroups::{CgroupManager, CgroupSettings};
 use crate::cni::{CniManager, CniSettings};
-use crate::config::Config;
+use crate::config::{Config, SELF_SIGNED_TLS};
 use crate::container::{ContainerService, ContainerSettings, detect_host};
 use crate::cri::image::ImageServer;
 use crate::cri::instrument;
@@ -34,6 +35,7 @@ use crate::proto::runtime_service_server::RuntimeServiceServer;
 use crate::sandbox::{SandboxService, SandboxSettings};
 use crate::snapshot::Snapshotter;
 use crate::store::Store;
+use crate::streaming::{StreamingServer, StreamingSettings, TlsSource};
 
 /// How long in-flight RPCs may run after a stop signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -124,11 +126,22 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         );
     }
 
+    let streaming = StreamingServer::start(
+        streaming_settings(&config)?,
+        Arc::new(streaming::RuntimeBridge {
+            containers: Arc::clone(&containers),
+            sandboxes: Arc::clone(&sandboxes),
+        }),
+    )
+    .await?;
+    tracing::info!(address = %streaming.address, "streaming server listening");
+
     let listener = socket::bind(&config.socket_path)?;
     let runtime = RuntimeServiceServer::new(RuntimeServer::new(
         Arc::clone(&config),
         sandboxes,
         containers,
+        streaming.urls.clone(),
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -181,11 +194,31 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     };
     signals.abort();
     teardowns.abort();
+    drop(streaming);
     // The socket is ours (we bound it); removing it tells clients at once that nobody serves.
     let _ = fs::remove_file(&config.socket_path);
     tracing::info!("carrack stopped");
     drop(lock);
     result
+}
+
+/// The streaming server's settings from the `[streaming]` section.
+fn streaming_settings(config: &Config) -> Result<StreamingSettings, DaemonError> {
+    let section = &config.streaming;
+    let tls = match (&section.tls_cert, &section.tls_key) {
+        (Some(cert), Some(key)) => TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ if section.tls == SELF_SIGNED_TLS => TlsSource::SelfSigned,
+        _ => TlsSource::None,
+    };
+    Ok(StreamingSettings {
+        address: config.streaming_address()?,
+        tls,
+        idle_timeout: Duration::from_secs(section.idle_timeout_secs),
+        token_ttl: Duration::from_secs(section.token_ttl_secs),
+    })
 }
 
 /// The binary monitors and exec helpers run from: this one. Resolved once at start, so an

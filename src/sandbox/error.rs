@@ -75,6 +75,24 @@ pub enum SandboxError {
         /// The failure.
         source: CniError,
     },
+    /// The pod is not ready for what was asked (port-forward to a stopped pod).
+    #[error("pod sandbox {id} is not ready: {reason}")]
+    NotReady {
+        /// The pod.
+        id: String,
+        /// What the operation needed.
+        reason: &'static str,
+    },
+    /// A port inside the pod's network could not be connected to.
+    #[error("pod sandbox {id}: connect to localhost:{port} in the pod network: {source}")]
+    Connect {
+        /// The pod.
+        id: String,
+        /// The port.
+        port: u16,
+        /// The failure (the IPv4 attempt's when both failed).
+        source: std::io::Error,
+    },
     /// The state store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -91,6 +109,8 @@ impl SandboxError {
                 ErrorKind::ResourceExhausted
             }
             Self::Io { .. } | Self::Namespaces { .. } => ErrorKind::Internal,
+            Self::NotReady { .. } => ErrorKind::FailedPrecondition,
+            Self::Connect { .. } => ErrorKind::Unavailable,
             Self::Cgroup { source, .. } => source.kind(),
             Self::Network { source, .. } => source.kind(),
             Self::Store(err) => err.kind(),

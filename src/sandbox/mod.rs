@@ -2,12 +2,14 @@
 //!
 //! There is no pause process. A pod is its pinned namespaces (`namespaces`), its cgroup, its
 //! CNI attachment and its files (`files`), recorded in the store. `run`, `stop`, `remove` and
-//! `status` are the verbs; `run` is transactional (`rollback`).
+//! `status` are the verbs; `run` is transactional (`rollback`). `port_forward` connects to a
+//! port inside a pod's network.
 
 mod error;
 mod files;
 mod namespaces;
 mod pid_init;
+mod port_forward;
 mod reconcile;
 mod recover;
 mod remove;

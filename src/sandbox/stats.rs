@@ -2,7 +2,6 @@
 //! pod's network namespace (read from `/proc/thread-self/net/dev` by a short-lived thread that
 //! joins the namespace — there is no pause process whose `/proc/<pid>/net` could be read).
 
-use std::os::fd::AsFd;
 use std::path::Path;
 
 use super::{SandboxError, SandboxService};
@@ -60,18 +59,8 @@ impl SandboxService {
 
 /// Reads `/proc/net/dev` as seen from the network namespace pinned at `netns`.
 fn read_net_dev_in(netns: &Path) -> std::io::Result<String> {
-    let file = std::fs::File::open(netns)?;
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                rustix::thread::move_into_link_name_space(
-                    file.as_fd(),
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )?;
-                std::fs::read_to_string("/proc/thread-self/net/dev")
-            })
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("net/dev reader panicked")))
+    super::port_forward::in_netns(netns, || {
+        std::fs::read_to_string("/proc/thread-self/net/dev")
     })
 }
 

@@ -1017,11 +1017,7 @@ impl Pusher<'_> {
 
 /// An error for an unexpected registry answer, with its body (the
 /// distribution API puts its error codes there).
-fn unexpected(
-    method: &str,
-    url: &str,
-    response: &mut ureq::http::Response<ureq::Body>,
-) -> io::Error {
+fn unexpected(method: &str, url: &str, response: &mut http::Response<ureq::Body>) -> io::Error {
     let status = response.status();
     let body = response.body_mut().read_to_string().unwrap_or_default();
     io::Error::other(format!("{method} {url}: {status}: {body}"))

@@ -1,0 +1,97 @@
+//! The streaming server's runtime side: [`StreamRuntime`] over the container and sandbox
+//! services, so that `streaming` knows neither.
+
+use std::sync::Arc;
+
+use crate::container::{ContainerService, ExecIo, ExecProcess, ExecStreams, TerminalControl};
+use crate::sandbox::SandboxService;
+use crate::streaming::runtime::{BoxFuture, Process, ProcessControl, Resizer};
+use crate::streaming::session::{Input, Output, TerminalSize};
+use crate::streaming::{BackendError, ProcessIo, StreamRuntime};
+
+/// The runtime behind the streams.
+#[derive(Debug)]
+pub struct RuntimeBridge {
+    /// Exec and attach.
+    pub containers: Arc<ContainerService>,
+    /// Port-forward.
+    pub sandboxes: Arc<SandboxService>,
+}
+
+impl StreamRuntime for RuntimeBridge {
+    fn exec(
+        &self,
+        container_id: &str,
+        cmd: &[String],
+        io: ProcessIo,
+    ) -> Result<Process, BackendError> {
+        let streams = ExecStreams {
+            stdin: io.stdin,
+            stdout: io.stdout,
+            stderr: io.stderr,
+            tty: io.tty,
+        };
+        let mut process = self
+            .containers
+            .exec(container_id, cmd, streams)
+            .map_err(BackendError::new)?;
+        let empty = ExecIo::Pipes {
+            stdin: None,
+            stdout: None,
+            stderr: None,
+        };
+        let (stdin, stdout, stderr, resizer) = match std::mem::replace(&mut process.io, empty) {
+            ExecIo::Pipes {
+                stdin,
+                stdout,
+                stderr,
+            } => (
+                stdin.map(|pipe| Box::new(pipe) as Output),
+                stdout.map(|pipe| Box::new(pipe) as Input),
+                stderr.map(|pipe| Box::new(pipe) as Input),
+                None,
+            ),
+            ExecIo::Terminal(terminal) => (
+                io.stdin.then(|| Box::new(terminal.input) as Output),
+                Some(Box::new(terminal.output) as Input),
+                None,
+                Some(Box::new(terminal.control) as Box<dyn Resizer>),
+            ),
+        };
+        Ok(Process {
+            stdin,
+            stdout,
+            stderr,
+            resizer,
+            control: Box::new(process),
+        })
+    }
+
+    fn attach(&self, container_id: &str, _io: ProcessIo) -> Result<Process, BackendError> {
+        Err(BackendError::new(std::io::Error::other(format!(
+            "attach to container {container_id} is not implemented by carrack yet"
+        ))))
+    }
+
+    fn connect(&self, pod_id: &str, port: u16) -> Result<std::net::TcpStream, BackendError> {
+        self.sandboxes
+            .connect_port(pod_id, port)
+            .map_err(BackendError::new)
+    }
+}
+
+impl Resizer for TerminalControl {
+    fn resize(&self, size: TerminalSize) -> std::io::Result<()> {
+        TerminalControl::resize(self, size.width, size.height)
+    }
+}
+
+impl ProcessControl for ExecProcess {
+    fn wait(&mut self) -> BoxFuture<'_, Result<i32, BackendError>> {
+        Box::pin(async move { ExecProcess::wait(self).await.map_err(BackendError::new) })
+    }
+
+    fn stop(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(ExecProcess::stop(self))
+    }
+}
