@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{ResponseStream, convert, instrument, not_built};
+use super::{ResponseStream, batch, convert, instrument, not_built};
 use crate::config::{CgroupDriver, Config};
 use crate::container::ContainerService;
+use crate::events::EventHub;
 use crate::proto;
 use crate::sandbox::SandboxService;
 
@@ -29,16 +30,20 @@ pub struct RuntimeServer {
     config_json: Arc<str>,
     sandboxes: Arc<SandboxService>,
     containers: Arc<ContainerService>,
+    /// The container event hub `GetContainerEvents` subscribes to.
+    events: Arc<EventHub>,
     /// The pod CIDR kubelet last sent with `UpdateRuntimeConfig`.
     pod_cidr: Arc<std::sync::RwLock<String>>,
 }
 
 impl RuntimeServer {
-    /// A server reporting `config` as the effective configuration.
+    /// A server reporting `config` as the effective configuration; `events` is the hub the
+    /// container service publishes to.
     pub fn new(
         config: Arc<Config>,
         sandboxes: Arc<SandboxService>,
         containers: Arc<ContainerService>,
+        events: Arc<EventHub>,
     ) -> Self {
         // Serialising plain structs of strings and paths cannot fail.
         let config_json = serde_json::to_string(&*config).unwrap_or_default().into();
@@ -47,8 +52,19 @@ impl RuntimeServer {
             config_json,
             sandboxes,
             containers,
+            events,
             pod_cidr: Arc::default(),
         }
+    }
+
+    /// The container event hub.
+    pub(super) fn events(&self) -> &EventHub {
+        &self.events
+    }
+
+    /// The largest reply message (`grpc.max_message_bytes`).
+    pub(super) fn max_message_bytes(&self) -> usize {
+        self.config.grpc.max_message_bytes
     }
 
     /// The container service.
@@ -251,16 +267,16 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
         &self,
         request: Request<proto::ListPodSandboxRequest>,
     ) -> Result<Response<proto::ListPodSandboxResponse>, Status> {
-        let filter = convert::pod::pod_filter(request.into_inner().filter);
+        let filter = request.into_inner().filter;
         let span = tracing::info_span!("cri.ListPodSandbox");
         instrument::rpc(span, async {
-            let items = self
-                .sandboxes
-                .list(&filter)
-                .iter()
-                .map(|pod| convert::pod::pod_item(pod))
-                .collect();
-            Ok(proto::ListPodSandboxResponse { items })
+            let items = self.pod_sandbox_items(filter);
+            batch::fits(
+                proto::ListPodSandboxResponse { items },
+                self.max_message_bytes(),
+                "ListPodSandbox",
+                "StreamPodSandboxes",
+            )
         })
         .await
     }
@@ -269,9 +285,9 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
 
     async fn stream_pod_sandboxes(
         &self,
-        _request: Request<proto::StreamPodSandboxesRequest>,
+        request: Request<proto::StreamPodSandboxesRequest>,
     ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
-        not_built("StreamPodSandboxes").await
+        self.stream_pod_sandboxes_rpc(request.into_inner()).await
     }
 
     async fn create_container(
@@ -315,9 +331,9 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
 
     async fn stream_containers(
         &self,
-        _request: Request<proto::StreamContainersRequest>,
+        request: Request<proto::StreamContainersRequest>,
     ) -> Result<Response<Self::StreamContainersStream>, Status> {
-        not_built("StreamContainers").await
+        self.stream_containers_rpc(request.into_inner()).await
     }
 
     async fn container_status(
@@ -388,9 +404,9 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
 
     async fn stream_container_stats(
         &self,
-        _request: Request<proto::StreamContainerStatsRequest>,
+        request: Request<proto::StreamContainerStatsRequest>,
     ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
-        not_built("StreamContainerStats").await
+        self.stream_container_stats_rpc(request.into_inner()).await
     }
 
     async fn pod_sandbox_stats(
@@ -411,9 +427,10 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
 
     async fn stream_pod_sandbox_stats(
         &self,
-        _request: Request<proto::StreamPodSandboxStatsRequest>,
+        request: Request<proto::StreamPodSandboxStatsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
-        not_built("StreamPodSandboxStats").await
+        self.stream_pod_sandbox_stats_rpc(request.into_inner())
+            .await
     }
 
     async fn update_runtime_config(
@@ -464,7 +481,7 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
         &self,
         _request: Request<proto::GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        not_built("GetContainerEvents").await
+        self.get_container_events_rpc().await
     }
 
     async fn list_metric_descriptors(
@@ -576,6 +593,7 @@ mod tests {
             )
             .unwrap(),
         );
+        let events = Arc::new(EventHub::default());
         let containers = ContainerService::new(
             crate::container::ContainerSettings {
                 state_dir: config.state_dir.clone(),
@@ -586,6 +604,7 @@ mod tests {
             Arc::clone(&cgroups),
             snapshots,
             images,
+            Arc::clone(&events),
         );
         let sandboxes = SandboxService::new(
             SandboxSettings {
@@ -599,7 +618,7 @@ mod tests {
             cgroups,
             Arc::new(cni),
         );
-        RuntimeServer::new(Arc::new(config), Arc::new(sandboxes), containers)
+        RuntimeServer::new(Arc::new(config), Arc::new(sandboxes), containers, events)
     }
 
     #[tokio::test]

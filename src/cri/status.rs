@@ -8,6 +8,7 @@ use tonic::{Code, Status};
 use crate::config::ConfigError;
 use crate::container::ContainerError;
 use crate::error_kind::ErrorKind;
+use crate::events::EventsError;
 use crate::image_service::ImageError;
 use crate::sandbox::SandboxError;
 use crate::store::StoreError;
@@ -34,6 +35,14 @@ pub fn not_built(rpc: &str) -> Status {
     Status::unimplemented(format!("{rpc} is not implemented by carrack yet"))
 }
 
+/// A unary list reply of `size` bytes over the `limit`: the client should use the streamed
+/// twin, which cuts the same list into messages under the limit.
+pub fn reply_too_large(rpc: &str, streamed: &str, size: usize, limit: usize) -> Status {
+    Status::resource_exhausted(format!(
+        "the {rpc} reply would be {size} bytes, over the {limit}-byte message limit; use {streamed}, which streams the same list in bounded messages"
+    ))
+}
+
 /// The domain errors the CRI layer returns: each reports its kind, mapped by [`code_for`];
 /// the message is the error's own (it names the object and the step).
 macro_rules! status_from_domain_error {
@@ -51,7 +60,8 @@ status_from_domain_error!(
     ImageError,
     SandboxError,
     ConfigError,
-    ContainerError
+    ContainerError,
+    EventsError
 );
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ use crate::container::{ContainerService, ContainerSettings, detect_host};
 use crate::cri::image::ImageServer;
 use crate::cri::instrument;
 use crate::cri::runtime::RuntimeServer;
+use crate::events::EventHub;
 use crate::image_service::ImageService;
 use crate::proto::image_service_server::ImageServiceServer;
 use crate::proto::runtime_service_server::RuntimeServiceServer;
@@ -38,8 +39,9 @@ use crate::store::Store;
 /// How long in-flight RPCs may run after a stop signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// kubelet's own limit for CRI messages; large nodes list thousands of containers.
-const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// kubelet's own limit for CRI messages; large nodes list thousands of containers (lists
+/// beyond it are refused with a pointer to their streamed twins, see `cri::lists`).
+const MAX_MESSAGE_BYTES: usize = crate::config::MAX_GRPC_MESSAGE_BYTES;
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
@@ -80,6 +82,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         Arc::clone(&store),
         Arc::clone(&snapshots),
     )?);
+    let events = Arc::new(EventHub::default());
     let containers = ContainerService::new(
         ContainerSettings {
             state_dir: config.state_dir.clone(),
@@ -90,6 +93,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         cgroups,
         snapshots,
         Arc::clone(&images),
+        Arc::clone(&events),
     );
     let reconciled = containers.reconcile();
     if reconciled != Default::default() {
@@ -115,10 +119,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         Arc::clone(&config),
         sandboxes,
         containers,
+        events,
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let image = ImageServiceServer::new(ImageServer::new(images))
+    let image = ImageServiceServer::new(ImageServer::new(images, config.grpc.max_message_bytes))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 

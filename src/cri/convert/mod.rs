@@ -2,5 +2,6 @@
 //! validate and translate, and never touch the system.
 
 pub mod container;
+pub mod event;
 pub mod pod;
 pub mod resources;
