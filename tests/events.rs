@@ -1,0 +1,463 @@
+//! Root integration tests of container events and streamed lists: `GetContainerEvents` over
+//! a real lifecycle (two subscribers, exits by stop and on their own, an exit that happened
+//! while the daemon was down), the `Stream*` lists cut into messages under a lowered message
+//! limit, `RESOURCE_EXHAUSTED` on unary lists over it, and pod metrics matching their
+//! descriptors.
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use carrack::proto;
+use prost::Message;
+use support::client::CriClient;
+use support::images;
+use support::node::Node;
+use support::skip_unless_root;
+use tonic::{Code, Streaming};
+
+/// A hang guard for reading one event (never an assertion about speed).
+const EVENT_WAIT: Duration = Duration::from_secs(60);
+
+/// A CRI client with the few steps these tests take.
+struct Workload {
+    cri: CriClient,
+}
+
+impl Workload {
+    async fn on(node: &Node) -> Self {
+        node.push(images::busybox(), "library/busybox:latest")
+            .expect("push busybox");
+        let mut cri = node.cri().await;
+        cri.image
+            .pull_image(proto::PullImageRequest {
+                image: Some(proto::ImageSpec {
+                    image: "busybox".to_owned(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("PullImage");
+        Self { cri }
+    }
+
+    /// A host-network pod named `name`.
+    async fn pod(&mut self, name: &str) -> (String, proto::PodSandboxConfig) {
+        let config = proto::PodSandboxConfig {
+            metadata: Some(proto::PodSandboxMetadata {
+                name: name.to_owned(),
+                uid: format!("uid-{name}"),
+                namespace: "events".to_owned(),
+                attempt: 0,
+            }),
+            labels: HashMap::from([("app".to_owned(), name.to_owned())]),
+            linux: Some(proto::LinuxPodSandboxConfig {
+                security_context: Some(proto::LinuxSandboxSecurityContext {
+                    namespace_options: Some(proto::NamespaceOption {
+                        network: proto::NamespaceMode::Node.into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let id = self
+            .cri
+            .runtime
+            .run_pod_sandbox(proto::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .expect("RunPodSandbox")
+            .into_inner()
+            .pod_sandbox_id;
+        (id, config)
+    }
+
+    /// Creates container `name` running `command` in the pod.
+    async fn create(
+        &mut self,
+        pod: &(String, proto::PodSandboxConfig),
+        name: &str,
+        command: &[&str],
+    ) -> String {
+        let config = proto::ContainerConfig {
+            metadata: Some(proto::ContainerMetadata {
+                name: name.to_owned(),
+                attempt: 0,
+            }),
+            image: Some(proto::ImageSpec {
+                image: "busybox".to_owned(),
+                ..Default::default()
+            }),
+            command: command.iter().map(|arg| (*arg).to_owned()).collect(),
+            linux: Some(proto::LinuxContainerConfig::default()),
+            ..Default::default()
+        };
+        self.cri
+            .runtime
+            .create_container(proto::CreateContainerRequest {
+                pod_sandbox_id: pod.0.clone(),
+                config: Some(config),
+                sandbox_config: Some(pod.1.clone()),
+            })
+            .await
+            .expect("CreateContainer")
+            .into_inner()
+            .container_id
+    }
+
+    async fn start(&mut self, id: &str) {
+        self.cri
+            .runtime
+            .start_container(proto::StartContainerRequest {
+                container_id: id.to_owned(),
+            })
+            .await
+            .expect("StartContainer");
+    }
+
+    async fn stop(&mut self, id: &str) {
+        self.cri
+            .runtime
+            .stop_container(proto::StopContainerRequest {
+                container_id: id.to_owned(),
+                timeout: 1,
+            })
+            .await
+            .expect("StopContainer");
+    }
+
+    async fn remove(&mut self, id: &str) {
+        self.cri
+            .runtime
+            .remove_container(proto::RemoveContainerRequest {
+                container_id: id.to_owned(),
+            })
+            .await
+            .expect("RemoveContainer");
+    }
+
+    async fn remove_pod(&mut self, id: &str) {
+        self.cri
+            .runtime
+            .remove_pod_sandbox(proto::RemovePodSandboxRequest {
+                pod_sandbox_id: id.to_owned(),
+            })
+            .await
+            .expect("RemovePodSandbox");
+    }
+
+    async fn subscribe(&mut self) -> Streaming<proto::ContainerEventResponse> {
+        self.cri
+            .runtime
+            .get_container_events(proto::GetEventsRequest {})
+            .await
+            .expect("GetContainerEvents")
+            .into_inner()
+    }
+}
+
+/// The next event of `events` (panics when the stream ends or fails).
+async fn next_event(
+    events: &mut Streaming<proto::ContainerEventResponse>,
+) -> proto::ContainerEventResponse {
+    tokio::time::timeout(EVENT_WAIT, events.message())
+        .await
+        .expect("no event within the hang guard")
+        .expect("event stream failed")
+        .expect("event stream ended")
+}
+
+fn kind(event: &proto::ContainerEventResponse) -> proto::ContainerEventType {
+    proto::ContainerEventType::try_from(event.container_event_type).expect("known event type")
+}
+
+/// The status of container `id` in `event`.
+fn status_in<'a>(event: &'a proto::ContainerEventResponse, id: &str) -> &'a proto::ContainerStatus {
+    event
+        .containers_statuses
+        .iter()
+        .find(|status| status.id == id)
+        .unwrap_or_else(|| panic!("event {event:?} has no status of {id}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_follow_a_full_lifecycle_in_order_for_two_subscribers() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    let mut work = Workload::on(&node).await;
+    let mut first = work.subscribe().await;
+    let mut second = work.subscribe().await;
+    let pod = work.pod("lifecycle").await;
+
+    // Stopped by StopContainer.
+    let stopped = work.create(&pod, "stopped", &["sleep", "600"]).await;
+    work.start(&stopped).await;
+    work.stop(&stopped).await;
+    // Ends on its own with code 3.
+    let exits = work.create(&pod, "exits", &["sh", "-c", "exit 3"]).await;
+    work.start(&exits).await;
+    let mut seen = Vec::new();
+    // Wait for its exit through the events themselves: created+started+stopped of each.
+    while seen.len() < 6 {
+        seen.push(next_event(&mut first).await);
+    }
+    work.remove(&stopped).await;
+    work.remove(&exits).await;
+    while seen.len() < 8 {
+        seen.push(next_event(&mut first).await);
+    }
+
+    use proto::ContainerEventType::*;
+    // The pod shares one PID namespace (its init is PID 1), so `sleep` dies of SIGTERM.
+    for (id, code) in [(&stopped, 143), (&exits, 3)] {
+        let mine: Vec<_> = seen.iter().filter(|e| &e.container_id == id).collect();
+        let kinds: Vec<_> = mine.iter().map(|e| kind(e)).collect();
+        assert_eq!(
+            kinds,
+            [
+                ContainerCreatedEvent,
+                ContainerStartedEvent,
+                ContainerStoppedEvent,
+                ContainerDeletedEvent
+            ],
+            "events of {id}"
+        );
+        for event in &mine {
+            let pod_status = event.pod_sandbox_status.as_ref().expect("pod status");
+            assert_eq!(pod_status.id, pod.0);
+            assert!(event.created_at > 0);
+        }
+        let states: Vec<i32> = mine.iter().map(|e| status_in(e, id).state).collect();
+        use proto::ContainerState::*;
+        assert_eq!(
+            states,
+            [
+                ContainerCreated as i32,
+                ContainerRunning as i32,
+                ContainerExited as i32,
+                // Deleted events show the container as it was.
+                ContainerExited as i32
+            ]
+        );
+        assert_eq!(status_in(mine[2], id).exit_code, code, "{:?}", mine[2]);
+        assert_eq!(status_in(mine[3], id).exit_code, code);
+    }
+    // Timestamps never go back.
+    assert!(seen.windows(2).all(|w| w[0].created_at <= w[1].created_at));
+
+    // The second subscriber saw the very same events in the same order.
+    let mut also_seen = Vec::new();
+    while also_seen.len() < seen.len() {
+        also_seen.push(next_event(&mut second).await);
+    }
+    let key = |e: &proto::ContainerEventResponse| (e.container_id.clone(), e.container_event_type);
+    assert_eq!(
+        seen.iter().map(key).collect::<Vec<_>>(),
+        also_seen.iter().map(key).collect::<Vec<_>>()
+    );
+    work.remove_pod(&pod.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exit_while_the_daemon_was_down_is_an_event_after_the_restart() {
+    if !skip_unless_root() {
+        return;
+    }
+    let mut node = Node::start();
+    let mut work = Workload::on(&node).await;
+    let pod = work.pod("downtime").await;
+    let id = work
+        .create(&pod, "short", &["sh", "-c", "sleep 2; exit 42"])
+        .await;
+    work.start(&id).await;
+    node.kill_daemon().expect("kill daemon");
+    // Let the container exit while nobody watches (the monitor records it).
+    std::thread::sleep(Duration::from_secs(3));
+    node.start_daemon().expect("start daemon");
+    let mut work = Workload {
+        cri: node.cri().await,
+    };
+    let mut events = work.subscribe().await;
+    let event = next_event(&mut events).await;
+    assert_eq!(event.container_id, id);
+    assert_eq!(
+        kind(&event),
+        proto::ContainerEventType::ContainerStoppedEvent
+    );
+    let status = status_in(&event, &id);
+    assert_eq!(status.exit_code, 42);
+    assert_eq!(status.state, proto::ContainerState::ContainerExited as i32);
+    work.remove(&id).await;
+    assert_eq!(
+        kind(&next_event(&mut events).await),
+        proto::ContainerEventType::ContainerDeletedEvent
+    );
+    work.remove_pod(&pod.0).await;
+}
+
+/// The lowered message limit of the list tests: a few containers' items exceed it.
+const SMALL_LIMIT: usize = 1024;
+
+/// Reads every message of a streamed list, checks each is under the limit, returns the items.
+async fn collect<M: Message + Default, T>(
+    stream: tonic::Response<Streaming<M>>,
+    items: impl Fn(M) -> Vec<T>,
+) -> (usize, Vec<T>) {
+    let mut stream = stream.into_inner();
+    let mut messages = 0;
+    let mut all = Vec::new();
+    while let Some(message) = stream.message().await.expect("stream message") {
+        assert!(
+            message.encoded_len() <= SMALL_LIMIT,
+            "a message of {} bytes",
+            message.encoded_len()
+        );
+        messages += 1;
+        all.extend(items(message));
+    }
+    (messages, all)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streamed_lists_stay_under_the_limit_and_unary_lists_over_it_are_refused() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::builder()
+        .config(&format!("[grpc]\nmax_message_bytes = {SMALL_LIMIT}"))
+        .start();
+    let mut work = Workload::on(&node).await;
+    let pod = work.pod("lists").await;
+    let mut created = BTreeSet::new();
+    for n in 0..8 {
+        created.insert(work.create(&pod, &format!("c{n}"), &["true"]).await);
+    }
+
+    // Unary: over the limit → RESOURCE_EXHAUSTED naming the streamed RPC.
+    let err = work
+        .cri
+        .runtime
+        .list_containers(proto::ListContainersRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("StreamContainers"), "{err:?}");
+    let err = work
+        .cri
+        .runtime
+        .list_container_stats(proto::ListContainerStatsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("StreamContainerStats"), "{err:?}");
+    // A filter that makes the reply small passes.
+    let one = created.first().unwrap().clone();
+    let listed = work
+        .cri
+        .runtime
+        .list_containers(proto::ListContainersRequest {
+            filter: Some(proto::ContainerFilter {
+                id: one.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("ListContainers with a filter")
+        .into_inner();
+    assert_eq!(listed.containers.len(), 1);
+
+    // Streamed: several messages, each under the limit, every container exactly once.
+    let reply = work
+        .cri
+        .runtime
+        .stream_containers(proto::StreamContainersRequest::default())
+        .await
+        .expect("StreamContainers");
+    let (messages, containers) =
+        collect(reply, |m: proto::StreamContainersResponse| m.containers).await;
+    assert!(messages > 1, "{messages} messages");
+    let ids: Vec<String> = containers.into_iter().map(|c| c.id).collect();
+    assert_eq!(ids.len(), created.len(), "each once: {ids:?}");
+    assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), created);
+    // The same filters as the unary twin.
+    let reply = work
+        .cri
+        .runtime
+        .stream_containers(proto::StreamContainersRequest {
+            filter: Some(proto::ContainerFilter {
+                id: one.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("StreamContainers with a filter");
+    let (_, containers) = collect(reply, |m: proto::StreamContainersResponse| m.containers).await;
+    assert_eq!(containers.len(), 1);
+    assert_eq!(containers[0].id, one);
+
+    let reply = work
+        .cri
+        .runtime
+        .stream_container_stats(proto::StreamContainerStatsRequest::default())
+        .await
+        .expect("StreamContainerStats");
+    let (messages, stats) = collect(reply, |m: proto::StreamContainerStatsResponse| {
+        m.container_stats
+    })
+    .await;
+    assert!(messages > 1, "{messages} messages");
+    let ids: Vec<String> = stats
+        .into_iter()
+        .map(|s| s.attributes.expect("attributes").id)
+        .collect();
+    assert_eq!(ids.len(), created.len());
+    assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), created);
+
+    let reply = work
+        .cri
+        .runtime
+        .stream_pod_sandboxes(proto::StreamPodSandboxesRequest::default())
+        .await
+        .expect("StreamPodSandboxes");
+    let (_, pods) = collect(reply, |m: proto::StreamPodSandboxesResponse| {
+        m.pod_sandboxes
+    })
+    .await;
+    let pod_ids: Vec<String> = pods.into_iter().map(|p| p.id).collect();
+    assert_eq!(pod_ids, std::slice::from_ref(&pod.0));
+    let reply = work
+        .cri
+        .image
+        .stream_images(proto::StreamImagesRequest::default())
+        .await
+        .expect("StreamImages");
+    let (_, images) = collect(reply, |m: proto::StreamImagesResponse| m.images).await;
+    assert_eq!(images.len(), 1, "{images:?}");
+
+    // Pod stats: with two containers left a pod's item fits the limit.
+    for id in created.iter().skip(2) {
+        work.remove(id).await;
+    }
+    let reply = work
+        .cri
+        .runtime
+        .stream_pod_sandbox_stats(proto::StreamPodSandboxStatsRequest::default())
+        .await
+        .expect("StreamPodSandboxStats");
+    let (_, stats) = collect(reply, |m: proto::StreamPodSandboxStatsResponse| {
+        m.pod_sandbox_stats
+    })
+    .await;
+    assert_eq!(stats.len(), 1);
+    assert_eq!(stats[0].linux.as_ref().expect("linux").containers.len(), 2);
+    work.remove_pod(&pod.0).await;
+}
