@@ -461,3 +461,119 @@ async fn streamed_lists_stay_under_the_limit_and_unary_lists_over_it_are_refused
     assert_eq!(stats[0].linux.as_ref().expect("linux").containers.len(), 2);
     work.remove_pod(&pod.0).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_metrics_match_their_descriptors_for_a_running_pod() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    let mut work = Workload::on(&node).await;
+    let pod = work.pod("metrics").await;
+    let id = work.create(&pod, "app", &["sleep", "600"]).await;
+    work.start(&id).await;
+
+    let descriptors: HashMap<String, proto::MetricDescriptor> = work
+        .cri
+        .runtime
+        .list_metric_descriptors(proto::ListMetricDescriptorsRequest {})
+        .await
+        .expect("ListMetricDescriptors")
+        .into_inner()
+        .descriptors
+        .into_iter()
+        .map(|descriptor| (descriptor.name.clone(), descriptor))
+        .collect();
+    let pods = work
+        .cri
+        .runtime
+        .list_pod_sandbox_metrics(proto::ListPodSandboxMetricsRequest {})
+        .await
+        .expect("ListPodSandboxMetrics")
+        .into_inner()
+        .pod_metrics;
+    let mine = pods
+        .iter()
+        .find(|metrics| metrics.pod_sandbox_id == pod.0)
+        .expect("the pod's metrics");
+    // Every metric has a descriptor of its name with one label key per label value.
+    let all: Vec<&proto::Metric> = mine
+        .metrics
+        .iter()
+        .chain(mine.container_metrics.iter().flat_map(|c| &c.metrics))
+        .collect();
+    for metric in &all {
+        let descriptor = descriptors
+            .get(&metric.name)
+            .unwrap_or_else(|| panic!("no descriptor for {}", metric.name));
+        assert_eq!(
+            metric.label_values.len(),
+            descriptor.label_keys.len(),
+            "{metric:?} vs {descriptor:?}"
+        );
+        assert!(metric.timestamp > 0);
+    }
+    // The running container reports what kubelet's cAdvisor endpoint needs.
+    let container = mine
+        .container_metrics
+        .iter()
+        .find(|c| c.container_id == id)
+        .expect("the container's metrics");
+    let value_of = |name: &str| {
+        container
+            .metrics
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no {name} in {container:?}"))
+            .value
+            .expect("value")
+            .value
+    };
+    assert!(value_of("container_memory_working_set_bytes") > 0);
+    assert!(value_of("container_memory_usage_bytes") > 0);
+    assert!(value_of("container_processes") >= 1);
+    let _ = value_of("container_cpu_usage_seconds_total");
+    let _ = value_of("container_fs_usage_bytes");
+    let keys = &descriptors["container_processes"].label_keys;
+    let labels: HashMap<&str, &str> = keys
+        .iter()
+        .map(String::as_str)
+        .zip(
+            container
+                .metrics
+                .iter()
+                .find(|m| m.name == "container_processes")
+                .expect("processes")
+                .label_values
+                .iter()
+                .map(String::as_str),
+        )
+        .collect();
+    assert_eq!(labels["container"], "app");
+    assert_eq!(labels["pod"], "metrics");
+    assert_eq!(labels["namespace"], "events");
+    assert_eq!(labels["id"], id);
+
+    // The streamed twin lists the same pods.
+    let mut stream = work
+        .cri
+        .runtime
+        .stream_pod_sandbox_metrics(proto::StreamPodSandboxMetricsRequest {})
+        .await
+        .expect("StreamPodSandboxMetrics")
+        .into_inner();
+    let mut streamed = Vec::new();
+    while let Some(message) = stream.message().await.expect("stream message") {
+        streamed.extend(
+            message
+                .pod_sandbox_metrics
+                .into_iter()
+                .map(|m| m.pod_sandbox_id),
+        );
+    }
+    assert_eq!(streamed, std::slice::from_ref(&pod.0));
+
+    work.stop(&id).await;
+    work.remove(&id).await;
+    work.remove_pod(&pod.0).await;
+}

@@ -89,6 +89,38 @@ impl RuntimeServer {
             .collect()
     }
 
+    /// The `ListPodSandboxMetrics` items: every pod's metrics and its containers'.
+    pub(super) fn pod_metrics_items(&self) -> Vec<proto::PodSandboxMetrics> {
+        self.sandboxes()
+            .list(&crate::sandbox::PodFilter::default())
+            .iter()
+            .map(|pod| {
+                let containers = self
+                    .containers()
+                    .list_stats(|container| container.pod_id == pod.id);
+                let usage = self.sandboxes().usage(&pod.id).ok();
+                convert::metrics::pod_metrics(pod, usage.as_ref(), &containers)
+            })
+            .collect()
+    }
+
+    pub(super) async fn stream_pod_sandbox_metrics_rpc(
+        &self,
+    ) -> Result<Response<ResponseStream<proto::StreamPodSandboxMetricsResponse>>, Status> {
+        let span = tracing::info_span!("cri.StreamPodSandboxMetrics");
+        instrument::rpc(span, async {
+            let items = self.pod_metrics_items();
+            Ok(batched(
+                items,
+                self.max_message_bytes(),
+                |pod_sandbox_metrics| proto::StreamPodSandboxMetricsResponse {
+                    pod_sandbox_metrics,
+                },
+            ))
+        })
+        .await
+    }
+
     pub(super) async fn stream_pod_sandboxes_rpc(
         &self,
         request: proto::StreamPodSandboxesRequest,

@@ -488,14 +488,30 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
         &self,
         _request: Request<proto::ListMetricDescriptorsRequest>,
     ) -> Result<Response<proto::ListMetricDescriptorsResponse>, Status> {
-        not_built("ListMetricDescriptors").await
+        let span = tracing::info_span!("cri.ListMetricDescriptors");
+        instrument::rpc(span, async {
+            Ok(proto::ListMetricDescriptorsResponse {
+                descriptors: convert::metrics::descriptors(),
+            })
+        })
+        .await
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
         _request: Request<proto::ListPodSandboxMetricsRequest>,
     ) -> Result<Response<proto::ListPodSandboxMetricsResponse>, Status> {
-        not_built("ListPodSandboxMetrics").await
+        let span = tracing::info_span!("cri.ListPodSandboxMetrics");
+        instrument::rpc(span, async {
+            let pod_metrics = self.pod_metrics_items();
+            batch::fits(
+                proto::ListPodSandboxMetricsResponse { pod_metrics },
+                self.max_message_bytes(),
+                "ListPodSandboxMetrics",
+                "StreamPodSandboxMetrics",
+            )
+        })
+        .await
     }
 
     type StreamPodSandboxMetricsStream = ResponseStream<proto::StreamPodSandboxMetricsResponse>;
@@ -504,7 +520,7 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
         &self,
         _request: Request<proto::StreamPodSandboxMetricsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
-        not_built("StreamPodSandboxMetrics").await
+        self.stream_pod_sandbox_metrics_rpc().await
     }
 
     async fn runtime_config(

@@ -3,5 +3,6 @@
 
 pub mod container;
 pub mod event;
+pub mod metrics;
 pub mod pod;
 pub mod resources;
