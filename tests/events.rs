@@ -206,31 +206,30 @@ async fn events_follow_a_full_lifecycle_in_order_for_two_subscribers() {
     let exits = work.create(&pod, "exits", &["sh", "-c", "exit 3"]).await;
     work.start(&exits).await;
     let mut seen = Vec::new();
-    // Wait for its exit through the events themselves: created+started+stopped of each.
-    while seen.len() < 6 {
+    // Wait for its exit through the events themselves: the pod's created and started, then
+    // created, started and stopped of each container.
+    while seen.len() < 8 {
         seen.push(next_event(&mut first).await);
     }
     work.remove(&stopped).await;
     work.remove(&exits).await;
-    while seen.len() < 8 {
+    work.remove_pod(&pod.0).await;
+    // Two container deletions, the pod's stop and deletion.
+    while seen.len() < 12 {
         seen.push(next_event(&mut first).await);
     }
 
     use proto::ContainerEventType::*;
-    // The pod shares one PID namespace (its init is PID 1), so `sleep` dies of SIGTERM.
+    let lifecycle = [
+        ContainerCreatedEvent,
+        ContainerStartedEvent,
+        ContainerStoppedEvent,
+        ContainerDeletedEvent,
+    ];
     for (id, code) in [(&stopped, 143), (&exits, 3)] {
         let mine: Vec<_> = seen.iter().filter(|e| &e.container_id == id).collect();
         let kinds: Vec<_> = mine.iter().map(|e| kind(e)).collect();
-        assert_eq!(
-            kinds,
-            [
-                ContainerCreatedEvent,
-                ContainerStartedEvent,
-                ContainerStoppedEvent,
-                ContainerDeletedEvent
-            ],
-            "events of {id}"
-        );
+        assert_eq!(kinds, lifecycle, "events of {id}");
         for event in &mine {
             let pod_status = event.pod_sandbox_status.as_ref().expect("pod status");
             assert_eq!(pod_status.id, pod.0);
@@ -251,6 +250,27 @@ async fn events_follow_a_full_lifecycle_in_order_for_two_subscribers() {
         assert_eq!(status_in(mine[2], id).exit_code, code, "{:?}", mine[2]);
         assert_eq!(status_in(mine[3], id).exit_code, code);
     }
+    // The pod's own transitions are events about the pod's id (as containerd sends them),
+    // first and last.
+    let pod_events: Vec<_> = seen.iter().filter(|e| e.container_id == pod.0).collect();
+    assert_eq!(
+        pod_events.iter().map(|e| kind(e)).collect::<Vec<_>>(),
+        lifecycle
+    );
+    assert_eq!(seen[0].container_id, pod.0);
+    assert_eq!(seen[11].container_id, pod.0);
+    let last_pod_status = seen[11].pod_sandbox_status.as_ref().expect("pod status");
+    assert_eq!(
+        last_pod_status.state,
+        proto::PodSandboxState::SandboxNotready as i32
+    );
+    assert!(seen[11].containers_statuses.is_empty());
+    // While both containers existed, every event listed both.
+    let both = seen
+        .iter()
+        .filter(|e| e.containers_statuses.len() == 2)
+        .count();
+    assert!(both >= 3, "{seen:?}");
     // Timestamps never go back.
     assert!(seen.windows(2).all(|w| w[0].created_at <= w[1].created_at));
 
@@ -264,7 +284,6 @@ async fn events_follow_a_full_lifecycle_in_order_for_two_subscribers() {
         seen.iter().map(key).collect::<Vec<_>>(),
         also_seen.iter().map(key).collect::<Vec<_>>()
     );
-    work.remove_pod(&pod.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

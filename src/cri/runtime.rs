@@ -633,6 +633,7 @@ mod tests {
             store,
             cgroups,
             Arc::new(cni),
+            Arc::clone(&events),
         );
         RuntimeServer::new(Arc::new(config), Arc::new(sandboxes), containers, events)
     }

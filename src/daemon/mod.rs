@@ -69,11 +69,13 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         config.cgroups.root.clone(),
     ))?);
     let binary = monitor_binary()?;
+    let events = Arc::new(EventHub::default());
     let sandboxes = Arc::new(build_sandboxes(
         &config,
         Arc::clone(&store),
         Arc::clone(&cgroups),
         binary.clone(),
+        Arc::clone(&events),
     ));
     let teardowns = tokio::spawn(retry_network_teardowns(Arc::clone(&sandboxes)));
     let snapshots = Arc::new(Snapshotter::open(&config.root_dir)?);
@@ -82,7 +84,6 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         Arc::clone(&store),
         Arc::clone(&snapshots),
     )?);
-    let events = Arc::new(EventHub::default());
     let containers = ContainerService::new(
         ContainerSettings {
             state_dir: config.state_dir.clone(),
@@ -196,6 +197,7 @@ fn build_sandboxes(
     store: Arc<Store>,
     cgroups: Arc<CgroupManager>,
     binary: PathBuf,
+    events: Arc<EventHub>,
 ) -> SandboxService {
     // CNI results live under the root dir: host-local's leases in /var/lib/cni survive a
     // reboot, so the records needed to release them must too.
@@ -214,6 +216,7 @@ fn build_sandboxes(
         store,
         cgroups,
         Arc::new(cni),
+        events,
     )
 }
 
