@@ -12,155 +12,49 @@ use std::time::Duration;
 use carrack::proto;
 use prost::Message;
 use support::client::CriClient;
-use support::images;
 use support::node::Node;
 use support::skip_unless_root;
+use support::workload::{container_config, create, pull_busybox, remove, run_pod, start, stop};
 use tonic::{Code, Streaming};
 
 /// A hang guard for reading one event (never an assertion about speed).
 const EVENT_WAIT: Duration = Duration::from_secs(60);
 
-/// A CRI client with the few steps these tests take.
-struct Workload {
-    cri: CriClient,
+async fn subscribe(cri: &mut CriClient) -> Streaming<proto::ContainerEventResponse> {
+    cri.runtime
+        .get_container_events(proto::GetEventsRequest {})
+        .await
+        .expect("GetContainerEvents")
+        .into_inner()
 }
 
-impl Workload {
-    async fn on(node: &Node) -> Self {
-        node.push(images::busybox(), "library/busybox:latest")
-            .expect("push busybox");
-        let mut cri = node.cri().await;
-        cri.image
-            .pull_image(proto::PullImageRequest {
-                image: Some(proto::ImageSpec {
-                    image: "busybox".to_owned(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .expect("PullImage");
-        Self { cri }
-    }
+async fn remove_pod(cri: &mut CriClient, id: &str) {
+    cri.runtime
+        .remove_pod_sandbox(proto::RemovePodSandboxRequest {
+            pod_sandbox_id: id.to_owned(),
+        })
+        .await
+        .expect("RemovePodSandbox");
+}
 
-    /// A host-network pod named `name`.
-    async fn pod(&mut self, name: &str) -> (String, proto::PodSandboxConfig) {
-        let config = proto::PodSandboxConfig {
-            metadata: Some(proto::PodSandboxMetadata {
-                name: name.to_owned(),
-                uid: format!("uid-{name}"),
-                namespace: "events".to_owned(),
-                attempt: 0,
-            }),
-            labels: HashMap::from([("app".to_owned(), name.to_owned())]),
-            linux: Some(proto::LinuxPodSandboxConfig {
-                security_context: Some(proto::LinuxSandboxSecurityContext {
-                    namespace_options: Some(proto::NamespaceOption {
-                        network: proto::NamespaceMode::Node.into(),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let id = self
-            .cri
-            .runtime
-            .run_pod_sandbox(proto::RunPodSandboxRequest {
-                config: Some(config.clone()),
-                runtime_handler: String::new(),
-            })
-            .await
-            .expect("RunPodSandbox")
-            .into_inner()
-            .pod_sandbox_id;
-        (id, config)
-    }
+/// A started node with the busybox image pulled, and a client.
+async fn node_with_busybox(builder: support::node::NodeBuilder) -> (Node, CriClient) {
+    let node = builder.start();
+    let mut cri = node.cri().await;
+    pull_busybox(&node, &mut cri).await;
+    (node, cri)
+}
 
-    /// Creates container `name` running `command` in the pod.
-    async fn create(
-        &mut self,
-        pod: &(String, proto::PodSandboxConfig),
-        name: &str,
-        command: &[&str],
-    ) -> String {
-        let config = proto::ContainerConfig {
-            metadata: Some(proto::ContainerMetadata {
-                name: name.to_owned(),
-                attempt: 0,
-            }),
-            image: Some(proto::ImageSpec {
-                image: "busybox".to_owned(),
-                ..Default::default()
-            }),
-            command: command.iter().map(|arg| (*arg).to_owned()).collect(),
-            linux: Some(proto::LinuxContainerConfig::default()),
-            ..Default::default()
-        };
-        self.cri
-            .runtime
-            .create_container(proto::CreateContainerRequest {
-                pod_sandbox_id: pod.0.clone(),
-                config: Some(config),
-                sandbox_config: Some(pod.1.clone()),
-            })
-            .await
-            .expect("CreateContainer")
-            .into_inner()
-            .container_id
-    }
-
-    async fn start(&mut self, id: &str) {
-        self.cri
-            .runtime
-            .start_container(proto::StartContainerRequest {
-                container_id: id.to_owned(),
-            })
-            .await
-            .expect("StartContainer");
-    }
-
-    async fn stop(&mut self, id: &str) {
-        self.cri
-            .runtime
-            .stop_container(proto::StopContainerRequest {
-                container_id: id.to_owned(),
-                timeout: 1,
-            })
-            .await
-            .expect("StopContainer");
-    }
-
-    async fn remove(&mut self, id: &str) {
-        self.cri
-            .runtime
-            .remove_container(proto::RemoveContainerRequest {
-                container_id: id.to_owned(),
-            })
-            .await
-            .expect("RemoveContainer");
-    }
-
-    async fn remove_pod(&mut self, id: &str) {
-        self.cri
-            .runtime
-            .remove_pod_sandbox(proto::RemovePodSandboxRequest {
-                pod_sandbox_id: id.to_owned(),
-            })
-            .await
-            .expect("RemovePodSandbox");
-    }
-
-    async fn subscribe(&mut self) -> Streaming<proto::ContainerEventResponse> {
-        self.cri
-            .runtime
-            .get_container_events(proto::GetEventsRequest {})
-            .await
-            .expect("GetContainerEvents")
-            .into_inner()
-    }
+/// Creates a busybox container `name` running `command` in the pod.
+async fn create_in(
+    cri: &mut CriClient,
+    pod: &(String, proto::PodSandboxConfig),
+    name: &str,
+    command: &[&str],
+) -> String {
+    create(cri, &pod.0, &pod.1, container_config(name, command))
+        .await
+        .expect("CreateContainer")
 }
 
 /// The next event of `events` (panics when the stream ends or fails).
@@ -192,28 +86,27 @@ async fn events_follow_a_full_lifecycle_in_order_for_two_subscribers() {
     if !skip_unless_root() {
         return;
     }
-    let node = Node::start();
-    let mut work = Workload::on(&node).await;
-    let mut first = work.subscribe().await;
-    let mut second = work.subscribe().await;
-    let pod = work.pod("lifecycle").await;
+    let (node, mut cri) = node_with_busybox(Node::builder()).await;
+    let mut first = subscribe(&mut cri).await;
+    let mut second = subscribe(&mut cri).await;
+    let pod = run_pod(&node, &mut cri, "lifecycle").await;
 
     // Stopped by StopContainer.
-    let stopped = work.create(&pod, "stopped", &["sleep", "600"]).await;
-    work.start(&stopped).await;
-    work.stop(&stopped).await;
+    let stopped = create_in(&mut cri, &pod, "stopped", &["sleep", "600"]).await;
+    start(&mut cri, &stopped).await.expect("StartContainer");
+    stop(&mut cri, &stopped, 1).await;
     // Ends on its own with code 3.
-    let exits = work.create(&pod, "exits", &["sh", "-c", "exit 3"]).await;
-    work.start(&exits).await;
+    let exits = create_in(&mut cri, &pod, "exits", &["sh", "-c", "exit 3"]).await;
+    start(&mut cri, &exits).await.expect("StartContainer");
     let mut seen = Vec::new();
     // Wait for its exit through the events themselves: the pod's created and started, then
     // created, started and stopped of each container.
     while seen.len() < 8 {
         seen.push(next_event(&mut first).await);
     }
-    work.remove(&stopped).await;
-    work.remove(&exits).await;
-    work.remove_pod(&pod.0).await;
+    remove(&mut cri, &stopped).await;
+    remove(&mut cri, &exits).await;
+    remove_pod(&mut cri, &pod.0).await;
     // Two container deletions, the pod's stop and deletion.
     while seen.len() < 12 {
         seen.push(next_event(&mut first).await);
@@ -226,7 +119,8 @@ async fn events_follow_a_full_lifecycle_in_order_for_two_subscribers() {
         ContainerStoppedEvent,
         ContainerDeletedEvent,
     ];
-    for (id, code) in [(&stopped, 143), (&exits, 3)] {
+    // `sleep` is PID 1 of its own PID namespace: it ignores SIGTERM and is killed.
+    for (id, code) in [(&stopped, 137), (&exits, 3)] {
         let mine: Vec<_> = seen.iter().filter(|e| &e.container_id == id).collect();
         let kinds: Vec<_> = mine.iter().map(|e| kind(e)).collect();
         assert_eq!(kinds, lifecycle, "events of {id}");
@@ -291,21 +185,16 @@ async fn an_exit_while_the_daemon_was_down_is_an_event_after_the_restart() {
     if !skip_unless_root() {
         return;
     }
-    let mut node = Node::start();
-    let mut work = Workload::on(&node).await;
-    let pod = work.pod("downtime").await;
-    let id = work
-        .create(&pod, "short", &["sh", "-c", "sleep 2; exit 42"])
-        .await;
-    work.start(&id).await;
+    let (mut node, mut cri) = node_with_busybox(Node::builder()).await;
+    let pod = run_pod(&node, &mut cri, "downtime").await;
+    let id = create_in(&mut cri, &pod, "short", &["sh", "-c", "sleep 2; exit 42"]).await;
+    start(&mut cri, &id).await.expect("StartContainer");
     node.kill_daemon().expect("kill daemon");
     // Let the container exit while nobody watches (the monitor records it).
     std::thread::sleep(Duration::from_secs(3));
     node.start_daemon().expect("start daemon");
-    let mut work = Workload {
-        cri: node.cri().await,
-    };
-    let mut events = work.subscribe().await;
+    let mut cri = node.cri().await;
+    let mut events = subscribe(&mut cri).await;
     let event = next_event(&mut events).await;
     assert_eq!(event.container_id, id);
     assert_eq!(
@@ -315,12 +204,12 @@ async fn an_exit_while_the_daemon_was_down_is_an_event_after_the_restart() {
     let status = status_in(&event, &id);
     assert_eq!(status.exit_code, 42);
     assert_eq!(status.state, proto::ContainerState::ContainerExited as i32);
-    work.remove(&id).await;
+    remove(&mut cri, &id).await;
     assert_eq!(
         kind(&next_event(&mut events).await),
         proto::ContainerEventType::ContainerDeletedEvent
     );
-    work.remove_pod(&pod.0).await;
+    remove_pod(&mut cri, &pod.0).await;
 }
 
 /// The lowered message limit of the list tests: a few containers' items exceed it.
@@ -351,27 +240,25 @@ async fn streamed_lists_stay_under_the_limit_and_unary_lists_over_it_are_refused
     if !skip_unless_root() {
         return;
     }
-    let node = Node::builder()
-        .config(&format!("[grpc]\nmax_message_bytes = {SMALL_LIMIT}"))
-        .start();
-    let mut work = Workload::on(&node).await;
-    let pod = work.pod("lists").await;
+    let (node, mut cri) = node_with_busybox(
+        Node::builder().config(&format!("[grpc]\nmax_message_bytes = {SMALL_LIMIT}")),
+    )
+    .await;
+    let pod = run_pod(&node, &mut cri, "lists").await;
     let mut created = BTreeSet::new();
     for n in 0..8 {
-        created.insert(work.create(&pod, &format!("c{n}"), &["true"]).await);
+        created.insert(create_in(&mut cri, &pod, &format!("c{n}"), &["true"]).await);
     }
 
     // Unary: over the limit → RESOURCE_EXHAUSTED naming the streamed RPC.
-    let err = work
-        .cri
+    let err = cri
         .runtime
         .list_containers(proto::ListContainersRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("StreamContainers"), "{err:?}");
-    let err = work
-        .cri
+    let err = cri
         .runtime
         .list_container_stats(proto::ListContainerStatsRequest::default())
         .await
@@ -380,8 +267,7 @@ async fn streamed_lists_stay_under_the_limit_and_unary_lists_over_it_are_refused
     assert!(err.message().contains("StreamContainerStats"), "{err:?}");
     // A filter that makes the reply small passes.
     let one = created.first().unwrap().clone();
-    let listed = work
-        .cri
+    let listed = cri
         .runtime
         .list_containers(proto::ListContainersRequest {
             filter: Some(proto::ContainerFilter {
@@ -395,8 +281,7 @@ async fn streamed_lists_stay_under_the_limit_and_unary_lists_over_it_are_refused
     assert_eq!(listed.containers.len(), 1);
 
     // Streamed: several messages, each under the limit, every container exactly once.
-    let reply = work
-        .cri
+    let reply = cri
         .runtime
         .stream_containers(proto::StreamContainersRequest::default())
         .await
@@ -408,8 +293,7 @@ async fn streamed_lists_stay_under_the_limit_and_unary_lists_over_it_are_refused
     assert_eq!(ids.len(), created.len(), "each once: {ids:?}");
     assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), created);
     // The same filters as the unary twin.
-    let reply = work
-        .cri
+    let reply = cri
         .runtime
         .stream_containers(proto::StreamContainersRequest {
             filter: Some(proto::ContainerFilter {
@@ -423,8 +307,7 @@ async fn streamed_lists_stay_under_the_limit_and_unary_lists_over_it_are_refused
     assert_eq!(containers.len(), 1);
     assert_eq!(containers[0].id, one);
 
-    let reply = work
-        .cri
+    let reply = cri
         .runtime
         .stream_container_stats(proto::StreamContainerStatsRequest::default())
         .await
@@ -441,8 +324,7 @@ async fn streamed_lists_stay_under_the_limit_and_unary_lists_over_it_are_refused
     assert_eq!(ids.len(), created.len());
     assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), created);
 
-    let reply = work
-        .cri
+    let reply = cri
         .runtime
         .stream_pod_sandboxes(proto::StreamPodSandboxesRequest::default())
         .await
@@ -453,8 +335,7 @@ async fn streamed_lists_stay_under_the_limit_and_unary_lists_over_it_are_refused
     .await;
     let pod_ids: Vec<String> = pods.into_iter().map(|p| p.id).collect();
     assert_eq!(pod_ids, std::slice::from_ref(&pod.0));
-    let reply = work
-        .cri
+    let reply = cri
         .image
         .stream_images(proto::StreamImagesRequest::default())
         .await
@@ -464,10 +345,9 @@ async fn streamed_lists_stay_under_the_limit_and_unary_lists_over_it_are_refused
 
     // Pod stats: with two containers left a pod's item fits the limit.
     for id in created.iter().skip(2) {
-        work.remove(id).await;
+        remove(&mut cri, id).await;
     }
-    let reply = work
-        .cri
+    let reply = cri
         .runtime
         .stream_pod_sandbox_stats(proto::StreamPodSandboxStatsRequest::default())
         .await
@@ -478,7 +358,7 @@ async fn streamed_lists_stay_under_the_limit_and_unary_lists_over_it_are_refused
     .await;
     assert_eq!(stats.len(), 1);
     assert_eq!(stats[0].linux.as_ref().expect("linux").containers.len(), 2);
-    work.remove_pod(&pod.0).await;
+    remove_pod(&mut cri, &pod.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -486,14 +366,12 @@ async fn pod_metrics_match_their_descriptors_for_a_running_pod() {
     if !skip_unless_root() {
         return;
     }
-    let node = Node::start();
-    let mut work = Workload::on(&node).await;
-    let pod = work.pod("metrics").await;
-    let id = work.create(&pod, "app", &["sleep", "600"]).await;
-    work.start(&id).await;
+    let (node, mut cri) = node_with_busybox(Node::builder()).await;
+    let pod = run_pod(&node, &mut cri, "metrics").await;
+    let id = create_in(&mut cri, &pod, "app", &["sleep", "600"]).await;
+    start(&mut cri, &id).await.expect("StartContainer");
 
-    let descriptors: HashMap<String, proto::MetricDescriptor> = work
-        .cri
+    let descriptors: HashMap<String, proto::MetricDescriptor> = cri
         .runtime
         .list_metric_descriptors(proto::ListMetricDescriptorsRequest {})
         .await
@@ -503,8 +381,7 @@ async fn pod_metrics_match_their_descriptors_for_a_running_pod() {
         .into_iter()
         .map(|descriptor| (descriptor.name.clone(), descriptor))
         .collect();
-    let pods = work
-        .cri
+    let pods = cri
         .runtime
         .list_pod_sandbox_metrics(proto::ListPodSandboxMetricsRequest {})
         .await
@@ -570,12 +447,11 @@ async fn pod_metrics_match_their_descriptors_for_a_running_pod() {
         .collect();
     assert_eq!(labels["container"], "app");
     assert_eq!(labels["pod"], "metrics");
-    assert_eq!(labels["namespace"], "events");
+    assert_eq!(labels["namespace"], "default");
     assert_eq!(labels["id"], id);
 
     // The streamed twin lists the same pods.
-    let mut stream = work
-        .cri
+    let mut stream = cri
         .runtime
         .stream_pod_sandbox_metrics(proto::StreamPodSandboxMetricsRequest {})
         .await
@@ -592,7 +468,7 @@ async fn pod_metrics_match_their_descriptors_for_a_running_pod() {
     }
     assert_eq!(streamed, std::slice::from_ref(&pod.0));
 
-    work.stop(&id).await;
-    work.remove(&id).await;
-    work.remove_pod(&pod.0).await;
+    stop(&mut cri, &id, 1).await;
+    remove(&mut cri, &id).await;
+    remove_pod(&mut cri, &pod.0).await;
 }
