@@ -508,6 +508,27 @@ mod tests {
     }
 
     #[test]
+    fn message_limit_is_bounded_by_kubelets_cap() {
+        assert_eq!(
+            parse("").unwrap().grpc.max_message_bytes,
+            MAX_GRPC_MESSAGE_BYTES
+        );
+        assert_eq!(
+            parse("[grpc]\nmax_message_bytes = 1024\n")
+                .unwrap()
+                .grpc
+                .max_message_bytes,
+            1024
+        );
+        for bad in ["10", "16777217"] {
+            let err = parse(&format!("[grpc]\nmax_message_bytes = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("grpc.max_message_bytes"), "{err}");
+        }
+    }
+
+    #[test]
     fn mirror_endpoint_needs_scheme() {
         let err = parse("[registry.mirrors.\"docker.io\"]\nendpoints = [\"127.0.0.1:5000\"]\n")
             .unwrap_err()

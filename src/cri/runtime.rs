@@ -740,6 +740,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn container_events_stream_converted_events_in_order() {
+        use crate::events::{ContainerEvent, ContainerEventKind};
+        use tokio_stream::StreamExt;
+        let server = server();
+        let mut stream = server
+            .get_container_events(Request::new(proto::GetEventsRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        for (id, kind) in [
+            ("a", ContainerEventKind::Created),
+            ("a", ContainerEventKind::Started),
+            ("b", ContainerEventKind::Deleted),
+        ] {
+            server.events().publish(ContainerEvent {
+                container_id: id.to_owned(),
+                kind,
+                at_ns: 1,
+                pod: None,
+                containers: Vec::new(),
+            });
+        }
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let event = stream.next().await.unwrap().unwrap();
+            seen.push((event.container_id, event.container_event_type));
+        }
+        use proto::ContainerEventType::*;
+        assert_eq!(
+            seen,
+            [
+                ("a".to_owned(), ContainerCreatedEvent as i32),
+                ("a".to_owned(), ContainerStartedEvent as i32),
+                ("b".to_owned(), ContainerDeletedEvent as i32),
+            ]
+        );
+    }
+
+    #[tokio::test]
     async fn update_runtime_config_keeps_a_valid_pod_cidr() {
         let server = server();
         let request = |cidr: &str| {
