@@ -104,6 +104,23 @@ async fn events_follow_a_full_lifecycle_in_order_for_two_subscribers() {
     while seen.len() < 8 {
         seen.push(next_event(&mut first).await);
     }
+    // PodSandboxStatus lists the pod's containers too (evented PLEG relies on it).
+    let pod_status = cri
+        .runtime
+        .pod_sandbox_status(proto::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.0.clone(),
+            verbose: false,
+        })
+        .await
+        .expect("PodSandboxStatus")
+        .into_inner();
+    assert!(pod_status.timestamp > 0);
+    let listed: BTreeSet<String> = pod_status
+        .containers_statuses
+        .iter()
+        .map(|status| status.id.clone())
+        .collect();
+    assert_eq!(listed, BTreeSet::from([stopped.clone(), exits.clone()]));
     remove(&mut cri, &stopped).await;
     remove(&mut cri, &exits).await;
     remove_pod(&mut cri, &pod.0).await;

@@ -249,6 +249,19 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
         instrument::rpc(span, async {
             required_id(&request.pod_sandbox_id, "pod_sandbox_id")?;
             let pod = self.sandboxes.status(&request.pod_sandbox_id)?;
+            // With a timestamp set, kubelet's evented PLEG takes these as all of the pod's
+            // containers (as it does the statuses in container events).
+            let mut containers_statuses = Vec::new();
+            for container in self.containers.of_pod(&pod.id) {
+                match self.containers.status(&container.id, false).await {
+                    Ok(view) => {
+                        containers_statuses.push(convert::container::container_status(&view))
+                    }
+                    // Removed meanwhile.
+                    Err(err) if err.kind() == crate::error_kind::ErrorKind::NotFound => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
             Ok(proto::PodSandboxStatusResponse {
                 status: Some(convert::pod::pod_status(&pod)),
                 info: if request.verbose {
@@ -256,7 +269,7 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
                 } else {
                     HashMap::new()
                 },
-                containers_statuses: Vec::new(),
+                containers_statuses,
                 timestamp: crate::store::now_ns(),
             })
         })
