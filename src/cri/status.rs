@@ -93,6 +93,16 @@ mod tests {
     }
 
     #[test]
+    fn a_dropped_event_subscriber_is_resource_exhausted() {
+        let status = Status::from(EventsError::Lagged {
+            subscriber: 7,
+            capacity: 1024,
+        });
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(status.message().contains("subscribe again"));
+    }
+
+    #[test]
     fn not_built_names_the_rpc() {
         let status = not_built("RunPodSandbox");
         assert_eq!(status.code(), Code::Unimplemented);
