@@ -17,6 +17,7 @@ pub mod container;
 pub mod cri;
 pub mod daemon;
 pub mod error_kind;
+pub mod events;
 pub mod executor;
 pub mod failpoint;
 pub mod image_service;

@@ -39,6 +39,8 @@ pub struct Config {
     pub images: ImagesConfig,
     /// The exec/attach/port-forward streaming server.
     pub streaming: StreamingConfig,
+    /// Limits of the CRI gRPC server's replies.
+    pub grpc: GrpcConfig,
 }
 
 /// How the daemon logs.
@@ -139,7 +141,31 @@ impl Default for ImagesConfig {
     }
 }
 
-/// Streaming server settings (the URLs `Exec`, `Attach` and `PortForward` return).
+/// The largest CRI reply message kubelet accepts (its gRPC client's cap).
+pub const MAX_GRPC_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The smallest `grpc.max_message_bytes` accepted: room for any single small list item.
+const MIN_GRPC_MESSAGE_BYTES: usize = 256;
+
+/// Limits of the CRI gRPC server's replies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Largest reply message in bytes: a unary list whose reply would be larger fails with
+    /// `RESOURCE_EXHAUSTED` naming its streamed twin, and streamed lists are cut into messages
+    /// no larger. Default and maximum 16 MiB (kubelet's cap); lowered only by tests.
+    pub max_message_bytes: usize,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: MAX_GRPC_MESSAGE_BYTES,
+        }
+    }
+}
+
+/// Streaming server settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StreamingConfig {
@@ -173,6 +199,7 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             images: ImagesConfig::default(),
             streaming: StreamingConfig::default(),
+            grpc: GrpcConfig::default(),
         }
     }
 }
@@ -362,6 +389,16 @@ impl Config {
                     format!("`{}` is not os/arch[/variant]", self.images.platform),
                 ));
             }
+        }
+        if !(MIN_GRPC_MESSAGE_BYTES..=MAX_GRPC_MESSAGE_BYTES).contains(&self.grpc.max_message_bytes)
+        {
+            return Err(invalid(
+                "grpc.max_message_bytes",
+                format!(
+                    "{} is outside {MIN_GRPC_MESSAGE_BYTES}..={MAX_GRPC_MESSAGE_BYTES}",
+                    self.grpc.max_message_bytes
+                ),
+            ));
         }
         if let Err(err) = self.streaming.address.parse::<SocketAddr>() {
             return Err(invalid(
@@ -563,6 +600,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("idle_timeout_secs"), "{err}");
+    }
+
+    #[test]
+    fn message_limit_is_bounded_by_kubelets_cap() {
+        assert_eq!(
+            parse("").unwrap().grpc.max_message_bytes,
+            MAX_GRPC_MESSAGE_BYTES
+        );
+        assert_eq!(
+            parse("[grpc]\nmax_message_bytes = 1024\n")
+                .unwrap()
+                .grpc
+                .max_message_bytes,
+            1024
+        );
+        for bad in ["10", "16777217"] {
+            let err = parse(&format!("[grpc]\nmax_message_bytes = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("grpc.max_message_bytes"), "{err}");
+        }
     }
 
     #[test]

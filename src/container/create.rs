@@ -12,6 +12,7 @@ use oci_spec::runtime::Spec;
 use super::spec::{self, RootfsFiles};
 use super::{ContainerError, ContainerService, CreateRequest};
 use crate::cgroups::CgroupPath;
+use crate::events::ContainerEventKind;
 use crate::failpoint;
 use crate::image_service::manifest::ImageConfig;
 use crate::monitor::protocol::{CONFIG_FILE, MONITOR_FILE, MonitorConfig, ROOTFS_DIR};
@@ -82,6 +83,9 @@ impl ContainerService {
         }
 
         let id = new_id();
+        // Held until the created event is out, so that no start of this container can
+        // publish before it.
+        let _guard = self.locks.lock(&id).await;
         let name_key = container_name_key(
             &request.metadata.name,
             &pod.metadata.name,
@@ -112,6 +116,7 @@ impl ContainerService {
             Ok(()) => {
                 rollback.commit();
                 tracing::info!(container = %id, pod = %pod.id, name = %request.metadata.name, "container created");
+                self.publish_current(ContainerEventKind::Created, &id);
                 Ok(id)
             }
             Err(err) => {

@@ -7,9 +7,10 @@
 //! record — transactional), `start` (runs `carrack monitor`, which launches the process and
 //! stays its parent), `watch` (notices a monitor's exit and records how the container
 //! ended), `stop`, `remove`, `status` (status and list), `update` (resources, log reopen),
-//! `exec_sync`, `exec` (streaming, with a terminal when asked) and `stats`. `recover`
-//! re-attaches to the monitors that outlived a daemon restart; `reconcile` removes what no
-//! record owns after a create or remove was cut short.
+//! `exec_sync`, `exec` (streaming, with a terminal when asked) and `stats`; `publish` turns
+//! each transition into a container event for the [`EventHub`] the service is given.
+//! `recover` re-attaches to the monitors that outlived a daemon restart; `reconcile` removes
+//! what no record owns after a create or remove was cut short.
 //!
 //! A container's runtime files live in `<state_dir>/containers/<id>/` (see
 //! [`crate::monitor::protocol`]); its durable record in the store.
@@ -21,6 +22,7 @@ mod exec_sync;
 mod host;
 #[allow(unsafe_code)]
 mod pidfd;
+mod publish;
 mod reconcile;
 mod recover;
 mod remove;
@@ -47,6 +49,7 @@ pub use stats::ContainerUsage;
 pub use status::{ContainerFilter, ContainerView};
 
 use crate::cgroups::CgroupManager;
+use crate::events::EventHub;
 use crate::image_service::ImageService;
 use crate::resumable::Resumable;
 use crate::snapshot::Snapshotter;
@@ -102,16 +105,19 @@ pub struct ContainerService {
     locks: KeyedLocks,
     cpu_samples: stats::CpuSamples,
     resumable: Resumable,
+    events: Arc<EventHub>,
 }
 
 impl ContainerService {
-    /// A service over the node's store, cgroups, snapshots and images.
+    /// A service over the node's store, cgroups, snapshots and images, publishing every
+    /// container transition to `events`.
     pub fn new(
         settings: ContainerSettings,
         store: Arc<Store>,
         cgroups: Arc<CgroupManager>,
         snapshots: Arc<Snapshotter>,
         images: Arc<ImageService>,
+        events: Arc<EventHub>,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -122,6 +128,7 @@ impl ContainerService {
             locks: KeyedLocks::default(),
             cpu_samples: stats::CpuSamples::default(),
             resumable: Resumable::default(),
+            events,
         })
     }
 

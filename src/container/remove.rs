@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::create::unmount_rootfs;
 use super::{ContainerError, ContainerService};
 use crate::cgroups::{CgroupPath, Created};
+use crate::events::ContainerEventKind;
 use crate::monitor::protocol::ROOTFS_DIR;
 use crate::store::ContainerState;
 
@@ -33,6 +34,9 @@ impl ContainerService {
                 reason: "it was started again while being removed",
             });
         }
+        // The deleted event shows the container as it was, resources included, which are
+        // read from the runtime dir about to go.
+        let last_state = self.snapshot(Arc::clone(&container));
         let dir = self.runtime_dir(&id);
         let rootfs = dir.join(ROOTFS_DIR);
         unmount_rootfs(&rootfs).map_err(ContainerError::io(&id, "unmount", &rootfs))?;
@@ -69,6 +73,7 @@ impl ContainerService {
         self.cpu_samples.forget(&id);
         self.store.container_names.release(&container.name_key, &id);
         tracing::info!(container = %id, "container removed");
+        self.publish(ContainerEventKind::Deleted, last_state);
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 use super::{ContainerError, ContainerService};
+use crate::events::ContainerEventKind;
 use crate::monitor::protocol::StartReport;
 use crate::store::{ContainerRecord, ContainerState, now_ns};
 
@@ -101,6 +102,7 @@ impl ContainerService {
                 record.started_at_ns = started_at_ns;
                 self.store.containers.put(record)?;
                 tracing::info!(container = %id, pid, monitor_pid, "container started");
+                self.publish_current(ContainerEventKind::Started, &id);
                 match pidfd {
                     Some(pidfd) => self.watch(id, pidfd),
                     None => self.watch_pid(id, monitor_pid),
@@ -142,7 +144,9 @@ impl ContainerService {
         record.started_at_ns = now;
         record.finished_at_ns = now;
         tracing::warn!(container = %record.id, %message, "container start failed");
+        let id = record.id.clone();
         self.store.containers.put(record)?;
+        self.publish_current(ContainerEventKind::Stopped, &id);
         Ok(())
     }
 }

@@ -43,9 +43,7 @@ impl ContainerService {
             record = self.require(&record.id)?;
         }
         let dir = self.runtime_dir(&record.id);
-        let resources = std::fs::read(dir.join(RESOURCES_FILE))
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let resources = self.applied_resources(&record.id);
         let spec_json = verbose
             .then(|| std::fs::read_to_string(dir.join(CONFIG_FILE)).ok())
             .flatten();
@@ -54,6 +52,13 @@ impl ContainerService {
             resources,
             spec_json,
         })
+    }
+
+    /// The cgroup resources last applied to container `id`, when its runtime dir says.
+    pub(super) fn applied_resources(&self, id: &str) -> Option<Resources> {
+        std::fs::read(self.runtime_dir(id).join(RESOURCES_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
     }
 
     /// Containers matching `filter`, newest first.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 pub(super) use super::pidfd::wait_for_exit;
 use super::{ContainerError, ContainerService};
 use crate::cgroups::CgroupPath;
+use crate::events::ContainerEventKind;
 use crate::monitor::client;
 use crate::store::{ContainerRecord, ContainerState, now_ns};
 
@@ -89,6 +90,7 @@ impl ContainerService {
         record.state = ContainerState::Exited;
         tracing::info!(container = %id, exit_code = record.exit_code, reason = %record.reason, "container exited");
         self.store.containers.put(record)?;
+        self.publish_current(ContainerEventKind::Stopped, id);
         Ok(())
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tonic::{Response, Status};
 
+use super::batch;
 use super::convert;
 use super::instrument;
 use super::runtime::RuntimeServer;
@@ -97,17 +98,15 @@ impl RuntimeServer {
         &self,
         request: proto::ListContainersRequest,
     ) -> Result<Response<proto::ListContainersResponse>, Status> {
-        let filter = convert::container::container_filter(request.filter);
         let span = tracing::info_span!("cri.ListContainers");
         instrument::rpc(span, async {
-            let containers = self
-                .containers()
-                .list(&filter)
-                .await
-                .iter()
-                .map(|container| convert::container::container_item(container))
-                .collect();
-            Ok(proto::ListContainersResponse { containers })
+            let containers = self.container_items(request.filter).await;
+            batch::fits(
+                proto::ListContainersResponse { containers },
+                self.max_message_bytes(),
+                "ListContainers",
+                "StreamContainers",
+            )
         })
         .await
     }
@@ -194,11 +193,7 @@ impl RuntimeServer {
             required(&id, "container_id")?;
             let (container, usage) = self.containers().stats(&id)?;
             Ok(proto::ContainerStatsResponse {
-                stats: Some(convert::container::container_stats(
-                    &container,
-                    &usage,
-                    WRITABLE_LAYER_MOUNTPOINT,
-                )),
+                stats: Some(self.container_stats_item(&container, &usage)),
             })
         })
         .await
@@ -208,26 +203,15 @@ impl RuntimeServer {
         &self,
         request: proto::ListContainerStatsRequest,
     ) -> Result<Response<proto::ListContainerStatsResponse>, Status> {
-        let filter = request.filter.unwrap_or_default();
         let span = tracing::info_span!("cri.ListContainerStats");
         instrument::rpc(span, async {
-            let stats = self
-                .containers()
-                .list_stats(|container| {
-                    (filter.id.is_empty() || container.id.starts_with(&filter.id))
-                        && (filter.pod_sandbox_id.is_empty()
-                            || container.pod_id.starts_with(&filter.pod_sandbox_id))
-                        && filter
-                            .label_selector
-                            .iter()
-                            .all(|(key, value)| container.labels.get(key) == Some(value))
-                })
-                .iter()
-                .map(|(container, usage)| {
-                    convert::container::container_stats(container, usage, WRITABLE_LAYER_MOUNTPOINT)
-                })
-                .collect();
-            Ok(proto::ListContainerStatsResponse { stats })
+            let stats = self.container_stats_items(request.filter);
+            batch::fits(
+                proto::ListContainerStatsResponse { stats },
+                self.max_message_bytes(),
+                "ListContainerStats",
+                "StreamContainerStats",
+            )
         })
         .await
     }
@@ -252,34 +236,35 @@ impl RuntimeServer {
         &self,
         request: proto::ListPodSandboxStatsRequest,
     ) -> Result<Response<proto::ListPodSandboxStatsResponse>, Status> {
-        let filter = request.filter.unwrap_or_default();
         let span = tracing::info_span!("cri.ListPodSandboxStats");
         instrument::rpc(span, async {
-            let pod_filter = crate::sandbox::PodFilter {
-                id: Some(filter.id).filter(|id| !id.is_empty()),
-                state: None,
-                labels: filter.label_selector.into_iter().collect(),
-            };
-            let stats = self
-                .sandboxes()
-                .list(&pod_filter)
-                .iter()
-                .map(|pod| self.pod_stats(pod))
-                .collect();
-            Ok(proto::ListPodSandboxStatsResponse { stats })
+            let stats = self.pod_stats_items(request.filter);
+            batch::fits(
+                proto::ListPodSandboxStatsResponse { stats },
+                self.max_message_bytes(),
+                "ListPodSandboxStats",
+                "StreamPodSandboxStats",
+            )
         })
         .await
     }
 
+    /// The CRI stats of one container.
+    pub(super) fn container_stats_item(
+        &self,
+        container: &crate::store::ContainerRecord,
+        usage: &crate::container::ContainerUsage,
+    ) -> proto::ContainerStats {
+        convert::container::container_stats(container, usage, WRITABLE_LAYER_MOUNTPOINT)
+    }
+
     /// A pod's stats: its cgroup's figures and each container's.
-    fn pod_stats(&self, pod: &crate::store::PodRecord) -> proto::PodSandboxStats {
+    pub(super) fn pod_stats(&self, pod: &crate::store::PodRecord) -> proto::PodSandboxStats {
         let containers = self
             .containers()
             .list_stats(|container| container.pod_id == pod.id)
             .iter()
-            .map(|(container, usage)| {
-                convert::container::container_stats(container, usage, WRITABLE_LAYER_MOUNTPOINT)
-            })
+            .map(|(container, usage)| self.container_stats_item(container, usage))
             .collect();
         let usage = self.sandboxes().usage(&pod.id).ok();
         convert::container::pod_stats(pod, usage.as_ref(), containers)

@@ -5,9 +5,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::ResponseStream;
-use super::instrument;
-use super::not_built;
+use super::{ResponseStream, batch, instrument, lists};
 use crate::image_service::registry::Credentials;
 use crate::image_service::{FsUsage, ImageService};
 use crate::proto;
@@ -17,12 +15,26 @@ use crate::store::ImageRecord;
 #[derive(Debug, Clone)]
 pub struct ImageServer {
     images: Arc<ImageService>,
+    /// The largest reply message (`grpc.max_message_bytes`).
+    max_message_bytes: usize,
 }
 
 impl ImageServer {
-    /// A server over the node's image service.
-    pub fn new(images: Arc<ImageService>) -> Self {
-        Self { images }
+    /// A server over the node's image service whose replies stay under `max_message_bytes`.
+    pub fn new(images: Arc<ImageService>, max_message_bytes: usize) -> Self {
+        Self {
+            images,
+            max_message_bytes,
+        }
+    }
+
+    /// The `ListImages` items for `filter`.
+    fn image_items(&self, filter: Option<proto::ImageFilter>) -> Result<Vec<proto::Image>, Status> {
+        let filter = filter
+            .and_then(|filter| filter.image)
+            .map(|spec| spec.image);
+        let images = self.images.list(filter.as_deref())?;
+        Ok(images.iter().map(|image| to_proto_image(image)).collect())
     }
 }
 
@@ -44,6 +56,14 @@ fn credentials(auth: Option<&proto::AuthConfig>) -> Option<Credentials> {
         &auth.identity_token,
         &auth.registry_token,
     )
+}
+
+/// The image a list filter names, for the span.
+fn filter_name(filter: Option<&proto::ImageFilter>) -> String {
+    filter
+        .and_then(|filter| filter.image.as_ref())
+        .map(|spec| spec.image.clone())
+        .unwrap_or_default()
 }
 
 fn to_proto_image(image: &ImageRecord) -> proto::Image {
@@ -100,17 +120,16 @@ impl proto::image_service_server::ImageService for ImageServer {
         &self,
         request: Request<proto::ListImagesRequest>,
     ) -> Result<Response<proto::ListImagesResponse>, Status> {
-        let filter = request
-            .into_inner()
-            .filter
-            .and_then(|filter| filter.image)
-            .map(|spec| spec.image);
-        let span = tracing::info_span!("cri.ListImages", filter = filter.as_deref().unwrap_or(""));
+        let filter = request.into_inner().filter;
+        let span = tracing::info_span!("cri.ListImages", filter = filter_name(filter.as_ref()));
         instrument::rpc(span, async {
-            let images = self.images.list(filter.as_deref())?;
-            Ok(proto::ListImagesResponse {
-                images: images.iter().map(|image| to_proto_image(image)).collect(),
-            })
+            let images = self.image_items(filter)?;
+            batch::fits(
+                proto::ListImagesResponse { images },
+                self.max_message_bytes,
+                "ListImages",
+                "StreamImages",
+            )
         })
         .await
     }
@@ -119,9 +138,17 @@ impl proto::image_service_server::ImageService for ImageServer {
 
     async fn stream_images(
         &self,
-        _request: Request<proto::StreamImagesRequest>,
+        request: Request<proto::StreamImagesRequest>,
     ) -> Result<Response<Self::StreamImagesStream>, Status> {
-        not_built("StreamImages").await
+        let filter = request.into_inner().filter;
+        let span = tracing::info_span!("cri.StreamImages", filter = filter_name(filter.as_ref()));
+        instrument::rpc(span, async {
+            let images = self.image_items(filter)?;
+            Ok(lists::batched(images, self.max_message_bytes, |images| {
+                proto::StreamImagesResponse { images }
+            }))
+        })
+        .await
     }
 
     async fn image_status(

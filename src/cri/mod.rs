@@ -4,10 +4,13 @@
 //! replies back. It performs no syscalls and no file I/O of its own; errors become gRPC codes
 //! only in [`status`].
 
+mod batch;
 mod containers;
 pub mod convert;
+mod events;
 pub mod image;
 pub mod instrument;
+mod lists;
 pub mod runtime;
 pub mod status;
 mod streaming;

@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{ResponseStream, convert, instrument, not_built};
+use super::{ResponseStream, batch, convert, instrument, not_built};
 use crate::config::{CgroupDriver, Config};
 use crate::container::ContainerService;
+use crate::events::EventHub;
 use crate::proto;
 use crate::sandbox::SandboxService;
 use crate::streaming::StreamingUrls;
@@ -32,17 +33,21 @@ pub struct RuntimeServer {
     containers: Arc<ContainerService>,
     /// Mints the exec/attach/port-forward URLs.
     streaming: StreamingUrls,
+    /// The container event hub `GetContainerEvents` subscribes to.
+    events: Arc<EventHub>,
     /// The pod CIDR kubelet last sent with `UpdateRuntimeConfig`.
     pod_cidr: Arc<std::sync::RwLock<String>>,
 }
 
 impl RuntimeServer {
-    /// A server reporting `config` as the effective configuration.
+    /// A server reporting `config` as the effective configuration; `events` is the hub the
+    /// container service publishes to.
     pub fn new(
         config: Arc<Config>,
         sandboxes: Arc<SandboxService>,
         containers: Arc<ContainerService>,
         streaming: StreamingUrls,
+        events: Arc<EventHub>,
     ) -> Self {
         // Serialising plain structs of strings and paths cannot fail.
         let config_json = serde_json::to_string(&*config).unwrap_or_default().into();
@@ -52,8 +57,19 @@ impl RuntimeServer {
             sandboxes,
             containers,
             streaming,
+            events,
             pod_cidr: Arc::default(),
         }
+    }
+
+    /// The container event hub.
+    pub(super) fn events(&self) -> &EventHub {
+        &self.events
+    }
+
+    /// The largest reply message (`grpc.max_message_bytes`).
+    pub(super) fn max_message_bytes(&self) -> usize {
+        self.config.grpc.max_message_bytes
     }
 
     /// The container service.
@@ -243,6 +259,19 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
         instrument::rpc(span, async {
             required_id(&request.pod_sandbox_id, "pod_sandbox_id")?;
             let pod = self.sandboxes.status(&request.pod_sandbox_id)?;
+            // With a timestamp set, kubelet's evented PLEG takes these as all of the pod's
+            // containers (as it does the statuses in container events).
+            let mut containers_statuses = Vec::new();
+            for container in self.containers.of_pod(&pod.id) {
+                match self.containers.status(&container.id, false).await {
+                    Ok(view) => {
+                        containers_statuses.push(convert::container::container_status(&view))
+                    }
+                    // Removed meanwhile.
+                    Err(err) if err.kind() == crate::error_kind::ErrorKind::NotFound => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
             Ok(proto::PodSandboxStatusResponse {
                 status: Some(convert::pod::pod_status(&pod)),
                 info: if request.verbose {
@@ -250,7 +279,7 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
                 } else {
                     HashMap::new()
                 },
-                containers_statuses: Vec::new(),
+                containers_statuses,
                 timestamp: crate::store::now_ns(),
             })
         })
@@ -261,16 +290,16 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
         &self,
         request: Request<proto::ListPodSandboxRequest>,
     ) -> Result<Response<proto::ListPodSandboxResponse>, Status> {
-        let filter = convert::pod::pod_filter(request.into_inner().filter);
+        let filter = request.into_inner().filter;
         let span = tracing::info_span!("cri.ListPodSandbox");
         instrument::rpc(span, async {
-            let items = self
-                .sandboxes
-                .list(&filter)
-                .iter()
-                .map(|pod| convert::pod::pod_item(pod))
-                .collect();
-            Ok(proto::ListPodSandboxResponse { items })
+            let items = self.pod_sandbox_items(filter);
+            batch::fits(
+                proto::ListPodSandboxResponse { items },
+                self.max_message_bytes(),
+                "ListPodSandbox",
+                "StreamPodSandboxes",
+            )
         })
         .await
     }
@@ -279,9 +308,9 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
 
     async fn stream_pod_sandboxes(
         &self,
-        _request: Request<proto::StreamPodSandboxesRequest>,
+        request: Request<proto::StreamPodSandboxesRequest>,
     ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
-        not_built("StreamPodSandboxes").await
+        self.stream_pod_sandboxes_rpc(request.into_inner()).await
     }
 
     async fn create_container(
@@ -325,9 +354,9 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
 
     async fn stream_containers(
         &self,
-        _request: Request<proto::StreamContainersRequest>,
+        request: Request<proto::StreamContainersRequest>,
     ) -> Result<Response<Self::StreamContainersStream>, Status> {
-        not_built("StreamContainers").await
+        self.stream_containers_rpc(request.into_inner()).await
     }
 
     async fn container_status(
@@ -398,9 +427,9 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
 
     async fn stream_container_stats(
         &self,
-        _request: Request<proto::StreamContainerStatsRequest>,
+        request: Request<proto::StreamContainerStatsRequest>,
     ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
-        not_built("StreamContainerStats").await
+        self.stream_container_stats_rpc(request.into_inner()).await
     }
 
     async fn pod_sandbox_stats(
@@ -421,9 +450,10 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
 
     async fn stream_pod_sandbox_stats(
         &self,
-        _request: Request<proto::StreamPodSandboxStatsRequest>,
+        request: Request<proto::StreamPodSandboxStatsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
-        not_built("StreamPodSandboxStats").await
+        self.stream_pod_sandbox_stats_rpc(request.into_inner())
+            .await
     }
 
     async fn update_runtime_config(
@@ -474,21 +504,37 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
         &self,
         _request: Request<proto::GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        not_built("GetContainerEvents").await
+        self.get_container_events_rpc().await
     }
 
     async fn list_metric_descriptors(
         &self,
         _request: Request<proto::ListMetricDescriptorsRequest>,
     ) -> Result<Response<proto::ListMetricDescriptorsResponse>, Status> {
-        not_built("ListMetricDescriptors").await
+        let span = tracing::info_span!("cri.ListMetricDescriptors");
+        instrument::rpc(span, async {
+            Ok(proto::ListMetricDescriptorsResponse {
+                descriptors: convert::metrics::descriptors(),
+            })
+        })
+        .await
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
         _request: Request<proto::ListPodSandboxMetricsRequest>,
     ) -> Result<Response<proto::ListPodSandboxMetricsResponse>, Status> {
-        not_built("ListPodSandboxMetrics").await
+        let span = tracing::info_span!("cri.ListPodSandboxMetrics");
+        instrument::rpc(span, async {
+            let pod_metrics = self.pod_metrics_items();
+            batch::fits(
+                proto::ListPodSandboxMetricsResponse { pod_metrics },
+                self.max_message_bytes(),
+                "ListPodSandboxMetrics",
+                "StreamPodSandboxMetrics",
+            )
+        })
+        .await
     }
 
     type StreamPodSandboxMetricsStream = ResponseStream<proto::StreamPodSandboxMetricsResponse>;
@@ -497,7 +543,7 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
         &self,
         _request: Request<proto::StreamPodSandboxMetricsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
-        not_built("StreamPodSandboxMetrics").await
+        self.stream_pod_sandbox_metrics_rpc().await
     }
 
     async fn runtime_config(
@@ -586,6 +632,7 @@ mod tests {
             )
             .unwrap(),
         );
+        let events = Arc::new(EventHub::default());
         let containers = ContainerService::new(
             crate::container::ContainerSettings {
                 state_dir: config.state_dir.clone(),
@@ -596,6 +643,7 @@ mod tests {
             Arc::clone(&cgroups),
             snapshots,
             images,
+            Arc::clone(&events),
         );
         let sandboxes = SandboxService::new(
             SandboxSettings {
@@ -608,13 +656,20 @@ mod tests {
             store,
             cgroups,
             Arc::new(cni),
+            Arc::clone(&events),
         );
         let urls = StreamingUrls::new(
             "127.0.0.1:10250".parse().expect("address"),
             false,
             std::time::Duration::from_secs(60),
         );
-        RuntimeServer::new(Arc::new(config), Arc::new(sandboxes), containers, urls)
+        RuntimeServer::new(
+            Arc::new(config),
+            Arc::new(sandboxes),
+            containers,
+            urls,
+            events,
+        )
     }
 
     #[tokio::test]
@@ -716,6 +771,45 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    }
+
+    #[tokio::test]
+    async fn container_events_stream_converted_events_in_order() {
+        use crate::events::{ContainerEvent, ContainerEventKind};
+        use tokio_stream::StreamExt;
+        let server = server();
+        let mut stream = server
+            .get_container_events(Request::new(proto::GetEventsRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        for (id, kind) in [
+            ("a", ContainerEventKind::Created),
+            ("a", ContainerEventKind::Started),
+            ("b", ContainerEventKind::Deleted),
+        ] {
+            server.events().publish(ContainerEvent {
+                container_id: id.to_owned(),
+                kind,
+                at_ns: 1,
+                pod: None,
+                containers: Vec::new(),
+            });
+        }
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let event = stream.next().await.unwrap().unwrap();
+            seen.push((event.container_id, event.container_event_type));
+        }
+        use proto::ContainerEventType::*;
+        assert_eq!(
+            seen,
+            [
+                ("a".to_owned(), ContainerCreatedEvent as i32),
+                ("a".to_owned(), ContainerStartedEvent as i32),
+                ("b".to_owned(), ContainerDeletedEvent as i32),
+            ]
+        );
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@ use tonic::{Code, Status};
 use crate::config::ConfigError;
 use crate::container::ContainerError;
 use crate::error_kind::ErrorKind;
+use crate::events::EventsError;
 use crate::image_service::ImageError;
 use crate::sandbox::SandboxError;
 use crate::store::StoreError;
@@ -35,6 +36,14 @@ pub fn not_built(rpc: &str) -> Status {
     Status::unimplemented(format!("{rpc} is not implemented by carrack yet"))
 }
 
+/// A unary list reply of `size` bytes over the `limit`: the client should use the streamed
+/// twin, which cuts the same list into messages under the limit.
+pub fn reply_too_large(rpc: &str, streamed: &str, size: usize, limit: usize) -> Status {
+    Status::resource_exhausted(format!(
+        "the {rpc} reply would be {size} bytes, over the {limit}-byte message limit; use {streamed}, which streams the same list in bounded messages"
+    ))
+}
+
 /// The domain errors the CRI layer returns: each reports its kind, mapped by [`code_for`];
 /// the message is the error's own (it names the object and the step).
 macro_rules! status_from_domain_error {
@@ -53,7 +62,8 @@ status_from_domain_error!(
     SandboxError,
     ConfigError,
     ContainerError,
-    StreamingError
+    StreamingError,
+    EventsError
 );
 
 #[cfg(test)]
@@ -82,6 +92,16 @@ mod tests {
             source: std::io::Error::from_raw_os_error(libc::ENOSPC),
         });
         assert_eq!(status.code(), Code::ResourceExhausted);
+    }
+
+    #[test]
+    fn a_dropped_event_subscriber_is_resource_exhausted() {
+        let status = Status::from(EventsError::Lagged {
+            subscriber: 7,
+            capacity: 1024,
+        });
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(status.message().contains("subscribe again"));
     }
 
     #[test]

@@ -29,6 +29,7 @@ use crate::container::{ContainerService, ContainerSettings, detect_host};
 use crate::cri::image::ImageServer;
 use crate::cri::instrument;
 use crate::cri::runtime::RuntimeServer;
+use crate::events::EventHub;
 use crate::image_service::ImageService;
 use crate::proto::image_service_server::ImageServiceServer;
 use crate::proto::runtime_service_server::RuntimeServiceServer;
@@ -40,8 +41,9 @@ use crate::streaming::{StreamingServer, StreamingSettings, TlsSource};
 /// How long in-flight RPCs may run after a stop signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// kubelet's own limit for CRI messages; large nodes list thousands of containers.
-const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// kubelet's own limit for CRI messages; large nodes list thousands of containers (lists
+/// beyond it are refused with a pointer to their streamed twins, see `cri::lists`).
+const MAX_MESSAGE_BYTES: usize = crate::config::MAX_GRPC_MESSAGE_BYTES;
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
@@ -69,11 +71,13 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         config.cgroups.root.clone(),
     ))?);
     let binary = monitor_binary()?;
+    let events = Arc::new(EventHub::default());
     let sandboxes = Arc::new(build_sandboxes(
         &config,
         Arc::clone(&store),
         Arc::clone(&cgroups),
         binary.clone(),
+        Arc::clone(&events),
     ));
     let pods_reconciled = sandboxes.reconcile();
     if pods_reconciled != Default::default() {
@@ -106,6 +110,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         cgroups,
         snapshots,
         Arc::clone(&images),
+        Arc::clone(&events),
     );
     let reconciled = containers.reconcile();
     if reconciled != Default::default() {
@@ -142,10 +147,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         sandboxes,
         containers,
         streaming.urls.clone(),
+        events,
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let image = ImageServiceServer::new(ImageServer::new(images))
+    let image = ImageServiceServer::new(ImageServer::new(images, config.grpc.max_message_bytes))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
@@ -238,6 +244,7 @@ fn build_sandboxes(
     store: Arc<Store>,
     cgroups: Arc<CgroupManager>,
     binary: PathBuf,
+    events: Arc<EventHub>,
 ) -> SandboxService {
     // CNI results live under the root dir: host-local's leases in /var/lib/cni survive a
     // reboot, so the records needed to release them must too.
@@ -256,6 +263,7 @@ fn build_sandboxes(
         store,
         cgroups,
         Arc::new(cni),
+        events,
     )
 }
 

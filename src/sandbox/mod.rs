@@ -3,13 +3,15 @@
 //! There is no pause process. A pod is its pinned namespaces (`namespaces`), its cgroup, its
 //! CNI attachment and its files (`files`), recorded in the store. `run`, `stop`, `remove` and
 //! `status` are the verbs; `run` is transactional (`rollback`). `port_forward` connects to a
-//! port inside a pod's network.
+//! port inside a pod's network. Each transition is published to the [`EventHub`] as a
+//! container event about the pod (`publish`).
 
 mod error;
 mod files;
 mod namespaces;
 mod pid_init;
 mod port_forward;
+mod publish;
 mod reconcile;
 mod recover;
 mod remove;
@@ -32,6 +34,7 @@ pub use status::PodFilter;
 
 use crate::cgroups::{CgroupManager, Resources};
 use crate::cni::CniManager;
+use crate::events::EventHub;
 use crate::resumable::Resumable;
 use crate::store::{
     DnsConfig, KeyedLocks, NamespaceModes, ObjectMetadata, PodRecord, PortMapping, Store,
@@ -94,15 +97,18 @@ pub struct SandboxService {
     settings: SandboxSettings,
     locks: KeyedLocks,
     resumable: Resumable,
+    events: Arc<EventHub>,
 }
 
 impl SandboxService {
-    /// A service over the node's store, cgroups and CNI.
+    /// A service over the node's store, cgroups and CNI, publishing each pod transition to
+    /// `events`.
     pub fn new(
         settings: SandboxSettings,
         store: Arc<Store>,
         cgroups: Arc<CgroupManager>,
         cni: Arc<CniManager>,
+        events: Arc<EventHub>,
     ) -> Self {
         Self {
             store,
@@ -111,6 +117,7 @@ impl SandboxService {
             settings,
             locks: KeyedLocks::default(),
             resumable: Resumable::default(),
+            events,
         }
     }
 

@@ -8,6 +8,7 @@ use super::files;
 use super::namespaces::{self, PinnedNamespaces};
 use super::{SandboxError, SandboxService};
 use crate::cgroups::{CgroupPath, Created};
+use crate::events::ContainerEventKind;
 
 impl SandboxService {
     /// Removes the pod `id` names.
@@ -65,6 +66,7 @@ impl SandboxService {
         self.store.pods.remove(&pod.id)?;
         self.store.pod_names.release(&pod.name_key, &pod.id);
         tracing::info!(pod = %pod.id, "pod sandbox removed");
+        self.publish(ContainerEventKind::Deleted, pod);
         Ok(())
     }
 }

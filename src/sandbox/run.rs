@@ -10,6 +10,7 @@ use super::namespaces::{self, NamespaceSetup};
 use super::{PodSpec, SandboxError, SandboxService, new_id, pid_init, reconcile, sysctl};
 use crate::cgroups::Resources;
 use crate::cni::PodNetwork;
+use crate::events::ContainerEventKind;
 use crate::executor::sys::NewNamespaces;
 use crate::failpoint;
 use crate::rollback::Rollback;
@@ -85,6 +86,11 @@ impl SandboxService {
         match result {
             Ok(()) => {
                 rollback.commit();
+                // The pod is ready as soon as it exists (there is no pause process to start).
+                if let Some(pod) = self.store.pods.get(&id) {
+                    self.publish(ContainerEventKind::Created, Arc::clone(&pod));
+                    self.publish(ContainerEventKind::Started, pod);
+                }
                 Ok(id)
             }
             Err(err) => {

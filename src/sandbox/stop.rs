@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::{SandboxError, SandboxService};
 use super::{namespaces, pid_init};
+use crate::events::ContainerEventKind;
 use crate::store::{PodRecord, PodState};
 
 impl SandboxService {
@@ -60,8 +61,9 @@ impl SandboxService {
         }
         if record.state != PodState::NotReady || pod.netns_path.is_some() || pod.pid_init > 0 {
             record.state = PodState::NotReady;
-            self.store.pods.put(record)?;
+            let record = self.store.pods.put(record)?;
             tracing::info!(pod = %id, "pod sandbox stopped");
+            self.publish(ContainerEventKind::Stopped, record);
         }
         Ok(())
     }

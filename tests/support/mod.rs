@@ -18,6 +18,8 @@
 //! - [`cleanup`]: teardown of namespaces, cgroups and mounts, and the sweep of
 //!   what crashed test processes left behind.
 //! - [`process`]: bounded waits and SIGTERM-then-SIGKILL for child processes.
+//! - [`workload`]: the CRI steps of pod and container tests (pull busybox, run a pod, create,
+//!   start, stop, remove containers).
 //!
 //! These tests need root (namespaces, cgroups, mounts); every test starts with
 //! [`skip_unless_root`] so that an unprivileged `cargo test` passes by skipping.
@@ -36,6 +38,7 @@ pub mod node;
 pub mod process;
 pub mod registry;
 pub mod token;
+pub mod workload;
 
 /// Returns true when the tests can do root work; otherwise prints the skip
 /// notice and returns false, so a test reads `if !support::skip_unless_root() { return; }`.

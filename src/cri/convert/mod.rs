@@ -2,5 +2,7 @@
 //! validate and translate, and never touch the system.
 
 pub mod container;
+pub mod event;
+pub mod metrics;
 pub mod pod;
 pub mod resources;
