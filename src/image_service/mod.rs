@@ -139,6 +139,23 @@ impl ImageService {
         Ok(self.content.get(&digest)?)
     }
 
+    /// The image's layers, base first: each one's DiffID and unpacked size (`None` for a
+    /// layer the snapshotter no longer has, which a verified image never lacks).
+    pub fn layers_of(&self, image: &ImageRecord) -> Vec<(String, Option<String>, Option<u64>)> {
+        image
+            .chain_ids
+            .iter()
+            .map(|chain_id| {
+                let layer = self.snapshots.layer(chain_id);
+                (
+                    chain_id.clone(),
+                    layer.as_ref().map(|layer| layer.diff_id.clone()),
+                    layer.map(|layer| layer.size),
+                )
+            })
+            .collect()
+    }
+
     /// Usage of the image filesystem (layers + content) and of the containers' writable layers.
     pub fn fs_usage(&self) -> Result<(FsUsage, FsUsage), ImageError> {
         let usage = self.snapshots.usage()?;
