@@ -59,8 +59,14 @@ fn cpu_sample(stats: &proto::ContainerStats) -> Option<CpuSample> {
     Some((cpu.timestamp, cpu.usage_core_nano_seconds.as_ref()?.value))
 }
 
-/// The figures of `stats`, with CPU from `previous` samples when the runtime gives no rate.
-pub fn row(stats: &proto::ContainerStats, previous: &HashMap<String, CpuSample>) -> Row {
+/// The figures of `stats`, with CPU from `previous` samples when the runtime gives no rate,
+/// and the memory limit from `limit` (the container's configured one) when the runtime
+/// reports no available bytes.
+pub fn row(
+    stats: &proto::ContainerStats,
+    previous: &HashMap<String, CpuSample>,
+    limit: Option<u64>,
+) -> Row {
     let attributes = stats.attributes.clone().unwrap_or_default();
     let nano_cores = stats
         .cpu
@@ -89,7 +95,10 @@ pub fn row(stats: &proto::ContainerStats, previous: &HashMap<String, CpuSample>)
         name: attributes.metadata.map(|m| m.name).unwrap_or_default(),
         cpu_percent,
         memory_bytes: working_set,
-        memory_limit_bytes: working_set.zip(available).map(|(used, free)| used + free),
+        memory_limit_bytes: working_set
+            .zip(available)
+            .map(|(used, free)| used + free)
+            .or(limit),
         writable_layer_bytes: stats
             .writable_layer
             .as_ref()
@@ -151,6 +160,20 @@ async fn sample(cri: &mut Cri, ids: &[String]) -> Result<Vec<proto::ContainerSta
     Ok(stats)
 }
 
+/// The container's configured memory limit, if it has one.
+async fn memory_limit(cri: &mut Cri, id: &str) -> Result<Option<u64>, CliError> {
+    let status = match super::wait::status(cri, id).await {
+        Ok(status) => status,
+        Err(err) if err.is_not_found() => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    Ok(status
+        .resources
+        .and_then(|resources| resources.linux)
+        .and_then(|linux| u64::try_from(linux.memory_limit_in_bytes).ok())
+        .filter(|limit| *limit > 0))
+}
+
 async fn running_ids(cri: &mut Cri, wanted: &[String]) -> Result<Vec<String>, CliError> {
     if !wanted.is_empty() {
         let mut ids = Vec::new();
@@ -202,7 +225,14 @@ pub async fn stats(cri: &mut Cri, args: StatsArgs) -> Result<(), CliError> {
             continue;
         }
         first = false;
-        let rows: Vec<Row> = stats.iter().map(|s| row(s, &previous)).collect();
+        let mut rows = Vec::with_capacity(stats.len());
+        for s in &stats {
+            let limit = match s.attributes.as_ref() {
+                Some(attributes) => memory_limit(cri, &attributes.id).await?,
+                None => None,
+            };
+            rows.push(row(s, &previous, limit));
+        }
         for s in &stats {
             if let (Some(attributes), Some(sample)) = (s.attributes.as_ref(), cpu_sample(s)) {
                 previous.insert(attributes.id.clone(), sample);
@@ -259,13 +289,21 @@ mod tests {
 
     #[test]
     fn cpu_from_the_rate_or_from_two_samples() {
-        let rate = row(&stats("abc", 0, 0, Some(250_000_000)), &HashMap::new());
+        let rate = row(
+            &stats("abc", 0, 0, Some(250_000_000)),
+            &HashMap::new(),
+            None,
+        );
         assert_eq!(rate.cpu_percent, Some(25.0));
         let previous = HashMap::from([("abc".to_owned(), (1_000_000_000, 0))]);
-        let delta = row(&stats("abc", 2_000_000_000, 500_000_000, None), &previous);
+        let delta = row(
+            &stats("abc", 2_000_000_000, 500_000_000, None),
+            &previous,
+            None,
+        );
         assert_eq!(delta.cpu_percent, Some(50.0));
         assert_eq!(
-            row(&stats("abc", 1, 1, None), &HashMap::new()).cpu_percent,
+            row(&stats("abc", 1, 1, None), &HashMap::new(), None).cpu_percent,
             None
         );
     }
@@ -275,6 +313,7 @@ mod tests {
         let rows = [row(
             &stats("0123456789abcdef", 0, 0, Some(10_000_000)),
             &HashMap::new(),
+            None,
         )];
         assert_eq!(
             table(&rows),

@@ -89,7 +89,7 @@ struct Plan {
     log_dir: PathBuf,
 }
 
-fn plan(args: &RunArgs, name: &str, image_id: &str) -> Result<Plan, CliError> {
+fn plan(args: &RunArgs, name: &str) -> Result<Plan, CliError> {
     let cwd = std::env::current_dir().map_err(CliError::io("read current directory", "."))?;
     let mounts = args
         .volume
@@ -165,8 +165,10 @@ fn plan(args: &RunArgs, name: &str, image_id: &str) -> Result<Plan, CliError> {
             name: name.to_owned(),
             attempt: 0,
         }),
+        // The name, not the id: runtimes show a container's image as it was asked for
+        // (the pull just made sure the name resolves).
         image: Some(proto::ImageSpec {
-            image: image_id.to_owned(),
+            image: args.image.clone(),
             user_specified_image: args.image.clone(),
             ..proto::ImageSpec::default()
         }),
@@ -207,8 +209,8 @@ pub async fn run(cri: &mut Cri, args: RunArgs) -> Result<ExitCode, CliError> {
         }
         None => format!("carrack-{}", random_hex(4)),
     };
-    let image_id = super::pull::ensure(cri, &args.image).await?;
-    let plan = plan(&args, &name, &image_id)?;
+    super::pull::ensure(cri, &args.image).await?;
+    let plan = plan(&args, &name)?;
     std::fs::create_dir_all(&plan.log_dir)
         .map_err(CliError::io("create log directory", &plan.log_dir))?;
 

@@ -1,0 +1,554 @@
+//! Root integration tests of the Docker-like command line: the `carrack` binary's client
+//! verbs run as a person would run them, against a real daemon in a test node (pods on a
+//! bridge + portmap network inside the node's namespace), checking what they print and
+//! their exit codes. Table layouts are compared with golden files in `tests/golden/cli/`
+//! after masking what changes from run to run (ids, times, sizes).
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::images;
+use support::node::{DAEMON_BIN, Node};
+use support::skip_unless_root;
+
+/// How long a test waits for something the CLI started to show up (a bound, not a timing
+/// assertion: only a hung daemon hits it).
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// A test node with busybox in its registry and a bridge network with port mapping.
+fn node() -> Node {
+    let node = Node::start();
+    node.push(images::busybox(), "library/busybox:latest")
+        .expect("push busybox");
+    write_bridge_conflist(&node);
+    node
+}
+
+/// bridge + host-local + portmap, leases in the node's temp dir.
+fn write_bridge_conflist(node: &Node) {
+    let ipam_dir = node.base_dir().join("cni").join("ipam");
+    fs::create_dir_all(node.cni_conf_dir()).expect("cni conf dir");
+    let conflist = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "carrack-cli-test",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": "cr0",
+                "isGateway": true,
+                "ipMasq": false,
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": ipam_dir,
+                    "ranges": [[{"subnet": "10.98.0.0/24", "gateway": "10.98.0.1"}]],
+                    "routes": [{"dst": "0.0.0.0/0"}]
+                }
+            },
+            {"type": "portmap", "capabilities": {"portMappings": true}}
+        ]
+    });
+    fs::write(
+        node.cni_conf_dir().join("10-carrack-cli-test.conflist"),
+        serde_json::to_vec_pretty(&conflist).expect("json"),
+    )
+    .expect("write conflist");
+}
+
+/// The `carrack` command aimed at the node's daemon, with pod logs in the node's temp dir.
+fn carrack(node: &Node) -> Command {
+    let mut command = Command::new(DAEMON_BIN);
+    command
+        .arg("--runtime-endpoint")
+        .arg(format!("unix://{}", node.socket_path().display()))
+        .env("CARRACK_LOG_DIR", node.base_dir().join("cli-logs"))
+        .env(
+            "CARRACK_CONFIG",
+            node.base_dir().join("no-such-config.toml"),
+        )
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs `carrack ARGS…` to completion.
+fn cli(node: &Node, args: &[&str]) -> Output {
+    carrack(node).args(args).output().expect("run carrack")
+}
+
+/// Runs `carrack ARGS…`, which must succeed; returns its stdout.
+fn ok(node: &Node, args: &[&str]) -> String {
+    let output = cli(node, args);
+    assert!(
+        output.status.success(),
+        "carrack {args:?} failed ({:?}):\nstdout: {}\nstderr: {}\ndaemon log tail:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        tail(&node.daemon_log(), 30),
+    );
+    String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Polls `check` until it returns `Some`, up to [`SETTLE`].
+fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Masks what changes between runs in a table (ids, times, sizes), re-aligning the columns
+/// at the header's offsets. Also checks that every cell of the raw table starts exactly where
+/// its header does (the layout).
+fn masked_table(text: &str, ids: &[&str]) -> String {
+    // Offsets are in characters: cells may hold multi-byte ones ("…").
+    let mut lines = text.lines().map(|line| line.chars().collect::<Vec<char>>());
+    let header = lines.next().expect("a header line");
+    // Headers are separated by 3+ spaces; single spaces are inside a header ("IMAGE ID").
+    let mut starts = vec![0];
+    for at in 3..header.len() {
+        if header[at] != ' ' && header[at - 3..at] == [' ', ' ', ' '] {
+            starts.push(at);
+        }
+    }
+    let mut rows: Vec<Vec<String>> = vec![cells(&header, &starts)];
+    for line in lines {
+        for (index, start) in starts.iter().enumerate().skip(1) {
+            if line.len() > *start {
+                assert!(
+                    line[start - 1] == ' ' && line[*start] != ' ',
+                    "column {index} of {line:?} does not start at its header's offset {start}:\n{text}"
+                );
+            }
+        }
+        let line = &line;
+        rows.push(
+            cells(line, &starts)
+                .into_iter()
+                .map(|cell| mask(&cell, ids))
+                .collect(),
+        );
+    }
+    let widths: Vec<usize> = (0..starts.len())
+        .map(|column| {
+            rows.iter()
+                .map(|row| row[column].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let line: String = row
+                .iter()
+                .enumerate()
+                .map(|(column, cell)| format!("{cell:width$}   ", width = widths[column]))
+                .collect();
+            format!("{}\n", line.trim_end())
+        })
+        .collect()
+}
+
+fn cells(line: &[char], starts: &[usize]) -> Vec<String> {
+    starts
+        .iter()
+        .enumerate()
+        .map(|(index, start)| {
+            let end = starts
+                .get(index + 1)
+                .copied()
+                .unwrap_or(line.len())
+                .min(line.len());
+            let start = (*start).min(end);
+            line[start..end]
+                .iter()
+                .collect::<String>()
+                .trim()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn mask(cell: &str, ids: &[&str]) -> String {
+    if ids.iter().any(|id| !id.is_empty() && cell == *id) {
+        return "<ID>".to_owned();
+    }
+    if cell.ends_with(" ago") {
+        return "<AGO>".to_owned();
+    }
+    let number = cell.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    if !number.is_empty() && cell.ends_with('B') && number.parse::<f64>().is_ok() {
+        return "<SIZE>".to_owned();
+    }
+    cell.to_owned()
+}
+
+fn golden(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/cli")
+        .join(name)
+}
+
+/// Compares with a golden file; `CARRACK_UPDATE_GOLDEN=1` rewrites it instead.
+fn assert_golden(name: &str, actual: &str) {
+    let path = golden(name);
+    if std::env::var_os("CARRACK_UPDATE_GOLDEN").is_some() {
+        fs::create_dir_all(path.parent().expect("parent")).expect("golden dir");
+        fs::write(&path, actual).expect("write golden");
+        return;
+    }
+    let expected = fs::read_to_string(&path).unwrap_or_else(|err| {
+        panic!(
+            "read {}: {err} (CARRACK_UPDATE_GOLDEN=1 writes it)",
+            path.display()
+        )
+    });
+    assert_eq!(actual, expected, "{name} differs from its golden file");
+}
+
+fn ps_ids(node: &Node) -> Vec<String> {
+    ok(node, &["ps", "-a", "-q"])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn run_rm_prints_the_output_and_exits_with_the_command_code() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = node();
+    let output = cli(
+        &node,
+        &[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hello; echo oops >&2; exit 3",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "stdout {stdout:?} stderr {stderr:?}"
+    );
+    assert_eq!(stdout, "hello\n");
+    assert!(stderr.contains("oops\n"), "stderr {stderr:?}");
+    // The image was pulled on demand, with a line saying so.
+    assert!(
+        stderr.contains("Unable to find image 'busybox' locally"),
+        "{stderr:?}"
+    );
+    // --rm left neither container nor pod nor log directory.
+    assert!(ps_ids(&node).is_empty());
+    assert_eq!(ok(&node, &["pods", "-q"]), "");
+    let logs = node.base_dir().join("cli-logs");
+    assert_eq!(fs::read_dir(&logs).map(Iterator::count).unwrap_or(0), 0);
+
+    // A second run finds the image; a plain success exits 0; env and user flags apply.
+    let output = cli(
+        &node,
+        &[
+            "run",
+            "--rm",
+            "-e",
+            "GREETING=hi there",
+            "--user",
+            "1234:5678",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $GREETING $(id -u):$(id -g)",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "hi there 1234:5678\n"
+    );
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("Unable to find image"));
+
+    // Errors are one line and a non-zero exit.
+    let output = cli(&node, &["run", "--rm", "busybox", "/no/such/program"]);
+    assert!(!output.status.success());
+    let output = cli(&node, &["logs", "no-such-container"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "carrack: error: no such container: no-such-container\n"
+    );
+    assert!(ps_ids(&node).is_empty(), "a failed run leaves nothing");
+}
+
+#[test]
+fn detached_container_ps_logs_exec_stop_rm() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = node();
+    let id = ok(
+        &node,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "ticker",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo bye; exit 0' TERM; echo started; echo warn >&2; while :; do sleep 1 & wait $!; done",
+        ],
+    );
+    let id = id.trim().to_owned();
+    assert_eq!(id.len(), 64, "run -d prints the container id: {id:?}");
+
+    // ps shows it running, by name, with a 12-character id.
+    let ps = ok(&node, &["ps"]);
+    assert!(ps.starts_with("CONTAINER ID   IMAGE     CREATED"), "{ps}");
+    let row = ps.lines().nth(1).expect("one container");
+    assert!(row.starts_with(&id[..12]), "{ps}");
+    assert!(
+        row.contains("busybox") && row.contains(" Up ") && row.contains("ticker"),
+        "{ps}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&node, &["ps", "--format", "json"])).expect("ps json");
+    assert_eq!(json[0]["id"], id.as_str());
+    assert_eq!(json[0]["state"], "CONTAINER_RUNNING");
+    let pods = ok(&node, &["pods"]);
+    assert!(pods.contains("ticker") && pods.contains("Ready"), "{pods}");
+
+    // logs by name and by id prefix; stdout and stderr stay apart.
+    let logs = eventually("the first lines in the log", || {
+        let output = cli(&node, &["logs", "ticker"]);
+        (String::from_utf8_lossy(&output.stdout) == "started\n"
+            && String::from_utf8_lossy(&output.stderr) == "warn\n")
+            .then_some(output)
+    });
+    assert_eq!(String::from_utf8_lossy(&logs.stderr), "warn\n");
+    // The last two lines are "started" (stdout) and "warn" (stderr).
+    let stamped = ok(&node, &["logs", "--timestamps", "--tail", "2", &id[..8]]);
+    assert!(
+        stamped.ends_with("Z started\n") && stamped.starts_with("20"),
+        "{stamped:?}"
+    );
+    assert_eq!(ok(&node, &["logs", "--tail", "0", "ticker"]), "");
+
+    // exec runs in the container and passes the exit code through.
+    assert_eq!(ok(&node, &["exec", "ticker", "hostname"]), "ticker\n");
+    let output = cli(&node, &["exec", "ticker", "sh", "-c", "exit 7"]);
+    assert_eq!(output.status.code(), Some(7));
+    let output = cli(&node, &["exec", "-it", "ticker", "sh"]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("needs the streaming server"));
+
+    // logs -f follows until the container exits: stop ends it with the trap's last line.
+    let follower = carrack(&node)
+        .args(["logs", "-f", "ticker"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn logs -f");
+    // rm refuses a running container without -f.
+    let output = cli(&node, &["rm", "ticker"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is running"));
+    assert_eq!(ok(&node, &["stop", "ticker"]), "ticker\n");
+    let followed = follower
+        .wait_with_output()
+        .expect("logs -f exits when the container does");
+    assert!(followed.status.success());
+    assert_eq!(String::from_utf8_lossy(&followed.stdout), "started\nbye\n");
+
+    let ps = ok(&node, &["ps"]);
+    assert_eq!(ps.lines().count(), 1, "only the header: {ps}");
+    let all = ok(&node, &["ps", "-a"]);
+    assert!(all.contains("Exited (0)"), "{all}");
+
+    // inspect gives the container's verbose status as JSON.
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(&node, &["inspect", "ticker"])).expect("inspect json");
+    assert_eq!(inspect[0]["kind"], "container");
+    assert_eq!(inspect[0]["status"]["id"], id.as_str());
+    assert_eq!(inspect[0]["status"]["state"], "CONTAINER_EXITED");
+
+    assert_eq!(ok(&node, &["rm", "ticker"]), "ticker\n");
+    assert!(ps_ids(&node).is_empty());
+    assert_eq!(
+        ok(&node, &["pods", "-q"]),
+        "",
+        "the pod went with its container"
+    );
+}
+
+#[test]
+fn volumes_are_visible_and_published_ports_reachable() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = node();
+    let shared = node.base_dir().join("shared");
+    fs::create_dir_all(&shared).expect("shared dir");
+    fs::write(shared.join("index.html"), "served from the host\n").expect("write file");
+    let volume = format!("{}:/www:ro", shared.display());
+
+    let output = cli(
+        &node,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            &volume,
+            "busybox",
+            "cat",
+            "/www/index.html",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "served from the host\n"
+    );
+    let output = cli(
+        &node,
+        &["run", "--rm", "-v", &volume, "busybox", "touch", "/www/new"],
+    );
+    assert_ne!(output.status.code(), Some(0), ":ro mounts are read-only");
+
+    // httpd in a pod on the bridge, its port 80 published as the node's 8080.
+    ok(
+        &node,
+        &[
+            "run", "-d", "--name", "web", "-v", &volume, "-p", "8080:80", "busybox", "httpd", "-f",
+            "-p", "80", "-h", "/www",
+        ],
+    );
+    let body = eventually("the published port to answer", || {
+        node.run_in_netns(|| http_get("10.98.0.1:8080"))
+            .expect("enter the node's netns")
+            .ok()
+    });
+    assert!(body.ends_with("served from the host\n"), "{body:?}");
+    assert_eq!(ok(&node, &["rm", "-f", "web"]), "web\n");
+    assert!(ps_ids(&node).is_empty());
+}
+
+/// `GET /` over plain TCP, returning the whole response.
+fn http_get(addr: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(
+        &addr.parse().map_err(std::io::Error::other)?,
+        Duration::from_secs(2),
+    )?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(b"GET /index.html HTTP/1.0\r\nHost: test\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
+
+#[test]
+fn images_history_and_inspect_output() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = node();
+    let pulled = ok(&node, &["pull", "-q", "busybox"]);
+    let image_id = pulled.trim().to_owned();
+    assert!(image_id.starts_with("sha256:"), "{pulled:?}");
+    let short = &image_id[7..19];
+
+    let images = ok(&node, &["images"]);
+    assert_golden("images.txt", &masked_table(&images, &[short]));
+    assert!(images.contains(short), "{images}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&node, &["images", "--format", "json"])).expect("json");
+    assert_eq!(json[0]["id"], image_id.as_str());
+
+    let history = ok(&node, &["history", "busybox"]);
+    assert_golden("history.txt", &masked_table(&history, &[short]));
+    // The layer's size is the runtime's unpacked size, not unknown.
+    assert!(
+        !history.lines().nth(1).expect("a layer row").contains(" - "),
+        "{history}"
+    );
+    let steps: serde_json::Value =
+        serde_json::from_str(&ok(&node, &["history", "--format", "json", short])).expect("json");
+    assert!(
+        steps[0]["createdBy"]
+            .as_str()
+            .expect("created by")
+            .starts_with("carrack test harness")
+    );
+
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(&node, &["inspect", short])).expect("json");
+    assert_eq!(inspect[0]["kind"], "image");
+    assert_eq!(inspect[0]["status"]["id"], image_id.as_str());
+    assert_eq!(
+        inspect[0]["info"]["info"]["imageSpec"]["config"]["Cmd"][0],
+        "sh"
+    );
+
+    let info = ok(&node, &["info"]);
+    assert!(info.contains("Runtime:          carrack"), "{info}");
+    assert!(info.contains("Images:           1"), "{info}");
+    let version = ok(&node, &["version"]);
+    assert!(version.contains("Runtime: carrack "), "{version}");
+
+    assert_eq!(
+        ok(&node, &["rmi", "busybox"]),
+        format!("Deleted: {image_id}\n")
+    );
+    assert_eq!(ok(&node, &["images", "-q"]), "");
+}
+
+#[test]
+fn stats_show_running_containers() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = node();
+    ok(
+        &node,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "busy",
+            "--memory",
+            "64m",
+            "--cpus",
+            "0.5",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done",
+        ],
+    );
+    let stats = ok(&node, &["stats", "--no-stream"]);
+    let row = stats.lines().nth(1).expect("a row");
+    assert!(row.contains("busy") && row.contains('%'), "{stats}");
+    // The memory limit is the one asked for (64 MiB ≈ 67.11MB).
+    assert!(row.contains("/ 67.11MB"), "{stats}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&node, &["stats", "--format", "json"])).expect("json");
+    assert_eq!(json[0]["name"], "busy");
+    ok(&node, &["rm", "-f", "busy"]);
+}
