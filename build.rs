@@ -1,4 +1,6 @@
-//! Compiles the vendored CRI schema (`proto/api.proto`) into tonic clients and servers.
+//! Compiles the vendored CRI schema (`proto/api.proto`) and Carrack's image transfer
+//! extension (`proto/images.proto`, package `carrack.images.v1`) into tonic clients and
+//! servers.
 //!
 //! Every generated type also derives `serde::Serialize`, so the command line can print any
 //! CRI reply as JSON (`carrack inspect`, `--format json`) without a hand-written mapping;
@@ -21,6 +23,7 @@ const ENUM_FIELDS: &[(&str, &str)] = &[
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/api.proto");
+    println!("cargo:rerun-if-changed=proto/images.proto");
     let mut builder = tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
@@ -31,6 +34,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             format!("#[serde(serialize_with = \"crate::proto::json::{serializer}\")]"),
         );
     }
-    builder.compile_protos(&["proto/api.proto"], &["proto"])?;
+    builder.compile_protos(&["proto/api.proto", "proto/images.proto"], &["proto"])?;
     Ok(())
 }

@@ -9,6 +9,12 @@
 
 tonic::include_proto!("runtime.v1");
 
+/// Carrack's image transfer extension (`carrack.images.v1`): import and export of image
+/// archives, served on the CRI socket but apart from the CRI services.
+pub mod images {
+    tonic::include_proto!("carrack.images.v1");
+}
+
 /// Serializers that write an enum field by its proto name (numbers no variant has stay
 /// numbers).
 pub mod json {

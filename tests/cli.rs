@@ -552,3 +552,151 @@ fn stats_show_running_containers() {
     assert_eq!(json[0]["name"], "busy");
     ok(&node, &["rm", "-f", "busy"]);
 }
+
+#[test]
+fn imported_archives_run_and_export_round_trips_keep_the_image_id() {
+    if !skip_unless_root() {
+        return;
+    }
+    // No registry involved: the image comes only from the archives.
+    let node = Node::start();
+    write_bridge_conflist(&node);
+    let image = images::busybox();
+    let dir = node.base_dir().join("archives");
+    fs::create_dir_all(&dir).expect("archives dir");
+
+    // A docker save archive, imported from a file, then run.
+    let saved = dir.join("saved.tar");
+    fs::write(
+        &saved,
+        support::archive::docker_save(image, &["example.com/tools/box:1.0"]).expect("archive"),
+    )
+    .expect("write archive");
+    let loaded = ok(
+        &node,
+        &["image", "import", saved.to_str().expect("utf-8 path")],
+    );
+    assert_eq!(loaded, "Loaded image: example.com/tools/box:1.0\n");
+    let id = ok(&node, &["images", "-q"]).trim().to_owned();
+    assert_eq!(
+        format!("sha256:{id}"),
+        image.id()[..19],
+        "the image id is the config digest"
+    );
+    let output = cli(
+        &node,
+        &["run", "--rm", "example.com/tools/box:1.0", "echo", "hello"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "hello\n");
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains("Pulling"),
+        "nothing is pulled"
+    );
+
+    // Export → remove → import from stdin gives the same image id.
+    let exported = dir.join("exported.tar");
+    ok(
+        &node,
+        &[
+            "image",
+            "export",
+            "-o",
+            exported.to_str().expect("utf-8"),
+            "example.com/tools/box:1.0",
+        ],
+    );
+    assert!(!dir.join("exported.tar.partial").exists());
+    ok(&node, &["rmi", "example.com/tools/box:1.0"]);
+    assert_eq!(ok(&node, &["images", "-q"]), "");
+    let reimported = carrack(&node)
+        .args(["image", "import", "-"])
+        .stdin(fs::File::open(&exported).expect("open export"))
+        .output()
+        .expect("import from stdin");
+    assert!(reimported.status.success(), "{reimported:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&reimported.stdout),
+        "Loaded image: example.com/tools/box:1.0\n"
+    );
+    let inspect: serde_json::Value = serde_json::from_str(&ok(
+        &node,
+        &["inspect", "--type", "image", "example.com/tools/box:1.0"],
+    ))
+    .expect("json");
+    assert_eq!(inspect[0]["status"]["id"], image.id());
+    // Exporting twice gives the same bytes (fixed headers, blobs as stored).
+    let again = dir.join("again.tar");
+    ok(
+        &node,
+        &["image", "export", "-o", again.to_str().expect("utf-8"), &id],
+    );
+    assert_eq!(
+        fs::read(&again).expect("read"),
+        fs::read(&exported).expect("read")
+    );
+
+    // An OCI layout (gzip layers, the manifest kept as is) imports too, with its digest.
+    let oci = dir.join("oci.tar");
+    fs::write(
+        &oci,
+        support::archive::oci_layout(image, "docker.io/library/other:1.0").expect("archive"),
+    )
+    .expect("write");
+    assert_eq!(
+        ok(&node, &["image", "import", oci.to_str().expect("utf-8")]),
+        "Loaded image: docker.io/library/other:1.0\n"
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(&node, &["inspect", "--type", "image", "other:1.0"]))
+            .expect("json");
+    let digests = inspect[0]["status"]["repo_digests"].clone();
+    assert!(
+        digests.to_string().contains(image.digest()),
+        "the OCI manifest's digest is the image's repo digest: {digests}"
+    );
+
+    // Garbage is refused with one line, and nothing is stored.
+    let junk = dir.join("junk.tar");
+    fs::write(&junk, b"not an archive at all").expect("write");
+    let output = cli(&node, &["image", "import", junk.to_str().expect("utf-8")]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let leftovers: Vec<_> = fs::read_dir(node.root_dir().join("content/ingest"))
+        .expect("ingest dir")
+        .flatten()
+        .map(|entry| entry.file_name())
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "imports leave no temporary files: {leftovers:?}"
+    );
+}
+
+#[test]
+fn pulled_images_cannot_be_exported_and_say_why() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = node();
+    ok(&node, &["pull", "-q", "busybox"]);
+    let out = node.base_dir().join("pulled.tar");
+    let output = cli(
+        &node,
+        &[
+            "image",
+            "export",
+            "-o",
+            out.to_str().expect("utf-8"),
+            "busybox",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("only imported images can be exported"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+}

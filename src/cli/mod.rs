@@ -16,6 +16,7 @@ pub mod cri_log;
 mod error;
 mod exec;
 mod history;
+mod image;
 mod images;
 mod info;
 mod inspect;
@@ -57,6 +58,12 @@ pub enum Verb {
     Rm(rm::RmArgs),
     /// List images.
     Images(images::ImagesArgs),
+    /// Import or export image archives.
+    Image {
+        /// What to do.
+        #[command(subcommand)]
+        command: image::ImageCommand,
+    },
     /// Pull images from a registry.
     Pull(pull::PullArgs),
     /// Remove images.
@@ -84,6 +91,7 @@ pub async fn execute(verb: Verb, endpoint: &str) -> Result<ExitCode, CliError> {
         Verb::Stop(args) => stop::stop(&mut cri, args).await?,
         Verb::Rm(args) => rm::rm(&mut cri, args).await?,
         Verb::Images(args) => images::images(&mut cri, args).await?,
+        Verb::Image { command } => image::image(&mut cri, command).await?,
         Verb::Pull(args) => pull::pull(&mut cri, args).await?,
         Verb::Rmi(args) => rmi::rmi(&mut cri, args).await?,
         Verb::Inspect(args) => inspect::inspect(&mut cri, args).await?,

@@ -26,10 +26,12 @@ use crate::cni::{CniManager, CniSettings};
 use crate::config::Config;
 use crate::container::{ContainerService, ContainerSettings, detect_host};
 use crate::cri::image::ImageServer;
+use crate::cri::image_transfer::ImageTransferServer;
 use crate::cri::instrument;
 use crate::cri::runtime::RuntimeServer;
 use crate::image_service::ImageService;
 use crate::proto::image_service_server::ImageServiceServer;
+use crate::proto::images::images_server::ImagesServer;
 use crate::proto::runtime_service_server::RuntimeServiceServer;
 use crate::sandbox::{SandboxService, SandboxSettings};
 use crate::snapshot::Snapshotter;
@@ -118,6 +120,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let image_transfer = ImagesServer::new(ImageTransferServer::new(Arc::clone(&images)))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let image = ImageServiceServer::new(ImageServer::new(images))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -138,6 +143,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let serve = tonic::transport::Server::builder()
         .add_service(runtime)
         .add_service(image)
+        // Carrack's own extension (image import/export), apart from the CRI services.
+        .add_service(image_transfer)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
             let _ = stop_rx.await;
         });

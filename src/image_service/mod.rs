@@ -6,9 +6,12 @@
 //! verbs. Image records live in the `store`; a record is written only once everything it
 //! names is on disk and verified.
 
+pub mod archive;
 pub mod content;
 pub mod digest;
 mod error;
+mod export;
+mod import;
 mod lookup;
 pub mod manifest;
 mod pull;
@@ -25,6 +28,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use error::ImageError;
+pub use import::ImportedImage;
 
 use content::ContentStore;
 use digest::Digest;
@@ -176,10 +180,26 @@ impl ImageService {
     /// whichever image held it to this one.
     async fn commit_record(
         &self,
-        mut record: ImageRecord,
+        record: ImageRecord,
         documents: &[(Digest, Bytes)],
     ) -> Result<(), ImageError> {
+        self.commit_record_with_blobs(record, documents, Vec::new())
+            .await
+    }
+
+    /// [`ImageService::commit_record`] that also moves layer blobs written to the ingest
+    /// directory into the content store, under the same lock (so the garbage collection,
+    /// which holds it too, never sees a blob before the record naming it).
+    async fn commit_record_with_blobs(
+        &self,
+        mut record: ImageRecord,
+        documents: &[(Digest, Bytes)],
+        blobs: Vec<import::PendingBlob>,
+    ) -> Result<(), ImageError> {
         let _guard = self.metadata_lock.lock().await;
+        for blob in &blobs {
+            self.content.commit_file(&blob.digest, &blob.temp)?;
+        }
         for (digest, bytes) in documents {
             self.content.put(digest, bytes)?;
         }

@@ -12,6 +12,7 @@
 //! - [`images`]: test images built from Debian's `busybox-static` and pushed over
 //!   the OCI distribution API.
 //! - [`hostile`]: images that break the rules a pull must enforce.
+//! - [`archive`]: `docker save` and OCI layout archives of test images.
 //! - [`client`]: CRI gRPC clients over the node's unix socket.
 //! - [`netns`]: named network namespaces, and running code inside one.
 //! - [`cleanup`]: teardown of namespaces, cgroups and mounts, and the sweep of
@@ -24,6 +25,7 @@
 // Not every test binary uses every helper.
 #![allow(dead_code)]
 
+pub mod archive;
 pub mod cleanup;
 pub mod client;
 pub mod hostile;
