@@ -1,5 +1,6 @@
 //! The `carrack` binary: argument parsing and dispatch. The only place `anyhow` is used.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -132,12 +133,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(code));
         }
         Command::Version => {
-            println!("carrack {}", env!("CARGO_PKG_VERSION"));
-            println!("CRI API v1 (cri-api v0.36)");
+            // Written without panicking on a closed pipe (`carrack version | head -1`).
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "carrack {}", env!("CARGO_PKG_VERSION"));
+            let _ = writeln!(out, "CRI API v1 (cri-api v0.36)");
+            let _ = out.flush();
+            drop(out);
             // The runtime's half is informational: the client's version prints without one.
             let endpoint = endpoint(&cli.config, cli.runtime_endpoint.clone());
             match client_runtime()?.block_on(carrack::cli::runtime_version(&endpoint)) {
-                Ok(line) => println!("{line}"),
+                Ok(line) => {
+                    let _ = writeln!(std::io::stdout(), "{line}");
+                }
                 Err(err) => eprintln!("Runtime: not reachable ({err})"),
             }
         }

@@ -700,3 +700,32 @@ fn pulled_images_cannot_be_exported_and_say_why() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn bundled_test_image_imports_and_runs() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    write_bridge_conflist(&node);
+    let archive = node.base_dir().join("busybox.tar");
+    let built = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/test-image.sh"))
+        .arg(&archive)
+        .output()
+        .expect("run deploy/test-image.sh");
+    assert!(built.status.success(), "{built:?}");
+    assert_eq!(
+        ok(
+            &node,
+            &["image", "import", archive.to_str().expect("utf-8")]
+        ),
+        "Loaded image: carrack.local/busybox:latest\n"
+    );
+    let output = cli(
+        &node,
+        &["run", "--rm", "carrack.local/busybox", "echo", "hello"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "hello\n");
+}

@@ -7,6 +7,7 @@
 
 mod error;
 mod lock;
+mod notify;
 mod socket;
 
 use std::fs;
@@ -140,6 +141,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         version = env!("CARGO_PKG_VERSION"),
         "carrack serving CRI v1"
     );
+    // The socket is bound and listening: connections made from now on are served.
+    let notify_socket = std::env::var_os("NOTIFY_SOCKET");
+    notify::notify(notify_socket.as_deref(), "READY=1");
     let serve = tonic::transport::Server::builder()
         .add_service(runtime)
         .add_service(image)
@@ -153,6 +157,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let grace = async {
         if stopping_rx.await.is_ok() {
             tracing::info!("stop signal received; finishing in-flight requests");
+            notify::notify(notify_socket.as_deref(), "STOPPING=1");
             let drained =
                 tokio::time::timeout(SHUTDOWN_GRACE, instrument::IN_FLIGHT.wait_idle()).await;
             if drained.is_err() {
