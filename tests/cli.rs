@@ -60,10 +60,15 @@ fn write_bridge_conflist(node: &Node) {
 
 /// The `carrack` command aimed at the node's daemon, with pod logs in the node's temp dir.
 fn carrack(node: &Node) -> Command {
+    carrack_at(node, &node.socket_path())
+}
+
+/// The `carrack` command aimed at the runtime listening on `socket`.
+fn carrack_at(node: &Node, socket: &Path) -> Command {
     let mut command = Command::new(DAEMON_BIN);
     command
         .arg("--runtime-endpoint")
-        .arg(format!("unix://{}", node.socket_path().display()))
+        .arg(format!("unix://{}", socket.display()))
         .env("CARRACK_LOG_DIR", node.base_dir().join("cli-logs"))
         .env(
             "CARRACK_CONFIG",
@@ -728,4 +733,182 @@ fn bundled_test_image_imports_and_runs() {
     );
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     assert_eq!(String::from_utf8_lossy(&output.stdout), "hello\n");
+}
+
+/// Debian's containerd 1.6 in the node's namespace, as a second CRI runtime for the CLI:
+/// its own root, state and socket in the node's temp dir, the node's CNI config and
+/// registry, and a pause stand-in (busybox that sleeps until SIGTERM) as its sandbox image.
+/// `restrict_oom_score_adj`: the test process may not lower OOM scores below its own (a
+/// sandboxed root), which runc would otherwise try for the sandbox. Dropping it removes what
+/// the CLI made there and stops it; the node then removes the rest
+/// (shims in its namespace, mounts under its temp dir, cgroups under its parent).
+struct Containerd<'a> {
+    node: &'a Node,
+    process: std::process::Child,
+    socket: PathBuf,
+}
+
+impl<'a> Containerd<'a> {
+    /// Starts containerd, or `None` (with a notice) when the package is not installed.
+    fn start(node: &'a Node) -> Option<Self> {
+        let installed = ["containerd", "runc", "containerd-shim-runc-v2"]
+            .iter()
+            .all(|binary| {
+                Command::new("sh")
+                    .args(["-c", &format!("command -v {binary}")])
+                    .output()
+                    .is_ok_and(|output| output.status.success())
+            });
+        if !installed {
+            eprintln!("skipped: Debian's containerd and runc packages are not installed");
+            return None;
+        }
+        node.push(images::long_running(), "library/pause-standin:v1")
+            .expect("push the pause stand-in");
+        let dir = node.base_dir().join("containerd");
+        fs::create_dir_all(&dir).expect("containerd dir");
+        let socket = dir.join("containerd.sock");
+        let config = format!(
+            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
+             [grpc]\n  address = \"{socket}\"\n[ttrpc]\n  address = \"{socket}.ttrpc\"\n\
+             [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{dir}/opt\"\n\
+             [plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"docker.io/library/pause-standin:v1\"\n\
+             restrict_oom_score_adj = true\n  stream_server_address = \"127.0.0.1\"\n  stream_server_port = \"0\"\n\
+             [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  snapshotter = \"overlayfs\"\n  default_runtime_name = \"runc\"\n\
+             [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n\
+             [plugins.\"io.containerd.grpc.v1.cri\".cni]\n  bin_dir = \"/usr/lib/cni\"\n  conf_dir = \"{cni}\"\n  max_conf_num = 1\n\
+             [plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"docker.io\"]\n  endpoint = [\"http://{registry}\"]\n",
+            root = dir.join("root").display(),
+            state = dir.join("state").display(),
+            socket = socket.display(),
+            dir = dir.display(),
+            cni = node.cni_conf_dir().display(),
+            registry = node.registry_addr(),
+        );
+        let config_path = dir.join("config.toml");
+        fs::write(&config_path, config).expect("containerd config");
+        let log = fs::File::create(dir.join("containerd.log")).expect("containerd log");
+        let process = Command::new("nsenter")
+            .arg(format!("--net={}", node.netns_path().display()))
+            .arg("--")
+            .arg("containerd")
+            .arg("--config")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        let peer = Containerd {
+            node,
+            process,
+            socket,
+        };
+        eventually("containerd to serve CRI", || {
+            peer.cli(&["info"]).status.success().then_some(())
+        });
+        Some(peer)
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        carrack_at(self.node, &self.socket)
+            .args(args)
+            .output()
+            .expect("run carrack")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.cli(args);
+        assert!(
+            output.status.success(),
+            "carrack {args:?} against containerd failed: {output:?}\ncontainerd log tail:\n{}",
+            tail(
+                &fs::read_to_string(self.node.base_dir().join("containerd/containerd.log"))
+                    .unwrap_or_default(),
+                30
+            )
+        );
+        String::from_utf8(output.stdout).expect("utf-8")
+    }
+}
+
+impl Drop for Containerd<'_> {
+    fn drop(&mut self) {
+        let ids = self.cli(&["ps", "-a", "-q"]);
+        for id in String::from_utf8_lossy(&ids.stdout).lines() {
+            let _ = self.cli(&["rm", "-f", id]);
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(self.process.id()).unwrap_or(0)),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.process.wait();
+    }
+}
+
+#[test]
+fn the_cli_drives_containerd_through_cri_alone() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = node();
+    let Some(containerd) = Containerd::start(&node) else {
+        return;
+    };
+    let parent = node.cgroup_parent();
+    let info = containerd.ok(&["info"]);
+    assert!(info.contains("Runtime:          containerd"), "{info}");
+
+    let output = containerd.cli(&[
+        "run",
+        "--rm",
+        "--cgroup-parent",
+        &parent,
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello; exit 4",
+    ]);
+    assert_eq!(output.status.code(), Some(4), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "hello\n");
+
+    containerd.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "--cgroup-parent",
+        &parent,
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo bye; exit 0' TERM; echo started; while :; do sleep 1 & wait $!; done",
+    ]);
+    let ps = containerd.ok(&["ps"]);
+    assert!(ps.contains("ticker") && ps.contains(" Up "), "{ps}");
+    eventually("the container's first line", || {
+        (containerd.ok(&["logs", "ticker"]) == "started\n").then_some(())
+    });
+    assert_eq!(containerd.ok(&["exec", "ticker", "echo", "in"]), "in\n");
+    assert_eq!(containerd.ok(&["stop", "ticker"]), "ticker\n");
+    assert_eq!(containerd.ok(&["logs", "ticker"]), "started\nbye\n");
+    assert!(containerd.ok(&["ps", "-a"]).contains("Exited (0)"));
+    assert_eq!(containerd.ok(&["rm", "ticker"]), "ticker\n");
+    assert_eq!(containerd.ok(&["ps", "-a", "-q"]), "");
+    // The pause stand-in's pod is gone with the container: only the CLI's pods count.
+    assert_eq!(containerd.ok(&["pods", "-q"]), "");
+
+    let images = containerd.ok(&["images"]);
+    assert!(images.contains("docker.io/library/busybox"), "{images}");
+    let history = containerd.ok(&["history", "busybox"]);
+    assert!(history.contains("carrack test harness"), "{history}");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&containerd.ok(&["inspect", "busybox"])).expect("json");
+    assert_eq!(inspect[0]["kind"], "image");
+    let output = containerd.cli(&["image", "export", "-o", "/dev/null", "busybox"]);
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("only Carrack does"),
+        "{output:?}"
+    );
+    containerd.ok(&["rmi", "busybox"]);
 }

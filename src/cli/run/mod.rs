@@ -65,6 +65,9 @@ pub struct RunArgs {
     /// Working directory inside the container.
     #[arg(short, long)]
     workdir: Option<String>,
+    /// The pod's cgroup parent (default: the runtime's).
+    #[arg(long)]
+    cgroup_parent: Option<String>,
     /// Where pod log directories are made.
     #[arg(long, env = "CARRACK_LOG_DIR", default_value = "/var/log/carrack/pods")]
     log_dir: PathBuf,
@@ -119,6 +122,9 @@ fn plan(args: &RunArgs, name: &str) -> Result<Plan, CliError> {
         } else {
             proto::NamespaceMode::Pod.into()
         },
+        // kubelet's and Docker's default: the container has its own PID namespace (CRI's
+        // zero value, POD, would share one across the pod).
+        pid: proto::NamespaceMode::Container.into(),
         ..proto::NamespaceOption::default()
     };
     let mut security = proto::LinuxContainerSecurityContext {
@@ -152,6 +158,7 @@ fn plan(args: &RunArgs, name: &str) -> Result<Plan, CliError> {
         port_mappings,
         labels: run_labels.clone(),
         linux: Some(proto::LinuxPodSandboxConfig {
+            cgroup_parent: args.cgroup_parent.clone().unwrap_or_default(),
             security_context: Some(proto::LinuxSandboxSecurityContext {
                 namespace_options: Some(namespaces),
                 ..proto::LinuxSandboxSecurityContext::default()
