@@ -1,8 +1,8 @@
 //! `carrack exec [-it] CONTAINER CMD…`.
 //!
 //! Without `-i`/`-t` the command runs through CRI's `ExecSync` (output collected, exit code
-//! passed through). Interactive sessions need a CRI streaming URL and a client for it, which
-//! are not built yet: they fail with a clear message.
+//! passed through). With them, CRI's `Exec` gives a streaming URL and the session runs over
+//! it (`super::stream`); a runtime without a streaming server answers `UNIMPLEMENTED`.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -30,20 +30,54 @@ pub struct ExecArgs {
     command: Vec<String>,
 }
 
-/// The error for interactive sessions, which need the streaming server.
+/// The error for interactive sessions against a runtime that serves no streaming URLs.
 pub fn needs_streaming(what: &str) -> CliError {
     CliError::Unsupported(format!(
-        "{what} needs the streaming server (exec/attach URLs), which is not built yet; \
-         run without -i/-t"
+        "{what} needs the runtime's streaming server (CRI Exec/Attach URLs), which this \
+         runtime does not serve (Carrack's is not built yet); run without -i/-t"
     ))
+}
+
+/// An `Exec`/`Attach` failure: `UNIMPLEMENTED` means no streaming server.
+pub fn streaming_rpc(
+    rpc: &'static str,
+    what: &'static str,
+) -> impl FnOnce(tonic::Status) -> CliError {
+    move |status| {
+        if status.code() == tonic::Code::Unimplemented {
+            needs_streaming(what)
+        } else {
+            CliError::rpc(rpc)(status)
+        }
+    }
 }
 
 /// Runs a command in a container and exits with its exit code.
 pub async fn exec(cri: &mut Cri, args: ExecArgs) -> Result<ExitCode, CliError> {
-    if args.interactive || args.tty {
-        return Err(needs_streaming("exec -i/-t"));
-    }
     let container = super::resolve::container(cri, &args.container).await?;
+    if args.interactive || args.tty {
+        let url = cri
+            .runtime
+            .exec(proto::ExecRequest {
+                container_id: container.id,
+                cmd: args.command,
+                tty: args.tty,
+                stdin: args.interactive,
+                stdout: true,
+                // A terminal merges stderr into its one stream.
+                stderr: !args.tty,
+            })
+            .await
+            .map_err(streaming_rpc("Exec", "exec -i/-t"))?
+            .into_inner()
+            .url;
+        let options = super::stream::Options {
+            stdin: args.interactive,
+            tty: args.tty,
+        };
+        let code = super::stream::run(&url, options).await?;
+        return Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)));
+    }
     let reply = cri
         .runtime
         .exec_sync(proto::ExecSyncRequest {

@@ -32,6 +32,7 @@ mod rmi;
 mod run;
 mod stats;
 mod stop;
+mod stream;
 mod version;
 mod wait;
 

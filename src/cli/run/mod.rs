@@ -29,10 +29,10 @@ pub struct RunArgs {
     /// Remove the container and its pod when it exits.
     #[arg(long)]
     rm: bool,
-    /// Keep stdin open (needs the streaming server).
+    /// Keep stdin open and attach it (needs the runtime's streaming server).
     #[arg(short, long)]
     interactive: bool,
-    /// Allocate a terminal (needs the streaming server).
+    /// Allocate a terminal (needs the runtime's streaming server).
     #[arg(short, long)]
     tty: bool,
     /// The container's (and its pod's) name; default a generated one.
@@ -186,6 +186,9 @@ fn plan(args: &RunArgs, name: &str) -> Result<Plan, CliError> {
         mounts,
         labels: run_labels,
         log_path: LOG_FILE.to_owned(),
+        stdin: args.interactive,
+        stdin_once: args.interactive,
+        tty: args.tty,
         linux: Some(proto::LinuxContainerConfig {
             resources: Some(resources),
             security_context: Some(security),
@@ -201,8 +204,10 @@ fn plan(args: &RunArgs, name: &str) -> Result<Plan, CliError> {
 
 /// Runs a container; the exit code is the container's (or 0 with `-d`).
 pub async fn run(cri: &mut Cri, args: RunArgs) -> Result<ExitCode, CliError> {
-    if args.interactive || args.tty {
-        return Err(super::exec::needs_streaming("run -i/-t"));
+    if args.detach && (args.interactive || args.tty) {
+        return Err(CliError::Unsupported(
+            "-d cannot be combined with -i/-t (attach later is not offered)".to_owned(),
+        ));
     }
     if args.detach && args.rm {
         return Err(CliError::Unsupported(
@@ -248,12 +253,54 @@ pub async fn run(cri: &mut Cri, args: RunArgs) -> Result<ExitCode, CliError> {
         super::output::print(&format!("{container_id}\n"))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let result = wait::follow_until_exit(cri, &container_id, None, false, true).await;
+    let result = if args.interactive || args.tty {
+        attach(cri, &container_id, &args).await
+    } else {
+        wait::follow_until_exit(cri, &container_id, None, false, true).await
+    };
     if args.rm {
         remove_pod(cri, &pod_id, Some(&plan.log_dir)).await?;
     }
     let status = result?;
     Ok(exit_code(status.exit_code))
+}
+
+/// Attaches to the started container until the session ends, then waits for its exit.
+async fn attach(
+    cri: &mut Cri,
+    id: &str,
+    args: &RunArgs,
+) -> Result<proto::ContainerStatus, CliError> {
+    let attached = cri
+        .runtime
+        .attach(proto::AttachRequest {
+            container_id: id.to_owned(),
+            stdin: args.interactive,
+            tty: args.tty,
+            stdout: true,
+            stderr: !args.tty,
+        })
+        .await;
+    let url = match attached {
+        Ok(reply) => reply.into_inner().url,
+        Err(status) => {
+            // Nobody can reach the container's stdin: do not leave it waiting for one.
+            let _ = super::stop::stop_one(cri, id, 0).await;
+            return Err(super::exec::streaming_rpc("Attach", "run -i/-t")(status));
+        }
+    };
+    let options = super::stream::Options {
+        stdin: args.interactive,
+        tty: args.tty,
+    };
+    super::stream::run(&url, options).await?;
+    loop {
+        let status = wait::status(cri, id).await?;
+        if wait::has_exited(&status) {
+            return Ok(status);
+        }
+        tokio::time::sleep(wait::POLL_INTERVAL).await;
+    }
 }
 
 async fn start_container(cri: &mut Cri, pod_id: &str, plan: &Plan) -> Result<String, CliError> {
