@@ -158,7 +158,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Client(verb) => {
             let endpoint = endpoint(&cli.config, cli.runtime_endpoint.clone());
-            return Ok(client_runtime()?.block_on(carrack::cli::execute(verb, &endpoint))?);
+            let runtime = client_runtime()?;
+            let result = runtime.block_on(carrack::cli::execute(verb, &endpoint));
+            // Do not wait for a read of stdin still pending on a blocking thread (an
+            // interactive session's terminal): the command is over.
+            runtime.shutdown_background();
+            return Ok(result?);
         }
         Command::Config {
             command: ConfigCommand::Default,

@@ -930,6 +930,23 @@ fn the_cli_drives_containerd_through_cri_alone() {
     assert_eq!(output.status.code(), Some(3), "{output:?}");
     assert_eq!(String::from_utf8_lossy(&output.stdout), "got typed\n");
     assert_eq!(String::from_utf8_lossy(&output.stderr), "err\n");
+    // -t: a terminal on both ends (`script` gives this side one).
+    let command = format!(
+        "{} --runtime-endpoint unix://{} exec -it ticker sh -c 'tty; exit 5'",
+        DAEMON_BIN,
+        containerd.socket.display()
+    );
+    let output = Command::new("nsenter")
+        .arg(format!("--net={}", node.netns_path().display()))
+        .args(["--", "script", "-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script");
+    assert_eq!(output.status.code(), Some(5), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("/dev/pts/"),
+        "{output:?}"
+    );
     let output = piped(
         &[
             "run",
