@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use support::cni::write_bridge_conflist;
 use support::images;
 use support::node::{DAEMON_BIN, Node};
 use support::skip_unless_root;
@@ -26,36 +27,6 @@ fn node() -> Node {
         .expect("push busybox");
     write_bridge_conflist(&node);
     node
-}
-
-/// bridge + host-local + portmap, leases in the node's temp dir.
-fn write_bridge_conflist(node: &Node) {
-    let ipam_dir = node.base_dir().join("cni").join("ipam");
-    fs::create_dir_all(node.cni_conf_dir()).expect("cni conf dir");
-    let conflist = serde_json::json!({
-        "cniVersion": "1.0.0",
-        "name": "carrack-cli-test",
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": "cr0",
-                "isGateway": true,
-                "ipMasq": false,
-                "ipam": {
-                    "type": "host-local",
-                    "dataDir": ipam_dir,
-                    "ranges": [[{"subnet": "10.98.0.0/24", "gateway": "10.98.0.1"}]],
-                    "routes": [{"dst": "0.0.0.0/0"}]
-                }
-            },
-            {"type": "portmap", "capabilities": {"portMappings": true}}
-        ]
-    });
-    fs::write(
-        node.cni_conf_dir().join("10-carrack-cli-test.conflist"),
-        serde_json::to_vec_pretty(&conflist).expect("json"),
-    )
-    .expect("write conflist");
 }
 
 /// The `carrack` command aimed at the node's daemon, with pod logs in the node's temp dir.
@@ -445,7 +416,7 @@ fn volumes_are_visible_and_published_ports_reachable() {
         ],
     );
     let body = eventually("the published port to answer", || {
-        node.run_in_netns(|| http_get("10.98.0.1:8080"))
+        node.run_in_netns(|| http_get("10.99.0.1:8080"))
             .expect("enter the node's netns")
             .ok()
     });

@@ -1,7 +1,7 @@
 //! The CRI client: both CRI services (and Carrack's image extension) over one connection to
 //! a runtime's unix socket — Carrack's, containerd's or any other CRI runtime's.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint};
@@ -38,11 +38,12 @@ pub fn socket_path(endpoint: &str) -> Result<PathBuf, CliError> {
     }
 }
 
-/// Connects to the runtime at `endpoint` (`unix:///run/carrack/carrack.sock`).
-pub async fn connect(endpoint: &str) -> Result<Cri, CliError> {
-    let socket = socket_path(endpoint)?;
+/// Opens a gRPC channel to the server listening on the unix socket `socket` (also used by
+/// the tests and the benchmark client).
+pub async fn unix_channel(socket: &Path) -> Result<Channel, tonic::transport::Error> {
+    let socket = socket.to_owned();
     // tonic wants a URI; it is never dialled: the connector always opens the socket.
-    let channel = Endpoint::from_static("http://[::]:50051")
+    Endpoint::from_static("http://[::]:50051")
         .connect_with_connector(tower::service_fn(move |_uri| {
             let socket = socket.clone();
             async move {
@@ -50,6 +51,13 @@ pub async fn connect(endpoint: &str) -> Result<Cri, CliError> {
                 Ok::<_, std::io::Error>(TokioIo::new(stream))
             }
         }))
+        .await
+}
+
+/// Connects to the runtime at `endpoint` (`unix:///run/carrack/carrack.sock`).
+pub async fn connect(endpoint: &str) -> Result<Cri, CliError> {
+    let socket = socket_path(endpoint)?;
+    let channel = unix_channel(&socket)
         .await
         .map_err(|err| CliError::Connect {
             endpoint: endpoint.to_owned(),

@@ -75,8 +75,7 @@ pub async fn exec(cri: &mut Cri, args: ExecArgs) -> Result<ExitCode, CliError> {
             stdin: args.interactive,
             tty: args.tty,
         };
-        let code = super::stream::run(&url, options).await?;
-        return Ok(ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX)));
+        return Ok(super::exit_code(super::stream::run(&url, options).await?));
     }
     let reply = cri
         .runtime
@@ -95,7 +94,5 @@ pub async fn exec(cri: &mut Cri, args: ExecArgs) -> Result<ExitCode, CliError> {
     std::io::stderr()
         .write_all(&reply.stderr)
         .map_err(CliError::Output)?;
-    Ok(ExitCode::from(
-        u8::try_from(reply.exit_code).unwrap_or(u8::MAX),
-    ))
+    Ok(super::exit_code(reply.exit_code))
 }

@@ -18,12 +18,7 @@ pub struct InfoArgs {
 
 /// Prints the runtime's information.
 pub async fn info(cri: &mut Cri, args: InfoArgs) -> Result<(), CliError> {
-    let version = cri
-        .runtime
-        .version(proto::VersionRequest::default())
-        .await
-        .map_err(CliError::rpc("Version"))?
-        .into_inner();
+    let version = super::version::query(cri).await?;
     let status = cri
         .runtime
         .status(proto::StatusRequest { verbose: false })

@@ -103,6 +103,12 @@ pub async fn execute(verb: Verb, endpoint: &str) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A command's exit code as this process's (codes outside 0..=255, such as a runtime's -1
+/// for "unknown", become 255).
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
+}
+
 /// The runtime's version line for `carrack version` (`None` with the reason when the
 /// runtime cannot be reached).
 pub async fn runtime_version(endpoint: &str) -> Result<String, CliError> {

@@ -3,15 +3,20 @@
 use super::error::CliError;
 use crate::proto;
 
-/// `Runtime: <name> <version> (CRI <api version>)` from the runtime at `endpoint`.
-pub async fn runtime(endpoint: &str) -> Result<String, CliError> {
-    let mut cri = super::client::connect(endpoint).await?;
-    let version = cri
+/// The runtime's `Version` reply.
+pub async fn query(cri: &mut super::client::Cri) -> Result<proto::VersionResponse, CliError> {
+    Ok(cri
         .runtime
         .version(proto::VersionRequest::default())
         .await
         .map_err(CliError::rpc("Version"))?
-        .into_inner();
+        .into_inner())
+}
+
+/// `Runtime: <name> <version> (CRI <api version>)` from the runtime at `endpoint`.
+pub async fn runtime(endpoint: &str) -> Result<String, CliError> {
+    let mut cri = super::client::connect(endpoint).await?;
+    let version = query(&mut cri).await?;
     Ok(format!(
         "Runtime: {} {} (CRI {})",
         version.runtime_name, version.runtime_version, version.runtime_api_version

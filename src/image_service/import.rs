@@ -275,24 +275,14 @@ impl ImageService {
                 repo_digests.push(reference.repo_digest(&manifest_digest));
             }
         }
-        let size = chain_ids
-            .iter()
-            .filter_map(|chain_id| self.snapshots.layer(&chain_id.to_string()))
-            .map(|layer| layer.size)
-            .sum();
-        let (uid, username) = manifest::user_of(config.user());
-        let record = ImageRecord {
-            id: config_digest.to_string(),
+        let record = self.new_record(
+            &config_digest,
+            &config,
+            &manifest_digest,
+            &chain_ids,
             repo_tags,
             repo_digests,
-            size,
-            manifest_digest: manifest_digest.to_string(),
-            chain_ids: chain_ids.iter().map(ToString::to_string).collect(),
-            uid,
-            username,
-            pinned: false,
-            created_at_ns: crate::store::now_ns(),
-        };
+        );
         let documents = vec![
             (manifest_digest, Bytes::from(manifest_bytes)),
             (config_digest, Bytes::from(config_bytes)),

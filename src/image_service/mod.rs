@@ -176,6 +176,37 @@ impl ImageService {
         Ok((images, containers))
     }
 
+    /// The record of an image whose layers are all committed: its size is theirs, its user
+    /// the config's.
+    fn new_record(
+        &self,
+        config_digest: &Digest,
+        config: &manifest::ImageConfig,
+        manifest_digest: &Digest,
+        chain_ids: &[Digest],
+        repo_tags: Vec<String>,
+        repo_digests: Vec<String>,
+    ) -> ImageRecord {
+        let size = chain_ids
+            .iter()
+            .filter_map(|chain_id| self.snapshots.layer(&chain_id.to_string()))
+            .map(|layer| layer.size)
+            .sum();
+        let (uid, username) = manifest::user_of(config.user());
+        ImageRecord {
+            id: config_digest.to_string(),
+            repo_tags,
+            repo_digests,
+            size,
+            manifest_digest: manifest_digest.to_string(),
+            chain_ids: chain_ids.iter().map(ToString::to_string).collect(),
+            uid,
+            username,
+            pinned: false,
+            created_at_ns: crate::store::now_ns(),
+        }
+    }
+
     /// Writes (or merges into) an image record and the documents it names; a tag moves from
     /// whichever image held it to this one.
     async fn commit_record(

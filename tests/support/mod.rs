@@ -13,6 +13,7 @@
 //!   the OCI distribution API.
 //! - [`hostile`]: images that break the rules a pull must enforce.
 //! - [`archive`]: `docker save` and OCI layout archives of test images.
+//! - [`cni`]: the bridge + portmap network config of a test node.
 //! - [`client`]: CRI gRPC clients over the node's unix socket.
 //! - [`netns`]: named network namespaces, and running code inside one.
 //! - [`cleanup`]: teardown of namespaces, cgroups and mounts, and the sweep of
@@ -28,6 +29,7 @@
 pub mod archive;
 pub mod cleanup;
 pub mod client;
+pub mod cni;
 pub mod hostile;
 pub mod http;
 pub mod images;

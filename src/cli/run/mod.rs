@@ -262,7 +262,7 @@ pub async fn run(cri: &mut Cri, args: RunArgs) -> Result<ExitCode, CliError> {
         remove_pod(cri, &pod_id, Some(&plan.log_dir)).await?;
     }
     let status = result?;
-    Ok(exit_code(status.exit_code))
+    Ok(super::exit_code(status.exit_code))
 }
 
 /// Attaches to the started container until the session ends, then waits for its exit.
@@ -350,10 +350,4 @@ pub async fn remove_pod(
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(err) => Err(CliError::io("remove log directory", log_dir)(err)),
     }
-}
-
-/// A container's exit code as this process's (codes outside 0..=255, such as a runtime's
-/// -1 for "unknown", become 255).
-fn exit_code(code: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
 }
