@@ -130,8 +130,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
+    let notify_socket = std::env::var_os("NOTIFY_SOCKET");
+    let stopping_notify = notify_socket.clone();
     let signals = tokio::spawn(async move {
         wait_for_stop_signal().await;
+        // Tell systemd first: the stop is under way (it waits for the exit, not for this).
+        notify::notify(stopping_notify.as_deref(), "STOPPING=1");
         let _ = stop_tx.send(());
         let _ = stopping_tx.send(());
     });
@@ -142,7 +146,6 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         "carrack serving CRI v1"
     );
     // The socket is bound and listening: connections made from now on are served.
-    let notify_socket = std::env::var_os("NOTIFY_SOCKET");
     notify::notify(notify_socket.as_deref(), "READY=1");
     let serve = tonic::transport::Server::builder()
         .add_service(runtime)
@@ -157,7 +160,6 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let grace = async {
         if stopping_rx.await.is_ok() {
             tracing::info!("stop signal received; finishing in-flight requests");
-            notify::notify(notify_socket.as_deref(), "STOPPING=1");
             let drained =
                 tokio::time::timeout(SHUTDOWN_GRACE, instrument::IN_FLIGHT.wait_idle()).await;
             if drained.is_err() {
