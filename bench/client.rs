@@ -10,8 +10,7 @@ use anyhow::{Context, Result, bail};
 use carrack::proto;
 use carrack::proto::image_service_client::ImageServiceClient;
 use carrack::proto::runtime_service_client::RuntimeServiceClient;
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// One runtime under test: its name, socket, daemon pid and CRI clients.
 #[derive(Debug, Clone)]
@@ -74,16 +73,7 @@ impl Runtime {
 
 /// Opens a channel to the CRI server listening on the unix socket `socket`.
 async fn connect_channel(socket: PathBuf) -> Result<Channel, tonic::transport::Error> {
-    // The URI is never dialled: the connector always opens the socket.
-    Endpoint::from_static("http://[::]:50051")
-        .connect_with_connector(tower::service_fn(move |_uri| {
-            let socket = socket.clone();
-            async move {
-                let stream = tokio::net::UnixStream::connect(socket).await?;
-                Ok::<_, std::io::Error>(TokioIo::new(stream))
-            }
-        }))
-        .await
+    carrack::cli::client::unix_channel(&socket).await
 }
 
 /// Runs `future` with a time limit, turning a time-out into an error naming `what`.

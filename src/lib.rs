@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 pub mod cgroups;
+pub mod cli;
 pub mod cni;
 pub mod config;
 pub mod container;

@@ -1,10 +1,11 @@
 //! The `carrack` binary: argument parsing and dispatch. The only place `anyhow` is used.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use carrack::config::{Config, DEFAULT_CONFIG_PATH};
 use carrack::monitor::exec_helper::ExecInArgs;
@@ -16,6 +17,10 @@ struct Cli {
     /// Configuration file (TOML). A missing file means all defaults.
     #[arg(long, global = true, env = "CARRACK_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
     config: PathBuf,
+    /// The CRI runtime the client verbs talk to (`unix:///path.sock`; any CRI runtime).
+    /// Default: the socket of the configuration file (`/run/carrack/carrack.sock`).
+    #[arg(long, short = 'r', global = true, env = "CARRACK_RUNTIME_ENDPOINT")]
+    runtime_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -29,8 +34,15 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Print the version.
+    /// Print the client's and the runtime's versions.
     Version,
+    /// Print a shell completion script (e.g. `carrack completion bash > /etc/bash_completion.d/carrack`).
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    #[command(flatten)]
+    Client(carrack::cli::Verb),
     /// Run as the monitor of one container (started by the daemon, not by people): start the
     /// container described in the runtime directory, then stay its parent until it exits.
     #[command(hide = true)]
@@ -83,6 +95,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// The runtime endpoint: `--runtime-endpoint`, else the configured socket (the defaults'
+/// when the config file cannot be read: the client verbs must not need it).
+fn endpoint(config: &std::path::Path, explicit: Option<String>) -> String {
+    explicit.unwrap_or_else(|| {
+        let socket = Config::load(config)
+            .map(|config| config.socket_path)
+            .unwrap_or_else(|_| Config::default().socket_path);
+        format!("unix://{}", socket.display())
+    })
+}
+
+/// The client verbs' async runtime: one thread is plenty for one connection.
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         // Single-threaded, without an async runtime or the daemon's logging: the monitor
@@ -106,8 +137,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(code));
         }
         Command::Version => {
-            println!("carrack {}", env!("CARGO_PKG_VERSION"));
-            println!("CRI API v1 (cri-api v0.36)");
+            // Written without panicking on a closed pipe (`carrack version | head -1`).
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "carrack {}", env!("CARGO_PKG_VERSION"));
+            let _ = writeln!(out, "CRI API v1 (cri-api v0.36)");
+            let _ = out.flush();
+            drop(out);
+            // The runtime's half is informational: the client's version prints without one.
+            let endpoint = endpoint(&cli.config, cli.runtime_endpoint.clone());
+            match client_runtime()?.block_on(carrack::cli::runtime_version(&endpoint)) {
+                Ok(line) => {
+                    let _ = writeln!(std::io::stdout(), "{line}");
+                }
+                Err(err) => eprintln!("Runtime: not reachable ({err})"),
+            }
+        }
+        Command::Completion { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "carrack",
+                &mut std::io::stdout(),
+            );
+        }
+        Command::Client(verb) => {
+            let endpoint = endpoint(&cli.config, cli.runtime_endpoint.clone());
+            let runtime = client_runtime()?;
+            let result = runtime.block_on(carrack::cli::execute(verb, &endpoint));
+            // Do not wait for a read of stdin still pending on a blocking thread (an
+            // interactive session's terminal): the command is over.
+            runtime.shutdown_background();
+            return Ok(result?);
         }
         Command::Config {
             command: ConfigCommand::Default,

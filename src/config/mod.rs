@@ -507,6 +507,20 @@ mod tests {
     }
 
     #[test]
+    fn shipped_config_file_loads_and_states_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/config.toml");
+        let config = Config::load(&path).unwrap();
+        assert_eq!(
+            config,
+            Config::default(),
+            "deploy/config.toml must state the defaults"
+        );
+        let kind = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kind/config.toml");
+        let config = Config::load(&kind).unwrap();
+        assert_eq!(config.cgroups.driver, CgroupDriver::Systemd);
+    }
+
+    #[test]
     fn empty_file_gives_defaults() {
         let config = parse("").unwrap();
         assert_eq!(config, Config::default());

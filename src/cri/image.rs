@@ -104,10 +104,21 @@ impl ImageServer {
             .config_of(image)?
             .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
             .unwrap_or(serde_json::Value::Null);
+        // Unpacked layer sizes (base first) let clients show `history` with sizes; the
+        // config's history has none.
+        let layers: Vec<serde_json::Value> = self
+            .images
+            .layers_of(image)
+            .into_iter()
+            .map(|(chain_id, diff_id, size)| {
+                serde_json::json!({"chainID": chain_id, "diffID": diff_id, "size": size})
+            })
+            .collect();
         let info = serde_json::json!({
             "id": image.id,
             "manifestDigest": image.manifest_digest,
             "chainIDs": image.chain_ids,
+            "layers": layers,
             "imageSpec": config,
         });
         Ok(HashMap::from([("info".to_owned(), info.to_string())]))

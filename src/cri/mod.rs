@@ -1,4 +1,5 @@
-//! The CRI gRPC layer: tonic adapters for RuntimeService and ImageService.
+//! The CRI gRPC layer: tonic adapters for RuntimeService and ImageService, and for Carrack's
+//! image transfer extension (`image_transfer`, its own proto package).
 //!
 //! This layer validates and translates requests, calls the domain services and converts the
 //! replies back. It performs no syscalls and no file I/O of its own; errors become gRPC codes
@@ -9,6 +10,7 @@ mod containers;
 pub mod convert;
 mod events;
 pub mod image;
+pub mod image_transfer;
 pub mod instrument;
 mod lists;
 pub mod runtime;

@@ -7,6 +7,7 @@
 
 mod error;
 mod lock;
+mod notify;
 mod socket;
 mod streaming;
 
@@ -27,11 +28,13 @@ use crate::cni::{CniManager, CniSettings};
 use crate::config::{Config, SELF_SIGNED_TLS};
 use crate::container::{ContainerService, ContainerSettings, detect_host};
 use crate::cri::image::ImageServer;
+use crate::cri::image_transfer::ImageTransferServer;
 use crate::cri::instrument;
 use crate::cri::runtime::RuntimeServer;
 use crate::events::EventHub;
 use crate::image_service::ImageService;
 use crate::proto::image_service_server::ImageServiceServer;
+use crate::proto::images::images_server::ImagesServer;
 use crate::proto::runtime_service_server::RuntimeServiceServer;
 use crate::sandbox::{SandboxService, SandboxSettings};
 use crate::snapshot::Snapshotter;
@@ -151,14 +154,21 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let image_transfer = ImagesServer::new(ImageTransferServer::new(Arc::clone(&images)))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let image = ImageServiceServer::new(ImageServer::new(images, config.grpc.max_message_bytes))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
+    let notify_socket = std::env::var_os("NOTIFY_SOCKET");
+    let stopping_notify = notify_socket.clone();
     let signals = tokio::spawn(async move {
         wait_for_stop_signal().await;
+        // Tell systemd first: the stop is under way (it waits for the exit, not for this).
+        notify::notify(stopping_notify.as_deref(), "STOPPING=1");
         let _ = stop_tx.send(());
         let _ = stopping_tx.send(());
     });
@@ -168,9 +178,13 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         version = env!("CARGO_PKG_VERSION"),
         "carrack serving CRI v1"
     );
+    // The socket is bound and listening: connections made from now on are served.
+    notify::notify(notify_socket.as_deref(), "READY=1");
     let serve = tonic::transport::Server::builder()
         .add_service(runtime)
         .add_service(image)
+        // Carrack's own extension (image import/export), apart from the CRI services.
+        .add_service(image_transfer)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
             let _ = stop_rx.await;
         });

@@ -115,6 +115,48 @@ impl ContentStore {
             .map_err(|(path, source)| ContentError::Io { path, source })
     }
 
+    /// A fresh path in the ingest directory for a large temporary file (an archive being
+    /// imported, a blob being written); whatever is left there is removed at the next open.
+    pub fn temp_path(&self, label: &str) -> PathBuf {
+        self.ingest.join(format!(
+            "{label}-{}-{}",
+            std::process::id(),
+            self.counter.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    /// Stores a blob written to `temp` (a [`ContentStore::temp_path`]) under `digest`, which
+    /// the caller computed while writing it: the file is synced and renamed into place.
+    pub fn commit_file(&self, digest: &Digest, temp: &Path) -> Result<(), ContentError> {
+        let target = self.path(digest);
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| ContentError::Io { path, source }
+        };
+        if target.exists() {
+            return fs::remove_file(temp).map_err(io(temp));
+        }
+        let dir = target.parent().unwrap_or(&self.blobs).to_owned();
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        fs::File::open(temp)
+            .and_then(|file| file.sync_all())
+            .map_err(io(temp))?;
+        fs::rename(temp, &target).map_err(io(&target))?;
+        fs::File::open(&dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io(&dir))
+    }
+
+    /// Opens a stored blob for reading, if stored.
+    pub fn open_blob(&self, digest: &Digest) -> Result<Option<fs::File>, ContentError> {
+        let path = self.path(digest);
+        match fs::File::open(&path) {
+            Ok(file) => Ok(Some(file)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(ContentError::Io { path, source }),
+        }
+    }
+
     /// The blob's bytes, if stored.
     pub fn get(&self, digest: &Digest) -> Result<Option<Vec<u8>>, ContentError> {
         let path = self.path(digest);

@@ -1,5 +1,6 @@
 //! Errors of the image service, wrapping those of its parts with the image or layer at fault.
 
+use super::archive::ArchiveError;
 use super::content::ContentError;
 use super::digest::Digest;
 use super::manifest::ManifestError;
@@ -74,6 +75,23 @@ pub enum ImageError {
         /// How many images match.
         count: usize,
     },
+    /// An image archive is unreadable or malformed.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// No image has that name.
+    #[error("no such image: {image}")]
+    NotFound {
+        /// The name asked for.
+        image: String,
+    },
+    /// The image cannot be exported.
+    #[error("image {image} cannot be exported: {reason}")]
+    NotExportable {
+        /// The name asked for.
+        image: String,
+        /// Why.
+        reason: String,
+    },
     /// A background task of the pull died.
     #[error("image {image}: internal task failed: {reason}")]
     Task {
@@ -98,6 +116,9 @@ impl ImageError {
             Self::Store(err) => err.kind(),
             Self::AmbiguousId { .. } => ErrorKind::InvalidArgument,
             Self::Task { .. } => ErrorKind::Internal,
+            Self::Archive(err) => err.kind(),
+            Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::NotExportable { .. } => ErrorKind::FailedPrecondition,
         }
     }
 }

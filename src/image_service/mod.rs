@@ -6,9 +6,12 @@
 //! verbs. Image records live in the `store`; a record is written only once everything it
 //! names is on disk and verified.
 
+pub mod archive;
 pub mod content;
 pub mod digest;
 mod error;
+mod export;
+mod import;
 mod lookup;
 pub mod manifest;
 mod pull;
@@ -25,6 +28,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use error::ImageError;
+pub use import::ImportedImage;
 
 use content::ContentStore;
 use digest::Digest;
@@ -139,6 +143,23 @@ impl ImageService {
         Ok(self.content.get(&digest)?)
     }
 
+    /// The image's layers, base first: each one's DiffID and unpacked size (`None` for a
+    /// layer the snapshotter no longer has, which a verified image never lacks).
+    pub fn layers_of(&self, image: &ImageRecord) -> Vec<(String, Option<String>, Option<u64>)> {
+        image
+            .chain_ids
+            .iter()
+            .map(|chain_id| {
+                let layer = self.snapshots.layer(chain_id);
+                (
+                    chain_id.clone(),
+                    layer.as_ref().map(|layer| layer.diff_id.clone()),
+                    layer.map(|layer| layer.size),
+                )
+            })
+            .collect()
+    }
+
     /// Usage of the image filesystem (layers + content) and of the containers' writable layers.
     pub fn fs_usage(&self) -> Result<(FsUsage, FsUsage), ImageError> {
         let usage = self.snapshots.usage()?;
@@ -155,14 +176,61 @@ impl ImageService {
         Ok((images, containers))
     }
 
+    /// The record of an image whose layers are all committed: its size is theirs, its user
+    /// the config's.
+    fn new_record(
+        &self,
+        config_digest: &Digest,
+        config: &manifest::ImageConfig,
+        manifest_digest: &Digest,
+        chain_ids: &[Digest],
+        repo_tags: Vec<String>,
+        repo_digests: Vec<String>,
+    ) -> ImageRecord {
+        let size = chain_ids
+            .iter()
+            .filter_map(|chain_id| self.snapshots.layer(&chain_id.to_string()))
+            .map(|layer| layer.size)
+            .sum();
+        let (uid, username) = manifest::user_of(config.user());
+        ImageRecord {
+            id: config_digest.to_string(),
+            repo_tags,
+            repo_digests,
+            size,
+            manifest_digest: manifest_digest.to_string(),
+            chain_ids: chain_ids.iter().map(ToString::to_string).collect(),
+            uid,
+            username,
+            pinned: false,
+            created_at_ns: crate::store::now_ns(),
+        }
+    }
+
     /// Writes (or merges into) an image record and the documents it names; a tag moves from
     /// whichever image held it to this one.
     async fn commit_record(
         &self,
-        mut record: ImageRecord,
+        record: ImageRecord,
         documents: &[(Digest, Bytes)],
     ) -> Result<(), ImageError> {
+        self.commit_record_with_blobs(record, documents, Vec::new())
+            .await
+    }
+
+    /// [`ImageService::commit_record`] that also moves layer blobs written to the ingest
+    /// directory into the content store, under the same lock (so the garbage collection,
+    /// which holds it too, never sees a blob before the record naming it).
+    async fn commit_record_with_blobs(
+        &self,
+        mut record: ImageRecord,
+        documents: &[(Digest, Bytes)],
+        blobs: Vec<import::PendingBlob>,
+    ) -> Result<(), ImageError> {
         let _guard = self.metadata_lock.lock().await;
+        for blob in &blobs {
+            self.content.commit_file(&blob.digest, &blob.temp)?;
+        }
         for (digest, bytes) in documents {
             self.content.put(digest, bytes)?;
         }

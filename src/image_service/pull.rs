@@ -25,7 +25,6 @@ use super::reference::Reference;
 use super::registry::Credentials;
 use super::unpack::{Compression, unpack_layer};
 use crate::snapshot::LayerMeta;
-use crate::store::ImageRecord;
 
 /// Chunks buffered between the download and the unpacking thread.
 const PIPE_CHUNKS: usize = 32;
@@ -122,24 +121,14 @@ impl ImageService {
 
         crate::failpoint::hit(crate::failpoint::PULL_AFTER_LAYERS);
         documents.push((manifest.config.digest.clone(), config_bytes));
-        let size = chain_ids
-            .iter()
-            .filter_map(|chain_id| self.snapshots.layer(&chain_id.to_string()))
-            .map(|layer| layer.size)
-            .sum();
-        let (uid, username) = manifest::user_of(config.user());
-        let record = ImageRecord {
-            id: manifest.config.digest.to_string(),
-            repo_tags: reference.repo_tag().into_iter().collect(),
-            repo_digests: vec![reference.repo_digest(&resolved_digest)],
-            size,
-            manifest_digest: manifest_digest.to_string(),
-            chain_ids: chain_ids.iter().map(ToString::to_string).collect(),
-            uid,
-            username,
-            pinned: false,
-            created_at_ns: crate::store::now_ns(),
-        };
+        let record = self.new_record(
+            &manifest.config.digest,
+            &config,
+            &manifest_digest,
+            &chain_ids,
+            reference.repo_tag().into_iter().collect(),
+            vec![reference.repo_digest(&resolved_digest)],
+        );
         let id = record.id.clone();
         self.commit_record(record, &documents).await?;
         drop(lease);

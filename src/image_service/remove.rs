@@ -64,6 +64,17 @@ impl ImageService {
         for image in &images {
             used_documents.insert(image.id.clone());
             used_documents.insert(image.manifest_digest.clone());
+            // Layer blobs are kept only for imported images (for export); the manifest
+            // names them.
+            if let Ok(digest) = image.manifest_digest.parse()
+                && let Ok(Some(bytes)) = self.content.get(&digest)
+                && let Ok(super::manifest::Document::Manifest(manifest)) =
+                    super::manifest::parse_document("", &bytes)
+            {
+                for layer in &manifest.layers {
+                    used_documents.insert(layer.digest.to_string());
+                }
+            }
             for repo_digest in &image.repo_digests {
                 if let Some((_, digest)) = repo_digest.split_once('@') {
                     used_documents.insert(digest.to_owned());

@@ -1,9 +1,8 @@
 //! CRI gRPC clients for tests, over the daemon's unix socket.
 //!
-//! tonic's endpoints are URIs, so the channel is given a placeholder
-//! `http://[::]:50051` and a connector that ignores it and dials the socket
-//! instead. The generated types come from the library (`carrack::proto`),
-//! the same ones the daemon serves.
+//! The connection is the command line's (`carrack::cli::client::unix_channel`: a
+//! placeholder URI and a connector that dials the socket). The generated types
+//! come from the library (`carrack::proto`), the same ones the daemon serves.
 //!
 //! Tests that use these clients must run on a multi-threaded runtime,
 //! `#[tokio::test(flavor = "multi_thread")]`: the node fixture blocks the test
@@ -11,13 +10,12 @@
 //! keep running meanwhile, or the daemon's graceful shutdown waits for a
 //! connection nobody services until its grace period runs out.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use carrack::proto::image_service_client::ImageServiceClient;
 use carrack::proto::runtime_service_client::RuntimeServiceClient;
-use hyper_util::rt::TokioIo;
 use tokio::runtime::RuntimeFlavor;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::node::Node;
 
@@ -30,19 +28,10 @@ pub struct CriClient {
     pub image: ImageServiceClient<Channel>,
 }
 
-/// Opens a channel to the CRI server listening on the unix socket `socket`.
+/// Opens a channel to the CRI server listening on the unix socket `socket` (the command
+/// line's connector).
 pub async fn connect_channel(socket: &Path) -> Result<Channel, tonic::transport::Error> {
-    let socket: PathBuf = socket.to_path_buf();
-    // The URI is never dialled: the connector below always opens the socket.
-    Endpoint::from_static("http://[::]:50051")
-        .connect_with_connector(tower::service_fn(move |_uri| {
-            let socket = socket.clone();
-            async move {
-                let stream = tokio::net::UnixStream::connect(socket).await?;
-                Ok::<_, std::io::Error>(TokioIo::new(stream))
-            }
-        }))
-        .await
+    carrack::cli::client::unix_channel(socket).await
 }
 
 /// Connects both CRI services to the daemon listening on `socket`.

@@ -1,4 +1,5 @@
-//! CNI set-up for tests: a bridge network for the node and a look at its IP leases.
+//! CNI set-up for test nodes: Debian's bridge + host-local + portmap plugins, and a look at
+//! the IP leases host-local keeps in the node's temp dir.
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -12,6 +12,8 @@
 //! - [`images`]: test images built from Debian's `busybox-static` and pushed over
 //!   the OCI distribution API.
 //! - [`hostile`]: images that break the rules a pull must enforce.
+//! - [`archive`]: `docker save` and OCI layout archives of test images.
+//! - [`cni`]: the bridge + portmap network config of a test node.
 //! - [`client`]: CRI gRPC clients over the node's unix socket.
 //! - [`cni`]: a bridge network for the node, and its IP leases.
 //! - [`netns`]: named network namespaces, and running code inside one.
@@ -27,6 +29,7 @@
 // Not every test binary uses every helper.
 #![allow(dead_code)]
 
+pub mod archive;
 pub mod cleanup;
 pub mod client;
 pub mod cni;
