@@ -5,6 +5,7 @@
 //! file. `main` and `daemon` load it and hand each subsystem its own sub-struct.
 
 mod error;
+mod telemetry;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use error::ConfigError;
+pub use telemetry::{MetricsConfig, OtlpProtocol, SAMPLERS, TracesConfig, parse_ratio};
 
 /// Where the config is read from when neither `--config` nor `CARRACK_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/carrack/config.toml";
@@ -39,6 +41,10 @@ pub struct Config {
     pub images: ImagesConfig,
     /// The exec/attach/port-forward streaming server.
     pub streaming: StreamingConfig,
+    /// OpenTelemetry trace export (off by default).
+    pub traces: TracesConfig,
+    /// The Prometheus `/metrics` endpoint (off by default).
+    pub metrics: MetricsConfig,
 }
 
 /// How the daemon logs.
@@ -159,6 +165,8 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             images: ImagesConfig::default(),
             streaming: StreamingConfig::default(),
+            traces: TracesConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -353,6 +361,12 @@ impl Config {
                 ),
             ));
         }
+        if let Some((key, reason)) = self.traces.problem() {
+            return Err(invalid(key, reason));
+        }
+        self.metrics
+            .listen_address()
+            .map_err(|reason| invalid("metrics.address", reason))?;
         Ok(())
     }
 }
