@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
+use tracing::Instrument;
 
 use super::{ContainerError, ContainerService};
 use crate::monitor::protocol::StartReport;
@@ -41,6 +42,7 @@ impl ContainerService {
             });
         }
         let dir = self.runtime_dir(&id);
+        let phase = tracing::info_span!("container.monitor_spawn").entered();
         let mut child = tokio::process::Command::new(&self.settings.binary)
             .arg("monitor")
             .arg(&dir)
@@ -58,6 +60,7 @@ impl ContainerService {
             let pid = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
             rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
         });
+        drop(phase);
         let mut stdout = child.stdout.take();
         let mut report = Vec::new();
         let read = async {
@@ -67,7 +70,10 @@ impl ContainerService {
                 Ok(0)
             }
         };
-        let read_result = tokio::time::timeout(START_TIMEOUT, read).await;
+        // The monitor's own start (executor setup up to the container's exec).
+        let read_result = tokio::time::timeout(START_TIMEOUT, read)
+            .instrument(tracing::info_span!("monitor.start"))
+            .await;
         // The monitor lives on after its report; tokio reaps it whenever it exits.
         tokio::spawn(async move {
             let _ = child.wait().await;
@@ -98,7 +104,8 @@ impl ContainerService {
                 record.pid = pid;
                 record.monitor_pid = monitor_pid;
                 record.started_at_ns = started_at_ns;
-                self.store.containers.put(record)?;
+                tracing::info_span!("container.record")
+                    .in_scope(|| self.store.containers.put(record))?;
                 tracing::info!(container = %id, pid, monitor_pid, "container started");
                 match pidfd {
                     Some(pidfd) => self.watch(id, pidfd),

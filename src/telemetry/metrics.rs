@@ -237,8 +237,11 @@ impl Metrics {
         }
     }
 
-    /// Records one served RPC.
+    /// Records one served RPC (a `PullImage` also as an image pull).
     pub fn rpc(&self, rpc: &str, code: tonic::Code, elapsed: Duration) {
+        if rpc == "PullImage" {
+            self.pull(code == tonic::Code::Ok, elapsed);
+        }
         let labels = RpcLabels {
             rpc: rpc.to_owned(),
             code: code_name(code).to_owned(),
@@ -250,7 +253,7 @@ impl Metrics {
     }
 
     /// Records one image pull.
-    pub fn pull(&self, ok: bool, elapsed: Duration) {
+    fn pull(&self, ok: bool, elapsed: Duration) {
         let state = if ok { "ok" } else { "error" };
         self.pulls
             .get_or_create(&StateLabel {

@@ -1,7 +1,6 @@
 //! Metrics derived from the phase spans other modules open with plain `tracing` macros, so
 //! that leaf modules (CNI, image pull) feed Prometheus without depending on telemetry:
 //!
-//! - `image.pull` (field `error` recorded on failure): pull count by result and duration;
 //! - `pull.layer` (fields `compressed_bytes`, `unpacked_bytes`): layers, bytes, throughput;
 //! - `cni.plugin` (fields `plugin`, `command`, `error` on failure): plugin duration, failures.
 
@@ -17,7 +16,7 @@ use tracing_subscriber::registry::LookupSpan;
 use super::metrics;
 
 /// The spans this layer turns into metrics.
-pub const METERED_SPANS: [&str; 3] = ["image.pull", "pull.layer", "cni.plugin"];
+pub const METERED_SPANS: [&str; 2] = ["pull.layer", "cni.plugin"];
 
 /// Whether the layer wants `metadata`: the metered spans, and the CRI RPC spans (keeping those
 /// enabled even when the log filter is quiet lets the RPC wrapper name the RPC it counts).
@@ -90,7 +89,6 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for Sp
         let number = |name: &str| timing.numbers.get(name).copied().unwrap_or(0);
         let metrics = metrics::global();
         match span.name() {
-            "image.pull" => metrics.pull(ok, elapsed),
             "pull.layer" if ok && number("unpacked_bytes") > 0 => {
                 metrics.layer(
                     number("compressed_bytes"),
