@@ -409,6 +409,25 @@ async fn pod_start_is_one_trace_with_phase_spans() {
     for phase in ["container.monitor_spawn", "monitor.start"] {
         assert!(start.contains(&phase), "{phase} missing from {start:?}");
     }
+    // The monitor's and executor's steps, reported back with their times.
+    let monitor = children(rpc("cri.StartContainer"))
+        .into_iter()
+        .find(|span| span.name == "monitor.start")
+        .expect("monitor.start");
+    let steps: Vec<&str> = children(monitor)
+        .iter()
+        .map(|span| span.name.as_str())
+        .collect();
+    for step in [
+        "monitor.setup",
+        "executor.clone",
+        "executor.namespaces",
+        "executor.rootfs",
+        "executor.process",
+        "executor.seccomp_exec",
+    ] {
+        assert!(steps.contains(&step), "{step} missing from {steps:?}");
+    }
 
     remove_pod(&mut cri, &pod_id).await;
     server.abort();

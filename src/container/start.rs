@@ -70,10 +70,14 @@ impl ContainerService {
                 Ok(0)
             }
         };
-        // The monitor's own start (executor setup up to the container's exec).
+        // The monitor's own start (executor setup up to the container's exec); the steps it
+        // reports become this span's children.
+        let monitor_span = tracing::info_span!("monitor.start");
         let read_result = tokio::time::timeout(START_TIMEOUT, read)
-            .instrument(tracing::info_span!("monitor.start"))
+            .instrument(monitor_span.clone())
             .await;
+        let monitor_phases = crate::telemetry::phases::Parent::of(&monitor_span);
+        drop(monitor_span);
         // The monitor lives on after its report; tokio reaps it whenever it exits.
         tokio::spawn(async move {
             let _ = child.wait().await;
@@ -99,7 +103,13 @@ impl ContainerService {
                 pid,
                 monitor_pid,
                 started_at_ns,
+                phases,
             }) => {
+                monitor_phases.record(
+                    phases
+                        .iter()
+                        .map(|phase| (phase.name.as_str(), phase.start_ns, phase.end_ns)),
+                );
                 record.state = ContainerState::Running;
                 record.pid = pid;
                 record.monitor_pid = monitor_pid;
