@@ -553,3 +553,58 @@ async fn prometheus_scrapes_rpc_counter_and_histogram() {
     assert!(first_value(&rss).is_some_and(|bytes| bytes > 0.0));
     drop(prometheus);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigusr1_and_sigusr2_step_the_log_level() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = node_with_telemetry();
+    let pid = node.daemon_pid().expect("daemon pid");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid"));
+    let wait_for = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !node.daemon_log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` in the daemon log:\n{}",
+                node.daemon_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let signal = |signal| nix::sys::signal::kill(pid, signal).expect("signal the daemon");
+    let version_lines = || node.daemon_log().matches("cri.Version").count();
+    let mut cri = node.cri().await;
+    // The fixture runs at debug: SIGUSR2 makes it info, where RPCs are not logged.
+    signal(nix::sys::signal::Signal::SIGUSR2);
+    wait_for("level=\"info\"");
+    let before = version_lines();
+    cri.runtime
+        .version(proto::VersionRequest::default())
+        .await
+        .expect("Version");
+    signal(nix::sys::signal::Signal::SIGUSR2);
+    wait_for("level=\"warn\"");
+    assert_eq!(version_lines(), before, "an RPC was logged at info");
+    // Two steps up: debug again, and the RPC gets its line.
+    // One at a time: signals sent back to back may be delivered as one.
+    signal(nix::sys::signal::Signal::SIGUSR1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.daemon_log().matches("log level changed").count() < 3 {
+        assert!(Instant::now() < deadline, "SIGUSR1 changed nothing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(nix::sys::signal::Signal::SIGUSR1);
+    wait_for("level=\"debug\"");
+    cri.runtime
+        .version(proto::VersionRequest::default())
+        .await
+        .expect("Version");
+    wait_for("cri.Version");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while version_lines() == before {
+        assert!(Instant::now() < deadline, "no RPC line at debug");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
