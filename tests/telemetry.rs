@@ -608,3 +608,82 @@ async fn sigusr1_and_sigusr2_step_the_log_level() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Median RunPodSandbox latency over `rounds` run/stop/remove cycles, and the median of
+/// `rounds * 10` Version calls, on a node started with `config`.
+async fn rpc_latencies(config: &str, rounds: usize) -> (Duration, Duration) {
+    let node = Node::builder().config(config).start();
+    let mut cri = node.cri().await;
+    let median = |mut samples: Vec<Duration>| {
+        samples.sort();
+        samples[samples.len() / 2]
+    };
+    let mut versions = Vec::new();
+    for _ in 0..rounds * 10 {
+        let started = Instant::now();
+        cri.runtime
+            .version(traced(proto::VersionRequest::default()))
+            .await
+            .expect("Version");
+        versions.push(started.elapsed());
+    }
+    let mut runs = Vec::new();
+    for round in 0..rounds {
+        let config = proto::PodSandboxConfig {
+            metadata: Some(proto::PodSandboxMetadata {
+                name: format!("bench-{round}"),
+                uid: format!("uid-bench-{round}"),
+                namespace: "default".to_owned(),
+                attempt: 0,
+            }),
+            linux: Some(proto::LinuxPodSandboxConfig {
+                security_context: Some(proto::LinuxSandboxSecurityContext {
+                    namespace_options: Some(proto::NamespaceOption {
+                        network: proto::NamespaceMode::Node.into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let pod_id = cri
+            .runtime
+            .run_pod_sandbox(traced(proto::RunPodSandboxRequest {
+                config: Some(config),
+                runtime_handler: String::new(),
+            }))
+            .await
+            .expect("RunPodSandbox")
+            .into_inner()
+            .pod_sandbox_id;
+        runs.push(started.elapsed());
+        remove_pod(&mut cri, &pod_id).await;
+    }
+    (median(runs), median(versions))
+}
+
+/// A figure, not an assertion: RPC latency with trace export off, and with it on but the
+/// collector down (nothing listens on its port). Run with
+/// `cargo test --test telemetry collector_down -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a benchmark figure; run by hand"]
+async fn collector_down_latency_figure() {
+    if !skip_unless_root() {
+        return;
+    }
+    let rounds = 40;
+    let off = rpc_latencies("[log]\nlevel = \"info\"\n", rounds).await;
+    let down = rpc_latencies(
+        "[log]\nlevel = \"info\"\n[traces]\nenabled = true\nendpoint = \"http://127.0.0.1:4317\"\n",
+        rounds,
+    )
+    .await;
+    println!(
+        "median RunPodSandbox: traces off {:?}, collector down {:?}; \
+         median Version: traces off {:?}, collector down {:?}",
+        off.0, down.0, off.1, down.1
+    );
+}
