@@ -109,13 +109,7 @@ impl Collector for ProcessCollector {
                     stat.virtual_bytes as f64,
                 ),
             ] {
-                let gauge = ConstGauge::new(value);
-                gauge.encode(encoder.encode_descriptor(
-                    name,
-                    help,
-                    None,
-                    gauge.metric_type(),
-                )?)?;
+                encode_gauge(&mut encoder, name, help, value)?;
             }
         }
         for (name, help, value) in [
@@ -127,17 +121,21 @@ impl Collector for ProcessCollector {
             ),
         ] {
             if let Some(value) = value {
-                let gauge = ConstGauge::new(value);
-                gauge.encode(encoder.encode_descriptor(
-                    name,
-                    help,
-                    None,
-                    gauge.metric_type(),
-                )?)?;
+                encode_gauge(&mut encoder, name, help, value as f64)?;
             }
         }
         Ok(())
     }
+}
+
+fn encode_gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: f64,
+) -> Result<(), std::fmt::Error> {
+    let gauge = ConstGauge::new(value);
+    gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)
 }
 
 #[cfg(test)]
