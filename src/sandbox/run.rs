@@ -159,22 +159,24 @@ impl SandboxService {
             sysctls,
         };
         let ns_dir = pod_dir.clone();
-        let pinned = tokio::task::spawn_blocking(move || namespaces::create(&ns_dir, setup))
-            .instrument(tracing::info_span!(
-                "pod.namespaces",
-                sysctls = spec.sysctls.len()
-            ))
-            .await
-            .map_err(|err| SandboxError::Io {
-                id: id.to_owned(),
-                action: "join namespace task",
-                path: pod_dir.clone(),
-                source: std::io::Error::other(err.to_string()),
-            })?
-            .map_err(|source| SandboxError::Namespaces {
-                id: id.to_owned(),
-                source,
-            })?;
+        // Spawned inside the span: starting the blocking thread is part of the phase.
+        let pinned =
+            async { tokio::task::spawn_blocking(move || namespaces::create(&ns_dir, setup)).await }
+                .instrument(tracing::info_span!(
+                    "pod.namespaces",
+                    sysctls = spec.sysctls.len()
+                ))
+                .await
+                .map_err(|err| SandboxError::Io {
+                    id: id.to_owned(),
+                    action: "join namespace task",
+                    path: pod_dir.clone(),
+                    source: std::io::Error::other(err.to_string()),
+                })?
+                .map_err(|source| SandboxError::Namespaces {
+                    id: id.to_owned(),
+                    source,
+                })?;
         {
             let pinned = pinned.clone();
             rollback.push("unpin namespaces", move || {
