@@ -7,6 +7,7 @@ packages=(
   containernetworking-plugins
   docker-registry
   busybox-static
+  prometheus
 )
 missing=()
 for package in "${packages[@]}"; do

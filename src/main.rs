@@ -181,13 +181,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Daemon => {
             let config = Config::load(&cli.config)?;
-            carrack::telemetry::init_logging(&config.log);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("carrack")
                 .build()
                 .context("cannot start the async runtime")?;
-            runtime.block_on(carrack::daemon::run(config))?;
+            runtime.block_on(async {
+                // Inside the runtime: the trace export task runs on it.
+                let telemetry = carrack::telemetry::init(&config)?;
+                carrack::daemon::run(config, telemetry).await?;
+                anyhow::Ok(())
+            })?;
         }
     }
     Ok(ExitCode::SUCCESS)

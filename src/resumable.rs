@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use tokio::sync::{oneshot, watch};
+use tracing::Instrument;
 
 /// One name's create.
 #[derive(Debug)]
@@ -75,9 +76,11 @@ impl Resumable {
         self.lock().insert(name.clone(), Entry::Running(done_rx));
         let entries = Arc::clone(&self.entries);
         let task_name = name.clone();
+        // The work's phase spans stay children of the RPC that started it.
+        let span = tracing::Span::current();
         tokio::spawn(async move {
             let name = task_name;
-            let result = work.await;
+            let result = work.instrument(span).await;
             let mut entries = entries.lock().unwrap_or_else(PoisonError::into_inner);
             match result_tx.send(result) {
                 Ok(()) => {

@@ -268,6 +268,7 @@ fn output_goes_to_the_cri_log_and_the_exit_is_recorded() {
         pid,
         monitor_pid,
         started_at_ns,
+        ..
     } = monitor.report
     else {
         panic!("start failed: {:?}", monitor.report);

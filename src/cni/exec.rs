@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
+use tracing::Instrument;
 
 use super::error::{CniCommand, CniError, PluginContext, PluginErrorReply};
 
@@ -77,7 +78,32 @@ const CNI_VARS: [&str; 6] = [
 
 impl PluginRunner {
     /// Runs `binary` with `command`, `env` and `stdin`; returns its stdout when it exits 0.
+    /// The run is a `cni.plugin` span (its duration and failures become metrics).
     pub async fn run(
+        &self,
+        binary: &Path,
+        command: CniCommand,
+        env: &PluginEnv,
+        stdin: Vec<u8>,
+        context: PluginContext,
+    ) -> Result<Vec<u8>, CniError> {
+        let span = tracing::info_span!(
+            "cni.plugin",
+            plugin = %context.plugin,
+            command = %command,
+            error = tracing::field::Empty,
+        );
+        let result = self
+            .run_plugin(binary, command, env, stdin, context)
+            .instrument(span.clone())
+            .await;
+        if let Err(err) = &result {
+            span.record("error", tracing::field::display(err));
+        }
+        result
+    }
+
+    async fn run_plugin(
         &self,
         binary: &Path,
         command: CniCommand,

@@ -296,7 +296,8 @@ impl CniManager {
         T: Send + 'static,
         F: Future<Output = Result<T, CniError>> + Send + 'static,
     {
-        match tokio::spawn(work).await {
+        // The spawned work's spans stay children of the caller's.
+        match tokio::spawn(tracing::Instrument::in_current_span(work)).await {
             Ok(outcome) => outcome,
             Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
             Err(_) => Err(CniError::Cancelled {

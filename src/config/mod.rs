@@ -5,6 +5,7 @@
 //! file. `main` and `daemon` load it and hand each subsystem its own sub-struct.
 
 mod error;
+mod telemetry;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use error::ConfigError;
+pub use telemetry::{MetricsConfig, OtlpProtocol, SAMPLERS, TracesConfig, parse_ratio};
 
 /// Where the config is read from when neither `--config` nor `CARRACK_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/carrack/config.toml";
@@ -41,6 +43,10 @@ pub struct Config {
     pub streaming: StreamingConfig,
     /// Limits of the CRI gRPC server's replies.
     pub grpc: GrpcConfig,
+    /// OpenTelemetry trace export (off by default).
+    pub traces: TracesConfig,
+    /// The Prometheus `/metrics` endpoint (off by default).
+    pub metrics: MetricsConfig,
 }
 
 /// How the daemon logs.
@@ -200,6 +206,8 @@ impl Default for Config {
             images: ImagesConfig::default(),
             streaming: StreamingConfig::default(),
             grpc: GrpcConfig::default(),
+            traces: TracesConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -409,6 +417,12 @@ impl Config {
                 ),
             ));
         }
+        if let Some((key, reason)) = self.traces.problem() {
+            return Err(invalid(key, reason));
+        }
+        self.metrics
+            .listen_address()
+            .map_err(|reason| invalid("metrics.address", reason))?;
         self.validate_streaming(origin)
     }
 

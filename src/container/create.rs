@@ -51,6 +51,7 @@ impl ContainerService {
     }
 
     async fn create_now(&self, request: CreateRequest) -> Result<String, ContainerError> {
+        let phase = tracing::info_span!("container.image_lookup").entered();
         validate(&request)?;
         let pod =
             self.store
@@ -82,10 +83,13 @@ impl ContainerService {
                 Some(self.target_pid_namespace(request.pid_target_id.as_deref().unwrap_or(""))?);
         }
 
+        drop(phase);
         let id = new_id();
         // Held until the created event is out, so that no start of this container can
-        // publish before it.
+        // publish before it. (Taken before the next phase: an entered span cannot cross an
+        // await.)
         let _guard = self.locks.lock(&id).await;
+        let phase = tracing::info_span!("container.reserve_name").entered();
         let name_key = container_name_key(
             &request.metadata.name,
             &pod.metadata.name,
@@ -103,6 +107,7 @@ impl ContainerService {
                 Ok(())
             });
         }
+        drop(phase);
         let result = self.acquire(
             &id,
             name_key,
@@ -179,6 +184,7 @@ impl ContainerService {
         let io = |action, path: &Path| ContainerError::io(id, action, path);
 
         // Runtime directory.
+        let phase = tracing::info_span!("container.runtime_dir").entered();
         let dir = self.runtime_dir(id);
         fs::create_dir_all(&dir).map_err(io("create runtime dir", &dir))?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
@@ -193,7 +199,10 @@ impl ContainerService {
             });
         }
 
+        drop(phase);
+
         // Writable layer and rootfs mount.
+        let phase = tracing::info_span!("container.snapshot").entered();
         let snapshot_error = |source| ContainerError::Snapshot {
             id: id.to_owned(),
             source,
@@ -221,9 +230,11 @@ impl ContainerService {
             });
         }
 
+        drop(phase);
         failpoint::hit(failpoint::CREATE_CONTAINER_AFTER_SNAPSHOT);
 
         // cgroup.
+        let phase = tracing::info_span!("container.cgroup").entered();
         let cgroup_error = |source| ContainerError::Cgroup {
             id: id.to_owned(),
             source,
@@ -242,9 +253,11 @@ impl ContainerService {
             .apply(&cgroup_path, &request.spec.resources)
             .map_err(cgroup_error)?;
 
+        drop(phase);
         failpoint::hit(failpoint::CREATE_CONTAINER_AFTER_CGROUP);
 
         // Spec and monitor files.
+        let phase = tracing::info_span!("container.spec").entered();
         let mut host = self.settings.host.clone();
         host.cgroup_path = cgroup_path.as_str().to_owned();
         let mut input = request.spec.clone();
@@ -337,7 +350,8 @@ impl ContainerService {
             pid: 0,
             monitor_pid: 0,
         };
-        self.store.containers.put(record)?;
+        drop(phase);
+        tracing::info_span!("container.record").in_scope(|| self.store.containers.put(record))?;
         Ok(())
     }
 }

@@ -61,6 +61,7 @@ impl ContainerService {
             pid,
             monitor_pid,
             started_at_ns,
+            ..
         })) = client::read_start(&dir)
         else {
             return None;

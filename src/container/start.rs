@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
+use tracing::Instrument;
 
 use super::{ContainerError, ContainerService};
 use crate::events::ContainerEventKind;
@@ -42,6 +43,7 @@ impl ContainerService {
             });
         }
         let dir = self.runtime_dir(&id);
+        let phase = tracing::info_span!("container.monitor_spawn").entered();
         let mut child = tokio::process::Command::new(&self.settings.binary)
             .arg("monitor")
             .arg(&dir)
@@ -59,6 +61,7 @@ impl ContainerService {
             let pid = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
             rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
         });
+        drop(phase);
         let mut stdout = child.stdout.take();
         let mut report = Vec::new();
         let read = async {
@@ -68,7 +71,14 @@ impl ContainerService {
                 Ok(0)
             }
         };
-        let read_result = tokio::time::timeout(START_TIMEOUT, read).await;
+        // The monitor's own start (executor setup up to the container's exec); the steps it
+        // reports become this span's children.
+        let monitor_span = tracing::info_span!("monitor.start");
+        let read_result = tokio::time::timeout(START_TIMEOUT, read)
+            .instrument(monitor_span.clone())
+            .await;
+        let monitor_phases = crate::telemetry::phases::Parent::of(&monitor_span);
+        drop(monitor_span);
         // The monitor lives on after its report; tokio reaps it whenever it exits.
         tokio::spawn(async move {
             let _ = child.wait().await;
@@ -94,13 +104,20 @@ impl ContainerService {
                 pid,
                 monitor_pid,
                 started_at_ns,
+                phases,
             }) => {
                 crate::failpoint::hit(crate::failpoint::START_CONTAINER_AFTER_SPAWN);
+                monitor_phases.record(
+                    phases
+                        .iter()
+                        .map(|phase| (phase.name.as_str(), phase.start_ns, phase.end_ns)),
+                );
                 record.state = ContainerState::Running;
                 record.pid = pid;
                 record.monitor_pid = monitor_pid;
                 record.started_at_ns = started_at_ns;
-                self.store.containers.put(record)?;
+                tracing::info_span!("container.record")
+                    .in_scope(|| self.store.containers.put(record))?;
                 tracing::info!(container = %id, pid, monitor_pid, "container started");
                 self.publish_current(ContainerEventKind::Started, &id);
                 match pidfd {

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use super::watch::{open_pidfd, wait_for_exit};
 use super::{ContainerError, ContainerService};
 use crate::cgroups::CgroupPath;
@@ -46,6 +48,10 @@ impl ContainerService {
                 .try_clone()
                 .map_err(ContainerError::io(&id, "dup pidfd", &dir))?;
             exited = wait_for_exit(pidfd, Some(timeout))
+                .instrument(tracing::info_span!(
+                    "container.wait_exit",
+                    signal = container.stop_signal
+                ))
                 .await
                 .map_err(ContainerError::io(&id, "watch monitor", &dir))?;
         }
@@ -59,6 +65,10 @@ impl ContainerService {
                 let _ = tokio::task::spawn_blocking(move || cgroups.kill_all(&path)).await;
             }
             exited = wait_for_exit(pidfd, Some(KILL_GRACE))
+                .instrument(tracing::info_span!(
+                    "container.wait_exit",
+                    signal = libc::SIGKILL
+                ))
                 .await
                 .map_err(ContainerError::io(&id, "watch monitor", &dir))?;
         }
@@ -70,7 +80,9 @@ impl ContainerService {
                 source: std::io::Error::other("the container did not exit after SIGKILL"),
             });
         }
-        self.record_exit(&id).await
+        self.record_exit(&id)
+            .instrument(tracing::info_span!("container.record"))
+            .await
     }
 
     /// Asks the monitor to send `signal` to the container's process.

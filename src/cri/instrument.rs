@@ -1,5 +1,6 @@
-//! Runs each RPC inside its `tracing` span, logs its outcome exactly once, and counts the
-//! RPCs in flight so that shutdown waits for them (and not for idle client connections).
+//! Runs each RPC inside its `tracing` span, logs its outcome exactly once, records it in the
+//! RPC metrics and on the span (gRPC code, error status for the trace), and counts the RPCs
+//! in flight so that shutdown waits for them (and not for idle client connections).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,6 +10,9 @@ use tokio::sync::Notify;
 
 use tonic::{Code, Response, Status};
 use tracing::{Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::telemetry::metrics;
 
 /// Awaits `work` inside `span`, logs the result with its duration and gRPC code, and wraps a
 /// success in a `Response`. `UNIMPLEMENTED` is logged at debug level: kubelet probes optional
@@ -20,7 +24,23 @@ pub async fn rpc<T>(
     let _in_flight = IN_FLIGHT.enter();
     let started = Instant::now();
     let result = work.instrument(span.clone()).await;
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+    let elapsed = started.elapsed();
+    let elapsed_ms = elapsed.as_secs_f64() * 1e3;
+    let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+    if let Some(rpc) = span
+        .metadata()
+        .and_then(|meta| meta.name().strip_prefix("cri."))
+    {
+        metrics::global().rpc(rpc, code, elapsed);
+    }
+    span.set_attribute("rpc.grpc.status_code", code as i64);
+    if let Err(status) = &result
+        && code != Code::Unimplemented
+    {
+        span.set_status(opentelemetry::trace::Status::error(
+            status.message().to_owned(),
+        ));
+    }
     span.in_scope(|| match &result {
         Ok(_) => tracing::debug!(elapsed_ms, "ok"),
         Err(status) if status.code() == Code::Unimplemented => {

@@ -8,6 +8,7 @@ use crate::error_kind::ErrorKind;
 use crate::image_service::ImageError;
 use crate::snapshot::SnapshotError;
 use crate::store::StoreError;
+use crate::telemetry::TelemetryError;
 
 /// A start-up or serving failure, naming the path involved.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +66,9 @@ pub enum DaemonError {
     /// The streaming server could not start.
     #[error(transparent)]
     Streaming(#[from] crate::streaming::StreamingError),
+    /// Telemetry (the metrics endpoint) could not start.
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
     /// The gRPC server failed.
     #[error("grpc server on {path}: {source}")]
     Serve {
@@ -88,7 +92,7 @@ impl DaemonError {
             Self::Snapshot(err) => err.kind(),
             Self::Config(err) => err.kind(),
             Self::Streaming(err) => err.kind(),
-            Self::Io { .. } | Self::Serve { .. } => ErrorKind::Internal,
+            Self::Io { .. } | Self::Serve { .. } | Self::Telemetry(_) => ErrorKind::Internal,
         }
     }
 }

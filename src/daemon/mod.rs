@@ -5,6 +5,7 @@
 //! socket. On SIGTERM or SIGINT the server stops accepting, lets in-flight RPCs finish for at
 //! most [`SHUTDOWN_GRACE`], and exits. It never stops containers or pods: they outlive the daemon.
 
+mod census;
 mod error;
 mod lock;
 mod notify;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::UnixListenerStream;
+use tracing::Instrument;
 
 pub use error::DaemonError;
 
@@ -40,6 +42,8 @@ use crate::sandbox::{SandboxService, SandboxSettings};
 use crate::snapshot::Snapshotter;
 use crate::store::Store;
 use crate::streaming::{StreamingServer, StreamingSettings, TlsSource};
+use crate::telemetry::traceparent::TraceParentLayer;
+use crate::telemetry::{Telemetry, metrics};
 
 /// How long in-flight RPCs may run after a stop signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -48,16 +52,21 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// beyond it are refused with a pointer to their streamed twins, see `cri::lists`).
 const MAX_MESSAGE_BYTES: usize = crate::config::MAX_GRPC_MESSAGE_BYTES;
 
+/// How long queued spans may take to reach the collector at shutdown.
+const TRACE_FLUSH_GRACE: Duration = Duration::from_secs(2);
+
 /// Runs the daemon until SIGTERM/SIGINT.
-pub async fn run(config: Config) -> Result<(), DaemonError> {
+pub async fn run(config: Config, telemetry: Telemetry) -> Result<(), DaemonError> {
     let config = Arc::new(config);
+    let level_signals = telemetry.spawn_level_signals();
     make_private_dir(&config.root_dir)?;
     make_private_dir(&config.state_dir)?;
     let lock = lock::acquire(&config.root_dir)?;
     tracing::debug!(lock = %lock.path().display(), "root dir locked");
     check_boot_id(&config.state_dir)?;
 
-    let (store, report) = Store::open(&config.root_dir)?;
+    let recovery = tracing::info_span!("daemon.recovery");
+    let (store, report) = recovery.in_scope(|| Store::open(&config.root_dir))?;
     tracing::info!(
         pods = report.pods.loaded,
         containers = report.containers.loaded,
@@ -115,7 +124,14 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         Arc::clone(&images),
         Arc::clone(&events),
     );
-    let reconciled = containers.reconcile();
+    let reconciled = recovery.in_scope(|| containers.reconcile());
+    for (kind, count) in [
+        ("runtime_dirs", reconciled.runtime_dirs),
+        ("writable_layers", reconciled.writable_layers),
+        ("cgroups", reconciled.cgroups),
+    ] {
+        metrics::global().reconciler_removed(kind, count as u64);
+    }
     if reconciled != Default::default() {
         tracing::info!(
             runtime_dirs = reconciled.runtime_dirs,
@@ -125,7 +141,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             "reconciler removed leftovers"
         );
     }
-    let recovered = containers.recover().await;
+    let recovered = containers.recover().instrument(recovery.clone()).await;
+    drop(recovery);
     if recovered.running + recovered.exited > 0 {
         tracing::info!(
             running = recovered.running,
@@ -143,6 +160,15 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     )
     .await?;
     tracing::info!(address = %streaming.address, "streaming server listening");
+    metrics::global().set_census(census::census(Arc::clone(&store), PathBuf::from("/proc")));
+    let metrics_server = match config.metrics.listen_address() {
+        Ok(Some(address)) => {
+            let (task, bound) = crate::telemetry::serve_metrics(address).await?;
+            tracing::info!(address = %bound, "serving metrics at /metrics");
+            Some(task)
+        }
+        _ => None,
+    };
 
     let listener = socket::bind(&config.socket_path)?;
     let runtime = RuntimeServiceServer::new(RuntimeServer::new(
@@ -181,6 +207,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     // The socket is bound and listening: connections made from now on are served.
     notify::notify(notify_socket.as_deref(), "READY=1");
     let serve = tonic::transport::Server::builder()
+        .layer(TraceParentLayer)
         .add_service(runtime)
         .add_service(image)
         // Carrack's own extension (image import/export), apart from the CRI services.
@@ -215,6 +242,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     signals.abort();
     teardowns.abort();
     drop(streaming);
+    for task in [level_signals, metrics_server].into_iter().flatten() {
+        task.abort();
+    }
+    telemetry.flush(TRACE_FLUSH_GRACE).await;
     // The socket is ours (we bound it); removing it tells clients at once that nobody serves.
     let _ = fs::remove_file(&config.socket_path);
     tracing::info!("carrack stopped");

@@ -31,7 +31,7 @@ use rustix::thread::LinkNameSpaceType;
 use super::error::{ChildFailure, Step};
 use super::plan::{Plan, ProcessPlan};
 use super::rootfs;
-use super::sync::{Message, Received, SyncSocket};
+use super::sync::{Message, Received, SetupPhase, SyncSocket};
 use super::sys;
 
 /// Exit code of a child whose setup failed (after it reported why).
@@ -77,7 +77,9 @@ pub(super) fn set_up_container(plan: &Plan, sync: &SyncSocket) -> Result<Infalli
         set_oom_score_adj(score)?;
     }
 
+    phase_done(sync, SetupPhase::Namespaces);
     rootfs::build(plan)?;
+    phase_done(sync, SetupPhase::Rootfs);
 
     if let Some(hostname) = &plan.hostname {
         rustix::system::sethostname(hostname.as_bytes())
@@ -156,11 +158,19 @@ pub(super) fn finish(process: &ProcessPlan, sync: &SyncSocket) -> Result<Infalli
     }
     rustix::process::umask(Mode::from_raw_mode(process.user.umask));
     rustix::process::chdir(process.cwd.as_c_str()).map_err(ChildFailure::at(Step::Cwd, 0))?;
+    // The last message: a seccomp filter may forbid sending.
+    phase_done(sync, SetupPhase::Process);
     if process.no_new_privs {
         rustix::thread::set_no_new_privs(true).map_err(ChildFailure::at(Step::NoNewPrivs, 0))?;
         install_seccomp(process)?;
     }
     Err(exec(process))
+}
+
+/// Tells the parent when `phase` ended, for the start's trace; best effort (a lost mark only
+/// merges two phases), allocation-free.
+fn phase_done(sync: &SyncSocket, phase: SetupPhase) {
+    let _ = sync.send(Message::PhaseDone(phase, super::launch::now_ns()));
 }
 
 fn link_type(kind: LinuxNamespaceType) -> LinkNameSpaceType {

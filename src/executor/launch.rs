@@ -46,6 +46,30 @@ pub struct Launched {
     /// A pidfd for it: signal it with `pidfd_send_signal` and wait for it with `waitid`
     /// without pid reuse races. The caller is its parent and must reap it.
     pub pidfd: OwnedFd,
+    /// How long each step of the start took, in order (for the start's trace).
+    pub phases: Vec<LaunchPhase>,
+}
+
+/// One timed step of a start: `executor.clone` (clone, cgroups, go-ahead), the child's
+/// [`SetupPhase`](super::sync::SetupPhase)s, and `executor.seccomp_exec` (seccomp and
+/// `execve`, which the child cannot report on: a filter may forbid the message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaunchPhase {
+    /// The span name, e.g. `executor.rootfs`.
+    pub name: &'static str,
+    /// Start, ns since the epoch.
+    pub start_ns: i64,
+    /// End, ns since the epoch.
+    pub end_ns: i64,
+}
+
+/// Wall-clock time in ns since the epoch; allocation-free, usable in the child.
+pub(super) fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
+        })
 }
 
 /// How a process ended.
@@ -160,6 +184,7 @@ pub(super) fn start(
     child: impl FnOnce(&SyncSocket) -> Infallible,
     failed: impl FnOnce(&ChildFailure) -> ExecutorError,
 ) -> Result<Launched, ExecutorError> {
+    let started_ns = now_ns();
     let (parent_end, child_end) = SyncSocket::pair().map_err(prepare("create sync socket", ""))?;
 
     let own_pid_namespace = match pid_namespace {
@@ -217,12 +242,33 @@ pub(super) fn start(
         .map_err(|errno| ExecutorError::Protocol {
             reason: format!("send go-ahead: {}", io::Error::from(errno)),
         })?;
-    match parent_end.receive() {
+    let mut last_ns = now_ns();
+    let mut phases = vec![LaunchPhase {
+        name: "executor.clone",
+        start_ns: started_ns,
+        end_ns: last_ns,
+    }];
+    let mut received = parent_end.receive();
+    while let Ok(Received::Message(Message::PhaseDone(phase, at_ns))) = received {
+        phases.push(LaunchPhase {
+            name: phase.name(),
+            start_ns: last_ns,
+            end_ns: at_ns,
+        });
+        last_ns = at_ns;
+        received = parent_end.receive();
+    }
+    match received {
         Ok(Received::Closed) => {
             let pidfd = guard.disarm().ok_or_else(|| ExecutorError::Protocol {
                 reason: "pidfd lost".to_owned(),
             })?;
-            Ok(Launched { pid, pidfd })
+            phases.push(LaunchPhase {
+                name: "executor.seccomp_exec",
+                start_ns: last_ns,
+                end_ns: now_ns(),
+            });
+            Ok(Launched { pid, pidfd, phases })
         }
         Ok(Received::Message(Message::Failed(failure))) => {
             // The child exits right after reporting; reap it (the guard's SIGKILL is moot).

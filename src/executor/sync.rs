@@ -22,6 +22,39 @@ const MESSAGE_LEN: usize = 13;
 const TAG_GO: u8 = 1;
 /// Tag of [`Message::Failed`].
 const TAG_FAILED: u8 = 2;
+/// Tag of [`Message::PhaseDone`].
+const TAG_PHASE: u8 = 3;
+
+/// A step of the child's setup whose end it reports (for the start's trace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetupPhase {
+    /// Joining and creating namespaces.
+    Namespaces = 1,
+    /// Mounts, devices and `pivot_root`.
+    Rootfs = 2,
+    /// rlimits, stdio, user, capabilities, cwd: everything up to seccomp.
+    Process = 3,
+}
+
+impl SetupPhase {
+    /// The span name of the phase.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Namespaces => "executor.namespaces",
+            Self::Rootfs => "executor.rootfs",
+            Self::Process => "executor.process",
+        }
+    }
+
+    fn from_code(code: u32) -> Option<Self> {
+        match code {
+            1 => Some(Self::Namespaces),
+            2 => Some(Self::Rootfs),
+            3 => Some(Self::Process),
+            _ => None,
+        }
+    }
+}
 
 /// A message on the sync socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +63,8 @@ pub(super) enum Message {
     Go,
     /// Child → parent: a setup step failed; the child exits next.
     Failed(ChildFailure),
+    /// Child → parent: a setup phase ended at this wall-clock time (ns since the epoch).
+    PhaseDone(SetupPhase, i64),
 }
 
 impl Message {
@@ -47,6 +82,12 @@ impl Message {
                 buf[9..13].copy_from_slice(&failure.errno.to_le_bytes());
                 (buf, MESSAGE_LEN)
             }
+            Message::PhaseDone(phase, at_ns) => {
+                buf[0] = TAG_PHASE;
+                buf[1..5].copy_from_slice(&(phase as u32).to_le_bytes());
+                buf[5..13].copy_from_slice(&at_ns.to_le_bytes());
+                (buf, MESSAGE_LEN)
+            }
         }
     }
 
@@ -59,6 +100,10 @@ impl Message {
                 index: u32::from_le_bytes(word(5)?),
                 errno: i32::from_le_bytes(word(9)?),
             })),
+            (&TAG_PHASE, MESSAGE_LEN) => Some(Message::PhaseDone(
+                SetupPhase::from_code(u32::from_le_bytes(word(1)?))?,
+                i64::from_le_bytes(buf.get(5..13)?.try_into().ok()?),
+            )),
             _ => None,
         }
     }
@@ -170,6 +215,9 @@ mod tests {
             index: 7,
             errno: libc::EPERM,
         };
+        let mark = Message::PhaseDone(SetupPhase::Rootfs, 1_795_000_000_123_456_789);
+        child.send(mark).expect("send phase mark");
+        assert_eq!(parent.receive().expect("receive"), Received::Message(mark));
         child.send(Message::Failed(failure)).expect("send failure");
         assert_eq!(
             parent.receive().expect("receive"),

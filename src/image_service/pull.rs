@@ -16,6 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{Semaphore, mpsc};
+use tracing::Instrument;
 
 use super::ImageService;
 use super::digest::{Digest, HashingReader};
@@ -52,6 +53,7 @@ impl ImageService {
         let top = self
             .registry
             .fetch_manifest(&reference, manifest::MANIFEST_ACCEPT, credentials.as_ref())
+            .instrument(tracing::info_span!("pull.resolve", image = %image))
             .await?;
         let resolved_digest = top.digest.clone();
         let mut documents = vec![(top.digest.clone(), top.bytes.clone())];
@@ -69,6 +71,7 @@ impl ImageService {
                 let fetched = self
                     .registry
                     .fetch_manifest(&by_digest, manifest::MANIFEST_ACCEPT, credentials.as_ref())
+                    .instrument(tracing::info_span!("pull.manifest", digest = %entry.digest))
                     .await?;
                 documents.push((fetched.digest.clone(), fetched.bytes.clone()));
                 match self.parse(&image, &fetched.media_type, &fetched.bytes)? {
@@ -99,6 +102,7 @@ impl ImageService {
                 credentials.as_ref(),
                 manifest::MAX_DOCUMENT_BYTES,
             )
+            .instrument(tracing::info_span!("pull.config", digest = %manifest.config.digest))
             .await?;
         let config = ImageConfig::parse(&config_bytes, &manifest).map_err(|source| {
             ImageError::Manifest {
@@ -117,6 +121,10 @@ impl ImageService {
             &chain_ids,
             credentials,
         )
+        .instrument(tracing::info_span!(
+            "pull.layers",
+            layers = manifest.layers.len()
+        ))
         .await?;
 
         crate::failpoint::hit(crate::failpoint::PULL_AFTER_LAYERS);
@@ -130,7 +138,9 @@ impl ImageService {
             vec![reference.repo_digest(&resolved_digest)],
         );
         let id = record.id.clone();
-        self.commit_record(record, &documents).await?;
+        self.commit_record(record, &documents)
+            .instrument(tracing::info_span!("pull.commit", id = %id))
+            .await?;
         drop(lease);
         tracing::info!(image = %image, id = %id, layers = chain_ids.len(), "image pulled");
         Ok(id)
@@ -168,11 +178,20 @@ impl ImageService {
             };
             let service = Arc::clone(self);
             let slots = Arc::clone(&slots);
-            tasks.push(tokio::spawn(async move {
-                // A closed semaphore cannot happen (we never close it); run unthrottled then.
-                let _slot = slots.acquire_owned().await.ok();
-                service.fetch_layer(job).await
-            }));
+            let span = tracing::info_span!(
+                "pull.layer",
+                digest = %job.descriptor.digest,
+                compressed_bytes = tracing::field::Empty,
+                unpacked_bytes = tracing::field::Empty,
+            );
+            tasks.push(tokio::spawn(
+                async move {
+                    // A closed semaphore cannot happen (we never close it); run unthrottled then.
+                    let _slot = slots.acquire_owned().await.ok();
+                    service.fetch_layer(job).await
+                }
+                .instrument(span),
+            ));
         }
         let mut first_error = None;
         for task in tasks {
@@ -211,7 +230,11 @@ impl ImageService {
                 &job.descriptor.digest,
                 job.credentials.as_ref(),
             )
+            .instrument(tracing::info_span!("layer.fetch"))
             .await?;
+        // Download, inflate and unpack run as one pipeline (the unpacker reads the stream).
+        let unpack_span = tracing::info_span!("layer.unpack");
+        let unpack_entered = unpack_span.clone();
         let ingest = self.snapshots.begin_layer(&chain_key)?;
         let target = ingest.path().to_owned();
         let options = self.unpack_options.clone();
@@ -219,6 +242,7 @@ impl ImageService {
 
         let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(PIPE_CHUNKS);
         let unpacker = tokio::task::spawn_blocking(move || {
+            let _unpack = unpack_entered.entered();
             let mut hashing = HashingReader::new(ChannelReader::new(receiver), algorithm);
             let unpacked = unpack_layer(&mut hashing, compression, &target, &options);
             // Read what is left so the compressed digest covers the whole blob.
@@ -230,7 +254,7 @@ impl ImageService {
 
         let mut received: u64 = 0;
         let mut transfer_error = None;
-        while let Some(chunk) = blob.next().await {
+        while let Some(chunk) = blob.next().instrument(unpack_span.clone()).await {
             match chunk {
                 Ok(chunk) => {
                     received += chunk.len() as u64;
@@ -258,10 +282,13 @@ impl ImageService {
         }
         drop(sender);
         let (unpacked, drained, digest, bytes) =
-            unpacker.await.map_err(|err| ImageError::Task {
-                image: job.image.clone(),
-                reason: err.to_string(),
-            })?;
+            unpacker
+                .instrument(unpack_span)
+                .await
+                .map_err(|err| ImageError::Task {
+                    image: job.image.clone(),
+                    reason: err.to_string(),
+                })?;
         if let Some(err) = transfer_error {
             return Err(err);
         }
@@ -298,10 +325,15 @@ impl ImageService {
                 unpacked.diff_id, job.diff_id
             )));
         }
-        ingest.commit(LayerMeta {
-            parent: job.parent.map(|parent| parent.to_string()),
-            diff_id: job.diff_id.to_string(),
-            size: unpacked.uncompressed_bytes,
+        let layer = tracing::Span::current();
+        layer.record("compressed_bytes", bytes);
+        layer.record("unpacked_bytes", unpacked.uncompressed_bytes);
+        tracing::info_span!("layer.commit").in_scope(|| {
+            ingest.commit(LayerMeta {
+                parent: job.parent.map(|parent| parent.to_string()),
+                diff_id: job.diff_id.to_string(),
+                size: unpacked.uncompressed_bytes,
+            })
         })?;
         tracing::debug!(layer = %job.descriptor.digest, bytes, "layer unpacked");
         Ok(())

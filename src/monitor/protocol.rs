@@ -64,6 +64,10 @@ pub enum StartReport {
         monitor_pid: i32,
         /// When the process was started, nanoseconds since the epoch.
         started_at_ns: i64,
+        /// How long the monitor's and executor's start steps took, in order, so that the
+        /// daemon can show them in the start's trace.
+        #[serde(default)]
+        phases: Vec<PhaseTiming>,
     },
     /// It could not be started; the message says what failed and on which path. The monitor
     /// has exited and written an [`ExitRecord`] with the same message.
@@ -71,6 +75,17 @@ pub enum StartReport {
         /// What failed.
         message: String,
     },
+}
+
+/// One timed start step (see [`StartReport::Started`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseTiming {
+    /// The span name, e.g. `executor.rootfs`.
+    pub name: String,
+    /// Start, nanoseconds since the epoch.
+    pub start_ns: i64,
+    /// End, nanoseconds since the epoch.
+    pub end_ns: i64,
 }
 
 /// How the container ended; `exit.json`.

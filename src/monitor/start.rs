@@ -20,7 +20,7 @@ use super::error::{MonitorError, io_at};
 use super::oom::oom_kills;
 use super::output::Output;
 use super::protocol::{
-    CONFIG_FILE, ExitRecord, MONITOR_FILE, MonitorConfig, SOCKET_FILE, StartReport,
+    CONFIG_FILE, ExitRecord, MONITOR_FILE, MonitorConfig, PhaseTiming, SOCKET_FILE, StartReport,
 };
 use super::record::{self, now_ns};
 use super::stdio;
@@ -61,6 +61,7 @@ pub(super) struct Running {
 /// Starts the container of the runtime directory `dir` and reports on stdout; `None` when
 /// the start failed (reported and recorded).
 pub(super) fn start(dir: &Path) -> Option<Running> {
+    let begun_ns = now_ns();
     let dir = match std::path::absolute(dir) {
         Ok(dir) => dir,
         Err(err) => {
@@ -83,6 +84,7 @@ pub(super) fn start(dir: &Path) -> Option<Running> {
                 pid,
                 monitor_pid: rustix::process::getpid().as_raw_nonzero().get(),
                 started_at_ns: now_ns(),
+                phases: phases(begun_ns, &running.launched.phases),
             };
             if let Err(err) = record::write_start(&dir, &started) {
                 note!("{err}");
@@ -107,6 +109,23 @@ pub(super) fn start(dir: &Path) -> Option<Running> {
             None
         }
     }
+}
+
+/// The start's timed steps: the monitor's own setup up to the launch, then the executor's.
+fn phases(begun_ns: i64, launch: &[executor::LaunchPhase]) -> Vec<PhaseTiming> {
+    let setup_end = launch.first().map_or(begun_ns, |phase| phase.start_ns);
+    let setup = PhaseTiming {
+        name: "monitor.setup".to_owned(),
+        start_ns: begun_ns,
+        end_ns: setup_end,
+    };
+    std::iter::once(setup)
+        .chain(launch.iter().map(|phase| PhaseTiming {
+            name: phase.name.to_owned(),
+            start_ns: phase.start_ns,
+            end_ns: phase.end_ns,
+        }))
+        .collect()
 }
 
 /// Leaves the daemon's session and process group, becomes the subreaper of the container's

@@ -5,6 +5,8 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use super::files::{self, PodFilesSpec};
 use super::namespaces::{self, NamespaceSetup};
 use super::{PodSpec, SandboxError, SandboxService, new_id, pid_init, reconcile, sysctl};
@@ -61,7 +63,8 @@ impl SandboxService {
             &spec.metadata.uid,
             spec.metadata.attempt,
         );
-        self.store.pod_names.reserve(&name_key, &id)?;
+        tracing::info_span!("pod.reserve_name")
+            .in_scope(|| self.store.pod_names.reserve(&name_key, &id))?;
         let mut rollback = Rollback::default();
         {
             let store = Arc::clone(&self.store);
@@ -126,6 +129,7 @@ impl SandboxService {
         };
 
         // Pod directory and files.
+        let phase = tracing::info_span!("pod.files").entered();
         let pod_dir = self.settings.state_dir.join("pods").join(id);
         fs::create_dir_all(&pod_dir).map_err(io("create pod dir", &pod_dir))?;
         fs::set_permissions(&pod_dir, fs::Permissions::from_mode(0o711))
@@ -149,6 +153,7 @@ impl SandboxService {
             },
         )
         .map_err(io("write pod files", &pod_dir))?;
+        drop(phase);
 
         // Namespaces (blocking work: a dedicated thread, off the async workers).
         let setup = NamespaceSetup {
@@ -161,18 +166,24 @@ impl SandboxService {
             sysctls,
         };
         let ns_dir = pod_dir.clone();
-        let pinned = tokio::task::spawn_blocking(move || namespaces::create(&ns_dir, setup))
-            .await
-            .map_err(|err| SandboxError::Io {
-                id: id.to_owned(),
-                action: "join namespace task",
-                path: pod_dir.clone(),
-                source: std::io::Error::other(err.to_string()),
-            })?
-            .map_err(|source| SandboxError::Namespaces {
-                id: id.to_owned(),
-                source,
-            })?;
+        // Spawned inside the span: starting the blocking thread is part of the phase.
+        let pinned =
+            async { tokio::task::spawn_blocking(move || namespaces::create(&ns_dir, setup)).await }
+                .instrument(tracing::info_span!(
+                    "pod.namespaces",
+                    sysctls = spec.sysctls.len()
+                ))
+                .await
+                .map_err(|err| SandboxError::Io {
+                    id: id.to_owned(),
+                    action: "join namespace task",
+                    path: pod_dir.clone(),
+                    source: std::io::Error::other(err.to_string()),
+                })?
+                .map_err(|source| SandboxError::Namespaces {
+                    id: id.to_owned(),
+                    source,
+                })?;
         {
             let pinned = pinned.clone();
             rollback.push("unpin namespaces", move || {
@@ -181,6 +192,7 @@ impl SandboxService {
         }
 
         // The pod's /dev/shm, unless it shares the node's IPC namespace.
+        let phase = tracing::info_span!("pod.shm").entered();
         let shm_path = if own_ipc {
             let shm = files::mount_shm(&pod_dir).map_err(io("mount /dev/shm tmpfs", &pod_dir))?;
             let unmount = shm.clone();
@@ -193,8 +205,10 @@ impl SandboxService {
         };
 
         failpoint::hit(failpoint::RUN_POD_AFTER_NAMESPACES);
+        drop(phase);
 
         // Pod cgroup.
+        let phase = tracing::info_span!("pod.cgroup").entered();
         let cgroup_error = |source| SandboxError::Cgroup {
             id: id.to_owned(),
             source,
@@ -232,9 +246,12 @@ impl SandboxService {
                 .map_err(cgroup_error)?;
         }
 
+        drop(phase);
+
         // The init of the pod's shared PID namespace, in the pod's cgroup.
         let pid_init = if spec.namespaces.pid == NamespaceMode::Pod {
             let pid = pid_init::start(&self.settings.binary, &pod_dir)
+                .instrument(tracing::info_span!("pod.pid_init"))
                 .await
                 .map_err(io("start pod init", &self.settings.binary))?;
             rollback.push("kill pod init", move || {
@@ -291,7 +308,7 @@ impl SandboxService {
         // Network.
         if let Some(netns) = &pinned.net {
             record.network_attached = true;
-            self.store.pods.put(record.clone())?;
+            tracing::info_span!("pod.record").in_scope(|| self.store.pods.put(record.clone()))?;
             {
                 let store = Arc::clone(&self.store);
                 let id = id.to_owned();
@@ -311,14 +328,15 @@ impl SandboxService {
                 bandwidth: None,
                 ip_ranges: Vec::new(),
             };
-            let status =
-                self.cni
-                    .setup(&network)
-                    .await
-                    .map_err(|source| SandboxError::Network {
-                        id: id.to_owned(),
-                        source,
-                    })?;
+            let status = self
+                .cni
+                .setup(&network)
+                .instrument(tracing::info_span!("pod.network"))
+                .await
+                .map_err(|source| SandboxError::Network {
+                    id: id.to_owned(),
+                    source,
+                })?;
             record.ip = status.primary_ip.map(|ip| ip.to_string());
             record.additional_ips = status
                 .additional_ips
@@ -329,7 +347,7 @@ impl SandboxService {
         }
         record.state = PodState::Ready;
         record.creating = false;
-        self.store.pods.put(record)?;
+        tracing::info_span!("pod.commit").in_scope(|| self.store.pods.put(record))?;
         tracing::info!(pod = %id, name = %name_key, "pod sandbox running");
         Ok(())
     }

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use tracing::Instrument;
+
 use super::{SandboxError, SandboxService};
 use super::{namespaces, pid_init};
 use crate::events::ContainerEventKind;
@@ -28,6 +30,7 @@ impl SandboxService {
         if record.network_attached {
             self.cni
                 .teardown(&record.id)
+                .instrument(tracing::info_span!("pod.network_teardown"))
                 .await
                 .map_err(|source| SandboxError::Network {
                     id: record.id.clone(),

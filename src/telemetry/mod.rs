@@ -1,29 +1,126 @@
-//! The daemon's logging: a `tracing` subscriber with the configured filter and format.
+//! The daemon's observability: logs, traces and metrics.
 //!
-//! Initialised once by `main`/`daemon`; every other module only uses `tracing` macros.
-//! Traces and metrics exporters join here (observability issue).
+//! - Logs: a `tracing` subscriber writing text or JSON to stderr, its level changeable at
+//!   runtime (SIGUSR1 more verbose, SIGUSR2 quieter).
+//! - Traces: `tracing` spans exported over OTLP (gRPC or HTTP/protobuf) through a bounded queue
+//!   that drops rather than waits; a caller's W3C `traceparent` is continued.
+//! - Metrics: a Prometheus registry served at `/metrics` when an address is configured.
+//!
+//! Initialised once by `main`/`daemon`; every other module only uses `tracing` macros (plus
+//! [`phases::record`] for phases timed in other processes).
+
+mod error;
+mod export;
+mod http_client;
+mod logging;
+pub mod metrics;
+pub mod phases;
+pub mod process;
+mod serve;
+pub mod span_metrics;
+pub mod traceparent;
+pub mod traces;
 
 use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
 
-use tracing_subscriber::EnvFilter;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinHandle;
+use tracing::Level;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::{Layer, Registry, reload};
 
-use crate::config::{LogConfig, LogFormat};
+pub use error::TelemetryError;
+pub use export::Flusher;
+pub use logging::LogLevel;
+pub use serve::spawn as serve_metrics;
+pub use traces::TraceSettings;
 
-/// Installs the global subscriber. `RUST_LOG`, when set, overrides the configured level so an
-/// operator can raise verbosity for one run without editing the file.
-pub fn init_logging(config: &LogConfig) {
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|env| EnvFilter::try_new(env).ok())
-        .or_else(|| EnvFilter::try_new(&config.level).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+use crate::config::{Config, LogFormat};
+
+/// What [`init`] set up; the daemon keeps it for the log-level signals and the final flush.
+#[derive(Debug)]
+pub struct Telemetry {
+    level: Option<Arc<LogLevel>>,
+    traces: Option<(SdkTracerProvider, Flusher)>,
+}
+
+/// Installs the global subscriber (logs, and trace export when configured or asked for by
+/// the `OTEL_*` variables). Must run inside the tokio runtime: the export task starts on it.
+///
+/// A second call in one process (tests running the daemon in-process) keeps the first
+/// subscriber and returns a handle without log-level control.
+pub fn init(config: &Config) -> Result<Telemetry, TelemetryError> {
+    let (filter, filter_text) = logging::initial_filter(&config.log);
+    let (filter, handle) = reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    // A second initialisation (tests running the daemon in-process) is harmless: keep the first.
-    let _ = match config.format {
-        LogFormat::Text => builder.with_target(false).try_init(),
-        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    let fmt: Box<dyn Layer<Registry> + Send + Sync> = match config.log.format {
+        LogFormat::Text => fmt.with_target(false).boxed(),
+        LogFormat::Json => fmt.json().with_current_span(true).boxed(),
     };
+    let traces = TraceSettings::resolve(&config.traces, |name| std::env::var(name).ok())
+        .map(|settings| settings.build().map(|built| (settings, built)))
+        .transpose()?;
+    let otel = traces.as_ref().map(|(_, (provider, _))| {
+        opentelemetry::global::set_tracer_provider(provider.clone());
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("carrack"))
+            .with_filter(filter_fn(|metadata| {
+                metadata.target().starts_with("carrack") && *metadata.level() <= Level::INFO
+            }))
+    });
+    let subscriber = Registry::default()
+        .with(fmt.with_filter(filter))
+        .with(otel)
+        .with(span_metrics::SpanMetrics.with_filter(filter_fn(span_metrics::wants)));
+    let installed = tracing::subscriber::set_global_default(subscriber).is_ok();
+    if let Some((settings, _)) = &traces {
+        tracing::info!(
+            endpoint = %settings.endpoint,
+            protocol = ?settings.protocol,
+            sampler = %settings.sampler,
+            "exporting traces"
+        );
+    }
+    Ok(Telemetry {
+        level: installed.then(|| Arc::new(LogLevel::new(handle, &filter_text))),
+        traces: traces.map(|(_, built)| built),
+    })
+}
+
+impl Telemetry {
+    /// Steps the log level on SIGUSR1 (more verbose) and SIGUSR2 (quieter) until aborted.
+    pub fn spawn_level_signals(&self) -> Option<JoinHandle<()>> {
+        let level = Arc::clone(self.level.as_ref()?);
+        let (Ok(mut raise), Ok(mut lower)) = (
+            signal(SignalKind::user_defined1()),
+            signal(SignalKind::user_defined2()),
+        ) else {
+            tracing::warn!("cannot install SIGUSR1/SIGUSR2 handlers; log level is fixed");
+            return None;
+        };
+        Some(tokio::spawn(async move {
+            loop {
+                let now = tokio::select! {
+                    _ = raise.recv() => level.raise(),
+                    _ = lower.recv() => level.lower(),
+                };
+                // At warn so that the change shows at the usual levels.
+                tracing::warn!(level = now, "log level changed");
+            }
+        }))
+    }
+
+    /// Sends the spans still queued (at most `timeout`), before the process exits.
+    pub async fn flush(&self, timeout: Duration) {
+        if let Some((_, flusher)) = &self.traces {
+            flusher.flush(timeout).await;
+        }
+    }
 }

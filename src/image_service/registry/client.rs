@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::Url;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
+use tracing::Instrument;
 
 use super::auth::{
     Authorization, CacheKey, Challenge, Credentials, DEFAULT_TOKEN_LIFETIME, Scheme, TokenCache,
@@ -378,6 +379,7 @@ impl RegistryClient {
                     drop(response);
                     Some(
                         self.bearer_token(endpoint, exchange, credentials, challenge, &key)
+                            .instrument(tracing::info_span!("pull.token"))
                             .await?,
                     )
                 }

@@ -1,0 +1,689 @@
+//! Root integration tests of observability: a real daemon exports the spans of a pod start to
+//! an OTLP/gRPC receiver built here from `opentelemetry-proto`'s service definitions, and a
+//! real Prometheus server (Debian's `prometheus`) scrapes its `/metrics`.
+//!
+//! Both the receiver and Prometheus listen on the node's loopback (inside its network
+//! namespace, where the daemon runs), so nothing leaves the test's namespaces.
+//! With `CARRACK_TRACE_JSON=<file>` the collected spans are also written to `<file>` (the
+//! input of `docs/trace_picture.py`).
+
+mod support;
+
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use carrack::proto;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use support::client::CriClient;
+use support::images;
+use support::node::Node;
+use support::skip_unless_root;
+use tonic::{Request, Response, Status};
+
+/// Where the receiver listens inside the node's netns (a fresh namespace: the port is free).
+const OTLP_ADDR: &str = "127.0.0.1:4317";
+/// The daemon's metrics address inside the node's netns.
+const METRICS_ADDR: &str = "127.0.0.1:9464";
+/// Prometheus' own address inside the node's netns.
+const PROMETHEUS_ADDR: &str = "127.0.0.1:9090";
+
+/// The caller's trace: every RPC below carries this `traceparent`.
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_SPAN_ID: &str = "00f067aa0ba902b7";
+
+/// Time of an RPC outside its phase spans that is tolerated even above 10 % (see the test).
+const SPAN_OVERHEAD: Duration = Duration::from_millis(2);
+
+/// The test collector: keeps every span it receives.
+#[derive(Debug, Clone, Default)]
+struct Receiver {
+    spans: Arc<Mutex<Vec<Span>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let mut spans = self.spans.lock().expect("span list lock");
+        for resource in request.into_inner().resource_spans {
+            for scope in resource.scope_spans {
+                spans.extend(scope.spans);
+            }
+        }
+        Ok(Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+impl Receiver {
+    /// Serves OTLP/gRPC on [`OTLP_ADDR`] inside the node's netns until the task is aborted.
+    async fn start(node: &Node) -> (Self, tokio::task::JoinHandle<()>) {
+        let listener = node
+            .run_in_netns(|| std::net::TcpListener::bind(OTLP_ADDR))
+            .and_then(|bound| bound)
+            .expect("bind the OTLP receiver in the node's netns");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+        let receiver = Receiver::default();
+        let service = TraceServiceServer::new(receiver.clone());
+        let task = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await;
+        });
+        (receiver, task)
+    }
+
+    fn spans(&self) -> Vec<Span> {
+        self.spans.lock().expect("span list lock").clone()
+    }
+}
+
+/// A request carrying the test's `traceparent`.
+fn traced<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-01")
+            .parse()
+            .expect("traceparent header value"),
+    );
+    request
+}
+
+fn node_with_telemetry() -> Node {
+    Node::builder()
+        .config(&format!(
+            "[traces]\nenabled = true\nendpoint = \"http://{OTLP_ADDR}\"\n\
+             export_interval_ms = 100\n[metrics]\naddress = \"{METRICS_ADDR}\"\n"
+        ))
+        .start()
+}
+
+/// Pull, run pod (host network), create, start: each with the test's `traceparent`.
+async fn start_a_pod(node: &Node, cri: &mut CriClient) -> (String, String) {
+    node.push(images::busybox(), "library/busybox:latest")
+        .expect("push busybox");
+    cri.image
+        .pull_image(traced(proto::PullImageRequest {
+            image: Some(proto::ImageSpec {
+                image: "busybox".to_owned(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+        .await
+        .expect("PullImage");
+    let pod_config = proto::PodSandboxConfig {
+        metadata: Some(proto::PodSandboxMetadata {
+            name: "traced".to_owned(),
+            uid: "uid-traced".to_owned(),
+            namespace: "default".to_owned(),
+            attempt: 0,
+        }),
+        hostname: "traced".to_owned(),
+        log_directory: node
+            .base_dir()
+            .join("pod-logs/traced")
+            .to_string_lossy()
+            .into_owned(),
+        linux: Some(proto::LinuxPodSandboxConfig {
+            security_context: Some(proto::LinuxSandboxSecurityContext {
+                namespace_options: Some(proto::NamespaceOption {
+                    network: proto::NamespaceMode::Node.into(),
+                    pid: proto::NamespaceMode::Container.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pod_id = cri
+        .runtime
+        .run_pod_sandbox(traced(proto::RunPodSandboxRequest {
+            config: Some(pod_config.clone()),
+            runtime_handler: String::new(),
+        }))
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    let container_id = cri
+        .runtime
+        .create_container(traced(proto::CreateContainerRequest {
+            pod_sandbox_id: pod_id.clone(),
+            config: Some(proto::ContainerConfig {
+                metadata: Some(proto::ContainerMetadata {
+                    name: "sleeper".to_owned(),
+                    attempt: 0,
+                }),
+                image: Some(proto::ImageSpec {
+                    image: "busybox".to_owned(),
+                    ..Default::default()
+                }),
+                command: vec!["sleep".to_owned(), "60".to_owned()],
+                log_path: "sleeper/0.log".to_owned(),
+                linux: Some(proto::LinuxContainerConfig::default()),
+                ..Default::default()
+            }),
+            sandbox_config: Some(pod_config),
+        }))
+        .await
+        .expect("CreateContainer")
+        .into_inner()
+        .container_id;
+    cri.runtime
+        .start_container(traced(proto::StartContainerRequest {
+            container_id: container_id.clone(),
+        }))
+        .await
+        .expect("StartContainer");
+    (pod_id, container_id)
+}
+
+/// Stops and removes the pod (and so its container).
+async fn remove_pod(cri: &mut CriClient, pod_id: &str) {
+    cri.runtime
+        .stop_pod_sandbox(proto::StopPodSandboxRequest {
+            pod_sandbox_id: pod_id.to_owned(),
+        })
+        .await
+        .expect("StopPodSandbox");
+    cri.runtime
+        .remove_pod_sandbox(proto::RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id.to_owned(),
+        })
+        .await
+        .expect("RemovePodSandbox");
+}
+
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|attribute| attribute.key == key)
+        .and_then(|attribute| attribute.value.as_ref()?.value.as_ref())
+        .map(|value| match value {
+            Value::StringValue(text) => text.clone(),
+            Value::IntValue(number) => number.to_string(),
+            Value::BoolValue(flag) => flag.to_string(),
+            Value::DoubleValue(number) => number.to_string(),
+            other => format!("{other:?}"),
+        })
+}
+
+fn duration_ns(span: &Span) -> u64 {
+    span.end_time_unix_nano
+        .saturating_sub(span.start_time_unix_nano)
+}
+
+/// Writes the spans as JSON (name, ids, times) for the docs' trace picture.
+fn write_trace_json(path: &Path, spans: &[Span]) -> io::Result<()> {
+    let spans: Vec<serde_json::Value> = spans
+        .iter()
+        .map(|span| {
+            serde_json::json!({
+                "name": span.name,
+                "trace_id": hex::encode(&span.trace_id),
+                "span_id": hex::encode(&span.span_id),
+                "parent_span_id": hex::encode(&span.parent_span_id),
+                "start_ns": span.start_time_unix_nano,
+                "end_ns": span.end_time_unix_nano,
+            })
+        })
+        .collect();
+    std::fs::write(path, serde_json::to_vec_pretty(&spans)?)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_start_is_one_trace_with_phase_spans() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = node_with_telemetry();
+    let (receiver, server) = Receiver::start(&node).await;
+    let mut cri = node.cri().await;
+    let (pod_id, container_id) = start_a_pod(&node, &mut cri).await;
+
+    // The RPC spans come after their children; wait for the last RPC's.
+    let rpcs = [
+        "cri.PullImage",
+        "cri.RunPodSandbox",
+        "cri.CreateContainer",
+        "cri.StartContainer",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let spans = receiver.spans();
+        let ours = |name: &str| {
+            spans
+                .iter()
+                .any(|span| span.name == name && hex::encode(&span.trace_id) == TRACE_ID)
+        };
+        if rpcs.iter().all(|name| ours(name)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the receiver did not get all RPC spans; got {:?}\ndaemon log:\n{}",
+            spans.iter().map(|span| &span.name).collect::<Vec<_>>(),
+            node.daemon_log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Children end before their RPC span, so they were queued with or before it; give the
+    // last batch one more interval anyway.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let spans: Vec<Span> = receiver
+        .spans()
+        .into_iter()
+        .filter(|span| hex::encode(&span.trace_id) == TRACE_ID)
+        .collect();
+    if let Ok(path) = std::env::var("CARRACK_TRACE_JSON") {
+        write_trace_json(Path::new(&path), &spans).expect("write the trace JSON");
+    }
+    let by_id: HashMap<Vec<u8>, &Span> = spans
+        .iter()
+        .map(|span| (span.span_id.clone(), span))
+        .collect();
+    let children = |parent: &Span| -> Vec<&Span> {
+        spans
+            .iter()
+            .filter(|span| span.parent_span_id == parent.span_id)
+            .collect()
+    };
+    let rpc = |name: &str| -> &Span {
+        spans
+            .iter()
+            .find(|span| span.name == name)
+            .unwrap_or_else(|| panic!("no {name} span"))
+    };
+
+    for name in rpcs {
+        let span = rpc(name);
+        // The RPC continues the caller's trace.
+        assert_eq!(hex::encode(&span.parent_span_id), PARENT_SPAN_ID, "{name}");
+        assert_eq!(
+            attribute(span, "rpc.grpc.status_code").as_deref(),
+            Some("0"),
+            "{name}"
+        );
+        // Every other span of the trace descends from one of the RPC spans.
+        let phases = children(span);
+        assert!(!phases.is_empty(), "{name} has no phase spans");
+        // The phases are sequential and account for the RPC's time: within 10 %, or within
+        // SPAN_OVERHEAD for RPCs of a few milliseconds, where the fixed cost of dispatch and of
+        // recording each span (tens of µs per span in a debug build) exceeds 10 %.
+        let sum: u64 = phases.iter().map(|phase| duration_ns(phase)).sum();
+        let total = duration_ns(span);
+        let slack = (total / 10).max(SPAN_OVERHEAD.as_nanos() as u64);
+        let names: Vec<(&str, u64)> = phases
+            .iter()
+            .map(|phase| (phase.name.as_str(), duration_ns(phase) / 1000))
+            .collect();
+        assert!(
+            sum + slack >= total && sum <= total + slack,
+            "{name}: phases {names:?} (µs) sum to {} µs of {} µs",
+            sum / 1000,
+            total / 1000
+        );
+    }
+    for span in &spans {
+        if !rpcs.contains(&span.name.as_str()) {
+            assert!(
+                by_id.contains_key(&span.parent_span_id),
+                "{} has a parent outside the trace",
+                span.name
+            );
+        }
+    }
+    assert_eq!(
+        attribute(rpc("cri.RunPodSandbox"), "pod_id").as_deref(),
+        Some(pod_id.as_str())
+    );
+    assert_eq!(
+        attribute(rpc("cri.CreateContainer"), "container_id").as_deref(),
+        Some(container_id.as_str())
+    );
+    assert_eq!(
+        attribute(rpc("cri.StartContainer"), "container_id").as_deref(),
+        Some(container_id.as_str())
+    );
+    assert_eq!(
+        attribute(rpc("cri.PullImage"), "image").as_deref(),
+        Some("busybox")
+    );
+    let names_under = |rpc_name: &str| -> Vec<&str> {
+        children(rpc(rpc_name))
+            .iter()
+            .map(|span| span.name.as_str())
+            .collect()
+    };
+    let pull = names_under("cri.PullImage");
+    for phase in ["pull.resolve", "pull.config", "pull.layers", "pull.commit"] {
+        assert!(pull.contains(&phase), "{phase} missing from {pull:?}");
+    }
+    let layers = children(rpc("cri.PullImage"))
+        .into_iter()
+        .find(|span| span.name == "pull.layers")
+        .map(&children)
+        .unwrap_or_default();
+    assert!(
+        layers.iter().any(|layer| layer.name == "pull.layer"
+            && children(layer)
+                .iter()
+                .any(|step| step.name == "layer.unpack")),
+        "no layer with an unpack step"
+    );
+    let pod = names_under("cri.RunPodSandbox");
+    for phase in ["pod.reserve_name", "pod.files", "pod.cgroup", "pod.commit"] {
+        assert!(pod.contains(&phase), "{phase} missing from {pod:?}");
+    }
+    let create = names_under("cri.CreateContainer");
+    for phase in [
+        "container.image_lookup",
+        "container.snapshot",
+        "container.spec",
+    ] {
+        assert!(create.contains(&phase), "{phase} missing from {create:?}");
+    }
+    let start = names_under("cri.StartContainer");
+    for phase in ["container.monitor_spawn", "monitor.start"] {
+        assert!(start.contains(&phase), "{phase} missing from {start:?}");
+    }
+    // The monitor's and executor's steps, reported back with their times.
+    let monitor = children(rpc("cri.StartContainer"))
+        .into_iter()
+        .find(|span| span.name == "monitor.start")
+        .expect("monitor.start");
+    let steps: Vec<&str> = children(monitor)
+        .iter()
+        .map(|span| span.name.as_str())
+        .collect();
+    for step in [
+        "monitor.setup",
+        "executor.clone",
+        "executor.namespaces",
+        "executor.rootfs",
+        "executor.process",
+        "executor.seccomp_exec",
+    ] {
+        assert!(steps.contains(&step), "{step} missing from {steps:?}");
+    }
+
+    remove_pod(&mut cri, &pod_id).await;
+    server.abort();
+}
+
+/// A Prometheus server run by the test in the node's netns; killed on drop.
+struct Prometheus {
+    child: Child,
+}
+
+impl Prometheus {
+    fn start(node: &Node) -> io::Result<Prometheus> {
+        let dir = node.base_dir().join("prometheus");
+        std::fs::create_dir_all(dir.join("data"))?;
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: carrack\n    static_configs:\n      \
+                 - targets: ['{METRICS_ADDR}']\n"
+            ),
+        )?;
+        let log = std::fs::File::create(node.logs_dir().join("prometheus.log"))?;
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", node.netns_path().display()))
+            .arg("--")
+            .arg("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={PROMETHEUS_ADDR}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        Ok(Prometheus { child })
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET` on Prometheus' HTTP API inside the node's netns.
+fn prometheus_query(node: &Node, query: &str) -> Option<serde_json::Value> {
+    let url = format!("http://{PROMETHEUS_ADDR}/api/v1/query");
+    node.run_in_netns(|| {
+        let mut response = ureq::get(&url).query("query", query).call().ok()?;
+        let body = response.body_mut().read_to_string().ok()?;
+        serde_json::from_str::<serde_json::Value>(&body).ok()
+    })
+    .ok()
+    .flatten()
+}
+
+/// The value of the first series of an instant-vector query result.
+fn first_value(result: &serde_json::Value) -> Option<f64> {
+    result["data"]["result"].as_array()?.first()?["value"][1]
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_scrapes_rpc_counter_and_histogram() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = node_with_telemetry();
+    let mut cri = node.cri().await;
+    for _ in 0..3 {
+        cri.runtime
+            .version(proto::VersionRequest::default())
+            .await
+            .expect("Version");
+    }
+    let missing = cri
+        .runtime
+        .pod_sandbox_status(proto::PodSandboxStatusRequest {
+            pod_sandbox_id: "no-such-pod".to_owned(),
+            verbose: false,
+        })
+        .await
+        .expect_err("status of a missing pod");
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+
+    let prometheus = Prometheus::start(&node).expect("start prometheus (Debian package)");
+    let counter = "carrack_cri_requests_total{rpc=\"Version\",code=\"OK\"}";
+    let histogram = "carrack_cri_request_duration_seconds_count{rpc=\"Version\",code=\"OK\"}";
+    let not_found = "carrack_cri_requests_total{rpc=\"PodSandboxStatus\",code=\"NotFound\"}";
+    let bucket =
+        "carrack_cri_request_duration_seconds_bucket{rpc=\"Version\",code=\"OK\",le=\"+Inf\"}";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let values: Vec<Option<f64>> = [counter, histogram, not_found, bucket]
+            .iter()
+            .map(|query| {
+                prometheus_query(&node, query)
+                    .as_ref()
+                    .and_then(first_value)
+            })
+            .collect();
+        if values == [Some(3.0), Some(3.0), Some(1.0), Some(3.0)] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus did not report the expected values: {values:?}\nprometheus log:\n{}",
+            std::fs::read_to_string(node.logs_dir().join("prometheus.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The scrape target is healthy and the process metrics are there too.
+    let up = prometheus_query(&node, "up{job=\"carrack\"}").expect("query up");
+    assert_eq!(first_value(&up), Some(1.0));
+    let rss = prometheus_query(&node, "process_resident_memory_bytes").expect("query rss");
+    assert!(first_value(&rss).is_some_and(|bytes| bytes > 0.0));
+    drop(prometheus);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigusr1_and_sigusr2_step_the_log_level() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = node_with_telemetry();
+    let pid = node.daemon_pid().expect("daemon pid");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid"));
+    let wait_for = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !node.daemon_log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` in the daemon log:\n{}",
+                node.daemon_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let signal = |signal| nix::sys::signal::kill(pid, signal).expect("signal the daemon");
+    let version_lines = || node.daemon_log().matches("cri.Version").count();
+    let mut cri = node.cri().await;
+    // The fixture runs at debug: SIGUSR2 makes it info, where RPCs are not logged.
+    signal(nix::sys::signal::Signal::SIGUSR2);
+    wait_for("level=\"info\"");
+    let before = version_lines();
+    cri.runtime
+        .version(proto::VersionRequest::default())
+        .await
+        .expect("Version");
+    signal(nix::sys::signal::Signal::SIGUSR2);
+    wait_for("level=\"warn\"");
+    assert_eq!(version_lines(), before, "an RPC was logged at info");
+    // Two steps up: debug again, and the RPC gets its line.
+    // One at a time: signals sent back to back may be delivered as one.
+    signal(nix::sys::signal::Signal::SIGUSR1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.daemon_log().matches("log level changed").count() < 3 {
+        assert!(Instant::now() < deadline, "SIGUSR1 changed nothing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(nix::sys::signal::Signal::SIGUSR1);
+    wait_for("level=\"debug\"");
+    cri.runtime
+        .version(proto::VersionRequest::default())
+        .await
+        .expect("Version");
+    wait_for("cri.Version");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while version_lines() == before {
+        assert!(Instant::now() < deadline, "no RPC line at debug");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Median RunPodSandbox latency over `rounds` run/stop/remove cycles, and the median of
+/// `rounds * 10` Version calls, on a node started with `config`.
+async fn rpc_latencies(config: &str, rounds: usize) -> (Duration, Duration) {
+    let node = Node::builder().config(config).start();
+    let mut cri = node.cri().await;
+    let median = |mut samples: Vec<Duration>| {
+        samples.sort();
+        samples[samples.len() / 2]
+    };
+    let mut versions = Vec::new();
+    for _ in 0..rounds * 10 {
+        let started = Instant::now();
+        cri.runtime
+            .version(traced(proto::VersionRequest::default()))
+            .await
+            .expect("Version");
+        versions.push(started.elapsed());
+    }
+    let mut runs = Vec::new();
+    for round in 0..rounds {
+        let config = proto::PodSandboxConfig {
+            metadata: Some(proto::PodSandboxMetadata {
+                name: format!("bench-{round}"),
+                uid: format!("uid-bench-{round}"),
+                namespace: "default".to_owned(),
+                attempt: 0,
+            }),
+            linux: Some(proto::LinuxPodSandboxConfig {
+                security_context: Some(proto::LinuxSandboxSecurityContext {
+                    namespace_options: Some(proto::NamespaceOption {
+                        network: proto::NamespaceMode::Node.into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let pod_id = cri
+            .runtime
+            .run_pod_sandbox(traced(proto::RunPodSandboxRequest {
+                config: Some(config),
+                runtime_handler: String::new(),
+            }))
+            .await
+            .expect("RunPodSandbox")
+            .into_inner()
+            .pod_sandbox_id;
+        runs.push(started.elapsed());
+        remove_pod(&mut cri, &pod_id).await;
+    }
+    (median(runs), median(versions))
+}
+
+/// A figure, not an assertion: RPC latency with trace export off, and with it on but the
+/// collector down (nothing listens on its port). Run with
+/// `cargo test --test telemetry collector_down -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a benchmark figure; run by hand"]
+async fn collector_down_latency_figure() {
+    if !skip_unless_root() {
+        return;
+    }
+    let rounds = 40;
+    let off = rpc_latencies("[log]\nlevel = \"info\"\n", rounds).await;
+    let down = rpc_latencies(
+        "[log]\nlevel = \"info\"\n[traces]\nenabled = true\nendpoint = \"http://127.0.0.1:4317\"\n",
+        rounds,
+    )
+    .await;
+    println!(
+        "median RunPodSandbox: traces off {:?}, collector down {:?}; \
+         median Version: traces off {:?}, collector down {:?}",
+        off.0, down.0, off.1, down.1
+    );
+}
