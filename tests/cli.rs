@@ -34,10 +34,15 @@ fn carrack(node: &Node) -> Command {
     carrack_at(node, &node.socket_path())
 }
 
-/// The `carrack` command aimed at the runtime listening on `socket`.
+/// The `carrack` command aimed at the runtime listening on `socket`, run in the node's network
+/// namespace as a user on the node would (the streaming server listens on the node's
+/// loopback).
 fn carrack_at(node: &Node, socket: &Path) -> Command {
-    let mut command = Command::new(DAEMON_BIN);
+    let mut command = Command::new("nsenter");
     command
+        .arg(format!("--net={}", node.netns_path().display()))
+        .arg("--")
+        .arg(DAEMON_BIN)
         .arg("--runtime-endpoint")
         .arg(format!("unix://{}", socket.display()))
         .env("CARRACK_LOG_DIR", node.base_dir().join("cli-logs"))
@@ -331,8 +336,20 @@ fn detached_container_ps_logs_exec_stop_rm() {
     assert_eq!(ok(&node, &["exec", "ticker", "hostname"]), "ticker\n");
     let output = cli(&node, &["exec", "ticker", "sh", "-c", "exit 7"]);
     assert_eq!(output.status.code(), Some(7));
-    let output = cli(&node, &["exec", "-it", "ticker", "sh"]);
-    assert!(String::from_utf8_lossy(&output.stderr).contains("streaming server"));
+    // exec -i goes through the runtime's streaming server (Exec + WebSocket).
+    let output = cli(
+        &node,
+        &["exec", "-i", "ticker", "sh", "-c", "echo streamed; exit 3"],
+    );
+    assert_eq!(
+        (
+            String::from_utf8_lossy(&output.stdout),
+            output.status.code()
+        ),
+        ("streamed\n".into(), Some(3)),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     // logs -f follows until the container exits: stop ends it with the trap's last line.
     let follower = carrack(&node)
