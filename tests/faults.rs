@@ -12,15 +12,14 @@
 mod support;
 
 use std::collections::HashMap;
-use std::fs;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use carrack::failpoint;
 use carrack::proto;
 use support::client::CriClient;
-use support::cni::{leased_ips, write_bridge_conflist};
+use support::cni::write_bridge_conflist;
 use support::images;
+use support::leaks::leaks;
 use support::node::Node;
 use support::skip_unless_root;
 use tonic::Code;
@@ -440,72 +439,6 @@ async fn step(node: &mut Node, point: &str) -> Result<String, String> {
     }
 }
 
-/// Everything of the node's runtime that is not the sentinel's: what a step must not leave.
-fn leaks(node: &Node, ipam_dir: &Path, sentinel_pod: &str, sentinel: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mine = |path: &Path| {
-        let text = path.to_string_lossy();
-        text.contains(sentinel_pod) || text.contains(sentinel)
-    };
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for mount in mountinfo.lines().filter_map(|line| line.split(' ').nth(4)) {
-        let path = PathBuf::from(mount);
-        if path.starts_with(node.base_dir()) && !mine(&path) {
-            found.push(format!("mount {mount}"));
-        }
-    }
-    for dir in ["pods", "containers"] {
-        for entry in fs::read_dir(node.state_dir().join(dir))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if !mine(&entry.path()) {
-                found.push(format!("dir {}", entry.path().display()));
-            }
-        }
-    }
-    for hierarchy in fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let parent = hierarchy
-            .path()
-            .join(node.cgroup_parent().trim_start_matches('/'));
-        let mut stack = vec![parent];
-        while let Some(dir) = stack.pop() {
-            for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    if !mine(&path) {
-                        found.push(format!("cgroup {}", path.display()));
-                    }
-                    stack.push(path);
-                }
-            }
-        }
-    }
-    // The sentinel pod runs in the node's network (no lease of its own).
-    for ip in leased_ips(ipam_dir) {
-        found.push(format!("IP lease {ip}"));
-    }
-    let state_dir = node.state_dir().to_string_lossy().into_owned();
-    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if text.contains(&state_dir) && !mine(Path::new(&text)) {
-            found.push(format!(
-                "process {}: {text}",
-                entry.file_name().to_string_lossy()
-            ));
-        }
-    }
-    found
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_at_every_step_leaks_nothing_and_the_retry_succeeds() {
     if !skip_unless_root() {
@@ -562,7 +495,7 @@ async fn a_crash_at_every_step_leaks_nothing_and_the_retry_succeeds() {
                     && started == sentinel_started => {}
             other => problems.push(format!("sentinel not running as before: {other:?}")),
         }
-        problems.extend(leaks(&node, &ipam_dir, &sentinel_pod, &sentinel));
+        problems.extend(leaks(&node, &ipam_dir, &[&sentinel_pod, &sentinel]));
         rows.push((*point, result, problems));
     }
 

@@ -13,9 +13,9 @@
 //!   the OCI distribution API.
 //! - [`hostile`]: images that break the rules a pull must enforce.
 //! - [`archive`]: `docker save` and OCI layout archives of test images.
-//! - [`cni`]: the bridge + portmap network config of a test node.
 //! - [`client`]: CRI gRPC clients over the node's unix socket.
 //! - [`cni`]: a bridge network for the node, and its IP leases.
+//! - [`leaks`]: what a node may not keep once its workloads are gone.
 //! - [`netns`]: named network namespaces, and running code inside one.
 //! - [`cleanup`]: teardown of namespaces, cgroups and mounts, and the sweep of
 //!   what crashed test processes left behind.
@@ -36,6 +36,7 @@ pub mod cni;
 pub mod hostile;
 pub mod http;
 pub mod images;
+pub mod leaks;
 pub mod netns;
 pub mod node;
 pub mod process;
