@@ -15,8 +15,8 @@ use support::images;
 use support::node::Node;
 use support::skip_unless_root;
 use support::workload::{
-    container_config, create, exec_sync, pull_busybox, remove, run_pod, run_pod_with, start,
-    status, stop, wait_exited,
+    container_config, create, exec_sync, pull_busybox, remove, run_pod, run_pod_with,
+    run_privileged_pod, start, status, stop, wait_exited,
 };
 use tonic::Code;
 
@@ -1056,4 +1056,118 @@ async fn privileged_added_capabilities_and_a_localhost_seccomp_profile() {
         })
         .await
         .expect("RemovePodSandbox");
+}
+
+/// A bidirectional volume (`rootfsPropagation: rshared`): mounts made on the host below it
+/// appear in the container, and mounts the container makes below it appear on the host
+/// (critest's "mount with 'rshared'"; regression: the executor refused rshared).
+#[tokio::test(flavor = "multi_thread")]
+async fn bidirectional_mount_propagates_both_ways() {
+    use nix::mount::{MsFlags, mount};
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    let mut cri = node.cri().await;
+    pull_busybox(&node, &mut cri).await;
+    let (pod, pod_config) = run_privileged_pod(&node, &mut cri, "bidirectional").await;
+    // The volume is a shared mount of its own, as kubelet's pod dirs are; the node fixture
+    // unmounts everything under its base dir when dropped.
+    let volume = node.base_dir().join("shared-volume");
+    let from_host = node.base_dir().join("from-host");
+    std::fs::create_dir_all(volume.join("host-mnt")).expect("volume dir");
+    std::fs::create_dir_all(&from_host).expect("source dir");
+    std::fs::write(from_host.join("flag"), "").expect("flag file");
+    let none: Option<&str> = None;
+    mount(
+        Some(&volume),
+        &volume,
+        none,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        none,
+    )
+    .expect("bind the volume onto itself");
+    mount(
+        none,
+        &volume,
+        none,
+        MsFlags::MS_SHARED | MsFlags::MS_REC,
+        none,
+    )
+    .expect("make it rshared");
+
+    let mut config = container_config(
+        "bidirectional",
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done",
+        ],
+    );
+    config.linux = Some(proto::LinuxContainerConfig {
+        security_context: Some(proto::LinuxContainerSecurityContext {
+            privileged: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let volume_path = volume.to_string_lossy().into_owned();
+    config.mounts = vec![proto::Mount {
+        container_path: volume_path.clone(),
+        host_path: volume_path.clone(),
+        propagation: proto::MountPropagation::PropagationBidirectional.into(),
+        ..Default::default()
+    }];
+    let id = create(&mut cri, &pod, &pod_config, config)
+        .await
+        .expect("create");
+    start(&mut cri, &id).await.expect("start");
+
+    // Host to container.
+    mount(
+        Some(&from_host),
+        &volume.join("host-mnt"),
+        none,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        none,
+    )
+    .expect("mount below the volume on the host");
+    let listed = exec_sync(
+        &mut cri,
+        &id,
+        &["ls", "-A", &format!("{volume_path}/host-mnt")],
+        10,
+    )
+    .await
+    .expect("ls in the container");
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).trim(),
+        "flag",
+        "{listed:?}"
+    );
+
+    // Container to host.
+    let mounted = exec_sync(
+        &mut cri,
+        &id,
+        &[
+            "sh",
+            "-c",
+            &format!("mkdir -p {volume_path}/ctr-mnt && mount --bind /etc {volume_path}/ctr-mnt"),
+        ],
+        10,
+    )
+    .await
+    .expect("mount in the container");
+    assert_eq!(mounted.exit_code, 0, "{mounted:?}");
+    let dbg = exec_sync(&mut cri, &id, &["sh", "-c", "cat /proc/self/mountinfo"], 10)
+        .await
+        .expect("dbg");
+    let seen = std::fs::read_dir(volume.join("ctr-mnt"))
+        .expect("read dir")
+        .count();
+    assert!(seen > 0, "the container's mount did not reach the host");
+
+    stop(&mut cri, &id, 10).await;
+    remove(&mut cri, &id).await;
 }
