@@ -1171,3 +1171,87 @@ async fn bidirectional_mount_propagates_both_ways() {
     stop(&mut cri, &id, 10).await;
     remove(&mut cri, &id).await;
 }
+
+/// `recursive_read_only`: a read-only bind whose submounts are read-only too (critest's
+/// "should support recursive readonly mounts"); a plain read-only bind leaves them writable.
+#[tokio::test(flavor = "multi_thread")]
+async fn recursive_read_only_mounts_cover_submounts() {
+    use nix::mount::{MsFlags, mount};
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    let mut cri = node.cri().await;
+    pull_busybox(&node, &mut cri).await;
+    let (pod, pod_config) = run_pod(&node, &mut cri, "rro").await;
+    // A tmpfs below the volume; the node fixture unmounts it when dropped.
+    let volume = node.base_dir().join("rro-volume");
+    std::fs::create_dir_all(volume.join("tmpfs")).expect("volume dir");
+    let none: Option<&str> = None;
+    mount(
+        Some("tmpfs"),
+        &volume.join("tmpfs"),
+        Some("tmpfs"),
+        MsFlags::empty(),
+        none,
+    )
+    .expect("tmpfs below the volume");
+
+    let mut config = container_config(
+        "rro",
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done",
+        ],
+    );
+    let host_path = volume.to_string_lossy().into_owned();
+    config.mounts = vec![
+        proto::Mount {
+            container_path: "/rro".to_owned(),
+            host_path: host_path.clone(),
+            readonly: true,
+            recursive_read_only: true,
+            ..Default::default()
+        },
+        proto::Mount {
+            container_path: "/ro".to_owned(),
+            host_path,
+            readonly: true,
+            ..Default::default()
+        },
+    ];
+    let id = create(&mut cri, &pod, &pod_config, config)
+        .await
+        .expect("create");
+    start(&mut cri, &id).await.expect("start");
+    let recursive = exec_sync(&mut cri, &id, &["touch", "/rro/tmpfs/file"], 10)
+        .await
+        .expect("touch below the recursive read-only mount");
+    assert_ne!(recursive.exit_code, 0, "{recursive:?}");
+    assert!(
+        String::from_utf8_lossy(&recursive.stderr).contains("Read-only file system"),
+        "{recursive:?}"
+    );
+    let plain = exec_sync(&mut cri, &id, &["touch", "/ro/tmpfs/file"], 10)
+        .await
+        .expect("touch below the plain read-only mount");
+    assert_eq!(plain.exit_code, 0, "{plain:?}");
+
+    // Recursive read-only needs a read-only, private mount: anything else is refused.
+    let mut writable = container_config("rro-rw", &["true"]);
+    writable.mounts = vec![proto::Mount {
+        container_path: "/rro".to_owned(),
+        host_path: volume.to_string_lossy().into_owned(),
+        readonly: false,
+        recursive_read_only: true,
+        ..Default::default()
+    }];
+    let err = create(&mut cri, &pod, &pod_config, writable)
+        .await
+        .expect_err("recursive read-only without read-only");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+
+    stop(&mut cri, &id, 10).await;
+    remove(&mut cri, &id).await;
+}

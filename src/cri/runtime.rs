@@ -723,7 +723,10 @@ mod tests {
         let [handler] = reply.runtime_handlers.as_slice() else {
             panic!("one handler expected: {:?}", reply.runtime_handlers);
         };
-        assert_eq!(handler.name, "", "critest looks up the default handler by an empty name");
+        assert_eq!(
+            handler.name, "",
+            "critest looks up the default handler by an empty name"
+        );
         assert!(handler.features.unwrap().recursive_read_only_mounts);
     }
 
