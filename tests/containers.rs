@@ -1160,9 +1160,6 @@ async fn bidirectional_mount_propagates_both_ways() {
     .await
     .expect("mount in the container");
     assert_eq!(mounted.exit_code, 0, "{mounted:?}");
-    let dbg = exec_sync(&mut cri, &id, &["sh", "-c", "cat /proc/self/mountinfo"], 10)
-        .await
-        .expect("dbg");
     let seen = std::fs::read_dir(volume.join("ctr-mnt"))
         .expect("read dir")
         .count();
