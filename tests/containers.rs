@@ -769,14 +769,7 @@ async fn mounts_masks_log_reopen_and_exec_output_cap() {
     std::fs::create_dir_all(&volume).expect("volume dir");
     std::fs::write(volume.join("hello.txt"), "from the host\n").expect("volume file");
 
-    let mut config = container_config(
-        "reader",
-        &[
-            "sh",
-            "-c",
-            "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done",
-        ],
-    );
+    let mut config = container_config("reader", images::LONG_RUNNING_CMD);
     config.mounts = vec![
         proto::Mount {
             container_path: "/data".to_owned(),
@@ -1096,14 +1089,7 @@ async fn bidirectional_mount_propagates_both_ways() {
     )
     .expect("make it rshared");
 
-    let mut config = container_config(
-        "bidirectional",
-        &[
-            "sh",
-            "-c",
-            "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done",
-        ],
-    );
+    let mut config = container_config("bidirectional", images::LONG_RUNNING_CMD);
     config.linux = Some(proto::LinuxContainerConfig {
         security_context: Some(proto::LinuxContainerSecurityContext {
             privileged: true,
@@ -1194,14 +1180,7 @@ async fn recursive_read_only_mounts_cover_submounts() {
     )
     .expect("tmpfs below the volume");
 
-    let mut config = container_config(
-        "rro",
-        &[
-            "sh",
-            "-c",
-            "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done",
-        ],
-    );
+    let mut config = container_config("rro", images::LONG_RUNNING_CMD);
     let host_path = volume.to_string_lossy().into_owned();
     config.mounts = vec![
         proto::Mount {
