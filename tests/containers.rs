@@ -15,8 +15,8 @@ use support::images;
 use support::node::Node;
 use support::skip_unless_root;
 use support::workload::{
-    container_config, create, exec_sync, pull_busybox, remove, run_pod, run_pod_with, start,
-    status, stop, wait_exited,
+    container_config, create, exec_sync, pull_busybox, remove, run_pod, run_pod_with,
+    run_privileged_pod, start, status, stop, wait_exited,
 };
 use tonic::Code;
 
@@ -769,14 +769,7 @@ async fn mounts_masks_log_reopen_and_exec_output_cap() {
     std::fs::create_dir_all(&volume).expect("volume dir");
     std::fs::write(volume.join("hello.txt"), "from the host\n").expect("volume file");
 
-    let mut config = container_config(
-        "reader",
-        &[
-            "sh",
-            "-c",
-            "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done",
-        ],
-    );
+    let mut config = container_config("reader", images::LONG_RUNNING_CMD);
     config.mounts = vec![
         proto::Mount {
             container_path: "/data".to_owned(),
@@ -1056,4 +1049,185 @@ async fn privileged_added_capabilities_and_a_localhost_seccomp_profile() {
         })
         .await
         .expect("RemovePodSandbox");
+}
+
+/// A bidirectional volume (`rootfsPropagation: rshared`): mounts made on the host below it
+/// appear in the container, and mounts the container makes below it appear on the host
+/// (critest's "mount with 'rshared'"; regression: the executor refused rshared).
+#[tokio::test(flavor = "multi_thread")]
+async fn bidirectional_mount_propagates_both_ways() {
+    use nix::mount::{MsFlags, mount};
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    let mut cri = node.cri().await;
+    pull_busybox(&node, &mut cri).await;
+    let (pod, pod_config) = run_privileged_pod(&node, &mut cri, "bidirectional").await;
+    // The volume is a shared mount of its own, as kubelet's pod dirs are; the node fixture
+    // unmounts everything under its base dir when dropped.
+    let volume = node.base_dir().join("shared-volume");
+    let from_host = node.base_dir().join("from-host");
+    std::fs::create_dir_all(volume.join("host-mnt")).expect("volume dir");
+    std::fs::create_dir_all(&from_host).expect("source dir");
+    std::fs::write(from_host.join("flag"), "").expect("flag file");
+    let none: Option<&str> = None;
+    mount(
+        Some(&volume),
+        &volume,
+        none,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        none,
+    )
+    .expect("bind the volume onto itself");
+    mount(
+        none,
+        &volume,
+        none,
+        MsFlags::MS_SHARED | MsFlags::MS_REC,
+        none,
+    )
+    .expect("make it rshared");
+
+    let mut config = container_config("bidirectional", images::LONG_RUNNING_CMD);
+    config.linux = Some(proto::LinuxContainerConfig {
+        security_context: Some(proto::LinuxContainerSecurityContext {
+            privileged: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let volume_path = volume.to_string_lossy().into_owned();
+    config.mounts = vec![proto::Mount {
+        container_path: volume_path.clone(),
+        host_path: volume_path.clone(),
+        propagation: proto::MountPropagation::PropagationBidirectional.into(),
+        ..Default::default()
+    }];
+    let id = create(&mut cri, &pod, &pod_config, config)
+        .await
+        .expect("create");
+    start(&mut cri, &id).await.expect("start");
+
+    // Host to container.
+    mount(
+        Some(&from_host),
+        &volume.join("host-mnt"),
+        none,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        none,
+    )
+    .expect("mount below the volume on the host");
+    let listed = exec_sync(
+        &mut cri,
+        &id,
+        &["ls", "-A", &format!("{volume_path}/host-mnt")],
+        10,
+    )
+    .await
+    .expect("ls in the container");
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).trim(),
+        "flag",
+        "{listed:?}"
+    );
+
+    // Container to host.
+    let mounted = exec_sync(
+        &mut cri,
+        &id,
+        &[
+            "sh",
+            "-c",
+            &format!("mkdir -p {volume_path}/ctr-mnt && mount --bind /etc {volume_path}/ctr-mnt"),
+        ],
+        10,
+    )
+    .await
+    .expect("mount in the container");
+    assert_eq!(mounted.exit_code, 0, "{mounted:?}");
+    let seen = std::fs::read_dir(volume.join("ctr-mnt"))
+        .expect("read dir")
+        .count();
+    assert!(seen > 0, "the container's mount did not reach the host");
+
+    stop(&mut cri, &id, 10).await;
+    remove(&mut cri, &id).await;
+}
+
+/// `recursive_read_only`: a read-only bind whose submounts are read-only too (critest's
+/// "should support recursive readonly mounts"); a plain read-only bind leaves them writable.
+#[tokio::test(flavor = "multi_thread")]
+async fn recursive_read_only_mounts_cover_submounts() {
+    use nix::mount::{MsFlags, mount};
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    let mut cri = node.cri().await;
+    pull_busybox(&node, &mut cri).await;
+    let (pod, pod_config) = run_pod(&node, &mut cri, "rro").await;
+    // A tmpfs below the volume; the node fixture unmounts it when dropped.
+    let volume = node.base_dir().join("rro-volume");
+    std::fs::create_dir_all(volume.join("tmpfs")).expect("volume dir");
+    let none: Option<&str> = None;
+    mount(
+        Some("tmpfs"),
+        &volume.join("tmpfs"),
+        Some("tmpfs"),
+        MsFlags::empty(),
+        none,
+    )
+    .expect("tmpfs below the volume");
+
+    let mut config = container_config("rro", images::LONG_RUNNING_CMD);
+    let host_path = volume.to_string_lossy().into_owned();
+    config.mounts = vec![
+        proto::Mount {
+            container_path: "/rro".to_owned(),
+            host_path: host_path.clone(),
+            readonly: true,
+            recursive_read_only: true,
+            ..Default::default()
+        },
+        proto::Mount {
+            container_path: "/ro".to_owned(),
+            host_path,
+            readonly: true,
+            ..Default::default()
+        },
+    ];
+    let id = create(&mut cri, &pod, &pod_config, config)
+        .await
+        .expect("create");
+    start(&mut cri, &id).await.expect("start");
+    let recursive = exec_sync(&mut cri, &id, &["touch", "/rro/tmpfs/file"], 10)
+        .await
+        .expect("touch below the recursive read-only mount");
+    assert_ne!(recursive.exit_code, 0, "{recursive:?}");
+    assert!(
+        String::from_utf8_lossy(&recursive.stderr).contains("Read-only file system"),
+        "{recursive:?}"
+    );
+    let plain = exec_sync(&mut cri, &id, &["touch", "/ro/tmpfs/file"], 10)
+        .await
+        .expect("touch below the plain read-only mount");
+    assert_eq!(plain.exit_code, 0, "{plain:?}");
+
+    // Recursive read-only needs a read-only, private mount: anything else is refused.
+    let mut writable = container_config("rro-rw", &["true"]);
+    writable.mounts = vec![proto::Mount {
+        container_path: "/rro".to_owned(),
+        host_path: volume.to_string_lossy().into_owned(),
+        readonly: false,
+        recursive_read_only: true,
+        ..Default::default()
+    }];
+    let err = create(&mut cri, &pod, &pod_config, writable)
+        .await
+        .expect_err("recursive read-only without read-only");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+
+    stop(&mut cri, &id, 10).await;
+    remove(&mut cri, &id).await;
 }

@@ -119,12 +119,15 @@ impl RuntimeServer {
             runtime_handlers: vec![proto::RuntimeHandler {
                 name: String::new(),
                 features: Some(proto::RuntimeHandlerFeatures {
-                    recursive_read_only_mounts: false,
+                    // `rro` binds: `mount_setattr(MOUNT_ATTR_RDONLY, AT_RECURSIVE)`.
+                    recursive_read_only_mounts: true,
                     user_namespaces: false,
                 }),
             }],
             features: Some(proto::RuntimeFeatures {
-                supplemental_groups_policy: false,
+                // Merge adds the image's groups of the user, Strict only the requested ones;
+                // the effective groups are reported in `ContainerStatus.user`.
+                supplemental_groups_policy: true,
                 user_namespaces_host_network: false,
             }),
         })
@@ -706,6 +709,25 @@ mod tests {
         assert!(network.message.contains("net.d"), "{}", network.message);
         let config: serde_json::Value = serde_json::from_str(&reply.info["config"]).unwrap();
         assert!(config["root_dir"].as_str().unwrap().ends_with("/root"));
+    }
+
+    #[tokio::test]
+    async fn status_reports_the_features_built() {
+        let reply = server()
+            .status(Request::new(proto::StatusRequest { verbose: false }))
+            .await
+            .unwrap()
+            .into_inner();
+        let features = reply.features.unwrap();
+        assert!(features.supplemental_groups_policy);
+        let [handler] = reply.runtime_handlers.as_slice() else {
+            panic!("one handler expected: {:?}", reply.runtime_handlers);
+        };
+        assert_eq!(
+            handler.name, "",
+            "critest looks up the default handler by an empty name"
+        );
+        assert!(handler.features.unwrap().recursive_read_only_mounts);
     }
 
     #[tokio::test]

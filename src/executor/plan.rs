@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Spec};
-use rustix::fs::{FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags};
 use rustix::process::{Gid, Resource, Rlimit};
 
 use super::capabilities::{self, CapabilityPlan};
@@ -117,6 +117,11 @@ pub(super) struct RootfsPlan {
     pub path: CString,
     /// Propagation applied to `/` (recursively) before anything is mounted.
     pub propagation: u64,
+    /// With shared propagation only: the mount holding the rootfs (the rootfs itself when it
+    /// is a mount point), made private before the rootfs is bound onto itself. A shared parent
+    /// would propagate that bind (and every mount below it) to the host, and `pivot_root`
+    /// refuses a new root whose parent is shared. `/` is made shared again after the pivot.
+    pub shared_holder: Option<CString>,
     /// Remount the rootfs read-only at the end.
     pub readonly: bool,
     pub mounts: Vec<MountPlan>,
@@ -367,7 +372,11 @@ impl Plan {
                 None => "join namespace".to_owned(),
             },
             Step::UnshareCgroup => "create cgroup namespace".to_owned(),
-            Step::RootPropagation => "set the propagation of /".to_owned(),
+            Step::RootPropagation => match (at, &rootfs.shared_holder) {
+                (1, Some(holder)) => format!("make {} private", lossy(holder)),
+                (2, _) => "make the new / shared".to_owned(),
+                _ => "set the propagation of /".to_owned(),
+            },
             Step::BindRootfs => format!("bind rootfs {}", lossy(&rootfs.path)),
             Step::OpenRootfs => format!("open rootfs {}", lossy(&rootfs.path)),
             Step::MountPoint | Step::Mount | Step::MountAttributes => {
@@ -626,11 +635,7 @@ impl RootfsPlan {
             None | Some("") | Some("rslave") | Some("slave") => libc::MS_SLAVE,
             Some("private") | Some("rprivate") => libc::MS_PRIVATE,
             Some("unbindable") | Some("runbindable") => libc::MS_UNBINDABLE,
-            Some(other @ ("shared" | "rshared")) => {
-                return Err(ExecutorError::unsupported(format!(
-                    "rootfsPropagation {other}"
-                )));
-            }
+            Some("shared") | Some("rshared") => libc::MS_SHARED,
             Some(other) => {
                 return Err(ExecutorError::invalid(
                     "linux.rootfsPropagation",
@@ -697,6 +702,13 @@ impl RootfsPlan {
         Ok(RootfsPlan {
             path: cstring("rootfs", rootfs.as_os_str().as_bytes())?,
             propagation: propagation | libc::MS_REC,
+            shared_holder: match propagation {
+                libc::MS_SHARED => Some(cstring(
+                    "rootfs",
+                    holding_mount(rootfs)?.as_os_str().as_bytes(),
+                )?),
+                _ => None,
+            },
             readonly,
             mounts,
             devices,
@@ -704,6 +716,37 @@ impl RootfsPlan {
             masked,
             readonly_paths,
         })
+    }
+}
+
+/// The mount point of the mount that holds `path`: `path` itself when it is a mount root, else
+/// its nearest ancestor that is one (`/` at the latest).
+fn holding_mount(path: &Path) -> Result<&Path, ExecutorError> {
+    use rustix::fs::{StatxAttributes, StatxFlags};
+    let mut candidate = path;
+    loop {
+        let stat = rustix::fs::statx(
+            CWD,
+            candidate,
+            AtFlags::NO_AUTOMOUNT | AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::empty(),
+        )
+        .map_err(|errno| prepare("inspect mount", candidate)(errno.into()))?;
+        if !stat
+            .stx_attributes_mask
+            .contains(StatxAttributes::MOUNT_ROOT)
+        {
+            return Err(ExecutorError::unsupported(
+                "shared rootfs propagation on a kernel whose statx does not report mount roots",
+            ));
+        }
+        if stat.stx_attributes.contains(StatxAttributes::MOUNT_ROOT) {
+            return Ok(candidate);
+        }
+        match candidate.parent() {
+            Some(parent) => candidate = parent,
+            None => return Ok(candidate),
+        }
     }
 }
 
@@ -986,6 +1029,21 @@ mod tests {
         assert!(refusal(relative_bind).contains("a bind mount needs an absolute source"));
         let bad_sysctl = spec(|s| s["linux"]["sysctl"] = serde_json::json!({"net..x": "1"}));
         assert!(refusal(bad_sysctl).contains("not a sysctl name"));
+    }
+
+    #[test]
+    fn shared_rootfs_propagation_privatises_the_mount_holding_the_rootfs() {
+        let rootfs = tempfile::tempdir().expect("temp dir");
+        let shared = spec(|s| s["linux"]["rootfsPropagation"] = serde_json::json!("rshared"));
+        let plan = Plan::new(&shared, rootfs.path(), Stdio::default()).expect("plan");
+        assert_eq!(plan.rootfs.propagation, libc::MS_SHARED | libc::MS_REC);
+        // A fresh temp dir is no mount point: its holder is an ancestor, `/` at the latest.
+        let holder = plan.rootfs.shared_holder.expect("holder");
+        let holder = Path::new(std::ffi::OsStr::from_bytes(holder.as_bytes()));
+        assert!(rootfs.path().starts_with(holder) && holder != rootfs.path());
+        let slave = Plan::new(&spec(|_| {}), rootfs.path(), Stdio::default()).expect("plan");
+        assert_eq!(slave.rootfs.propagation, libc::MS_SLAVE | libc::MS_REC);
+        assert!(slave.rootfs.shared_holder.is_none());
     }
 
     #[test]

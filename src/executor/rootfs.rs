@@ -140,6 +140,10 @@ pub(super) fn build(plan: &Plan) -> Result<()> {
         MountPropagationFlags::from_bits_retain(rootfs.propagation as _),
     )
     .map_err(ChildFailure::at(Step::RootPropagation, 0))?;
+    if let Some(holder) = &rootfs.shared_holder {
+        rustix::mount::mount_change(holder.as_c_str(), MountPropagationFlags::PRIVATE)
+            .map_err(ChildFailure::at(Step::RootPropagation, 1))?;
+    }
     // pivot_root needs the new root to be a mount point.
     rustix::mount::mount_bind_recursive(rootfs.path.as_c_str(), rootfs.path.as_c_str())
         .map_err(ChildFailure::at(Step::BindRootfs, 0))?;
@@ -198,7 +202,17 @@ pub(super) fn build(plan: &Plan) -> Result<()> {
         sys::mount_setattr(root, c"", libc::AT_EMPTY_PATH as u32, attr::RDONLY, 0, 0)
             .map_err(ChildFailure::at(Step::ReadonlyRootfs, 0))?;
     }
-    pivot(root)
+    pivot(root)?;
+    // Shared mounts (the bidirectional binds) joined their sources' peer groups when they were
+    // cloned; the rest of the new tree, private until now, becomes shared too.
+    if rootfs.shared_holder.is_some() {
+        rustix::mount::mount_change(
+            c"/",
+            MountPropagationFlags::from_bits_retain(rootfs.propagation as _),
+        )
+        .map_err(ChildFailure::at(Step::RootPropagation, 2))?;
+    }
+    Ok(())
 }
 
 fn mount_one(root: BorrowedFd<'_>, at: usize, mount: &MountPlan) -> Result<()> {
@@ -433,10 +447,21 @@ fn mask_paths(root: BorrowedFd<'_>, rootfs: &RootfsPlan) -> Result<()> {
 
 /// `pivot_root(".", ".")` in the new root, then the old root (stacked on top) is made a
 /// slave, so that detaching it cannot propagate to the host, and detached.
+///
+/// The old root is named through a descriptor opened before the pivot: `.` after the pivot
+/// is the *new* root for `mount(2)` (only `umount` looks past it to the mount stacked on top),
+/// and making the new tree a slave would cut the bidirectional binds off from the host.
 fn pivot(root: BorrowedFd<'_>) -> Result<()> {
+    let old_root = rustix::fs::open(
+        c"/",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(ChildFailure::at(Step::PivotRoot, 0))?;
     rustix::process::fchdir(root).map_err(ChildFailure::at(Step::PivotRoot, 0))?;
     rustix::process::pivot_root(c".", c".").map_err(ChildFailure::at(Step::PivotRoot, 0))?;
     let detach = ChildFailure::at(Step::DetachOldRoot, 0);
+    rustix::process::fchdir(&old_root).map_err(detach)?;
     rustix::mount::mount_change(
         c".",
         MountPropagationFlags::DOWNSTREAM | MountPropagationFlags::REC,

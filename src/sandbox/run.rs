@@ -56,6 +56,10 @@ impl SandboxService {
             .map_err(|reason| SandboxError::InvalidConfig { reason })?;
         let hostname = pod_hostname(&spec)?;
         let id = new_id();
+        // Held until the pod is committed or rolled back: the periodic pass that finishes cut-short
+        // network teardowns (`recover.rs`) would otherwise see this pod's fresh CNI attachment
+        // on a record not yet ready, and release it under the pod.
+        let _guard = self.locks.lock(&id).await;
 
         let name_key = pod_name_key(
             &spec.metadata.name,

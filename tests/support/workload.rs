@@ -46,8 +46,32 @@ pub async fn run_pod_with(
     name: &str,
     pid: proto::NamespaceMode,
 ) -> (String, proto::PodSandboxConfig) {
+    let config = pod_config(node, name, pid);
+    (run_pod_config(cri, &config).await, config)
+}
+
+/// Like [`run_pod`], for a privileged pod (its containers may be privileged).
+#[allow(dead_code)]
+pub async fn run_privileged_pod(
+    node: &Node,
+    cri: &mut CriClient,
+    name: &str,
+) -> (String, proto::PodSandboxConfig) {
+    let mut config = pod_config(node, name, proto::NamespaceMode::Container);
+    if let Some(security) = config
+        .linux
+        .as_mut()
+        .and_then(|linux| linux.security_context.as_mut())
+    {
+        security.privileged = true;
+    }
+    (run_pod_config(cri, &config).await, config)
+}
+
+/// The config [`run_pod_with`] runs.
+fn pod_config(node: &Node, name: &str, pid: proto::NamespaceMode) -> proto::PodSandboxConfig {
     let log_directory = node.base_dir().join("pod-logs").join(name);
-    let config = proto::PodSandboxConfig {
+    proto::PodSandboxConfig {
         metadata: Some(proto::PodSandboxMetadata {
             name: name.to_owned(),
             uid: format!("uid-{name}"),
@@ -68,9 +92,12 @@ pub async fn run_pod_with(
             ..Default::default()
         }),
         ..Default::default()
-    };
-    let id = cri
-        .runtime
+    }
+}
+
+/// `RunPodSandbox` with `config`; returns the pod's id.
+async fn run_pod_config(cri: &mut CriClient, config: &proto::PodSandboxConfig) -> String {
+    cri.runtime
         .run_pod_sandbox(proto::RunPodSandboxRequest {
             config: Some(config.clone()),
             runtime_handler: String::new(),
@@ -78,8 +105,7 @@ pub async fn run_pod_with(
         .await
         .expect("RunPodSandbox")
         .into_inner()
-        .pod_sandbox_id;
-    (id, config)
+        .pod_sandbox_id
 }
 
 /// A busybox container `name` running `command`, logging to `<name>/0.log` in the pod's
