@@ -11,18 +11,20 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::fs;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use carrack::failpoint;
 use carrack::proto;
 use support::client::CriClient;
-use support::cni::{leased_ips, write_bridge_conflist};
+use support::cni::write_bridge_conflist;
 use support::images;
+use support::leaks::leaks;
 use support::node::Node;
 use support::skip_unless_root;
+use support::workload::{
+    self, pull, remove_image, remove_pod, start as start_container, stop_pod,
+    try_remove as remove_container, try_stop as stop_container,
+};
 use tonic::Code;
 
 /// How long a daemon may take to reach an armed crash point once the RPC is sent.
@@ -55,31 +57,20 @@ fn pod_config(name: &str) -> proto::PodSandboxConfig {
     }
 }
 
+/// A container of the long-running image (its default command runs until stopped), with
+/// `command` instead when given.
 fn container_config(name: &str, command: &[&str]) -> proto::ContainerConfig {
-    proto::ContainerConfig {
-        metadata: Some(proto::ContainerMetadata {
-            name: name.to_owned(),
-            attempt: 0,
-        }),
-        image: Some(proto::ImageSpec {
-            image: IMAGE.to_owned(),
-            ..Default::default()
-        }),
-        command: command.iter().map(|s| (*s).to_owned()).collect(),
-        labels: HashMap::from([("step".to_owned(), name.to_owned())]),
-        linux: Some(proto::LinuxContainerConfig::default()),
+    let mut config = workload::container_config(name, command);
+    config.image = Some(proto::ImageSpec {
+        image: IMAGE.to_owned(),
         ..Default::default()
-    }
+    });
+    config.log_path = String::new();
+    config
 }
 
 async fn run_pod(cri: &mut CriClient, name: &str) -> Result<String, tonic::Status> {
-    cri.runtime
-        .run_pod_sandbox(proto::RunPodSandboxRequest {
-            config: Some(pod_config(name)),
-            runtime_handler: String::new(),
-        })
-        .await
-        .map(|reply| reply.into_inner().pod_sandbox_id)
+    workload::run_pod_config(cri, &pod_config(name)).await
 }
 
 async fn create_container(
@@ -88,128 +79,26 @@ async fn create_container(
     name: &str,
     command: &[&str],
 ) -> Result<String, tonic::Status> {
-    cri.runtime
-        .create_container(proto::CreateContainerRequest {
-            pod_sandbox_id: pod_id.to_owned(),
-            config: Some(container_config(name, command)),
-            sandbox_config: Some(pod_config(name)),
-        })
-        .await
-        .map(|reply| reply.into_inner().container_id)
-}
-
-async fn start_container(cri: &mut CriClient, id: &str) -> Result<(), tonic::Status> {
-    cri.runtime
-        .start_container(proto::StartContainerRequest {
-            container_id: id.to_owned(),
-        })
-        .await
-        .map(drop)
-}
-
-async fn stop_container(cri: &mut CriClient, id: &str, timeout: i64) -> Result<(), tonic::Status> {
-    cri.runtime
-        .stop_container(proto::StopContainerRequest {
-            container_id: id.to_owned(),
-            timeout,
-        })
-        .await
-        .map(drop)
-}
-
-async fn remove_container(cri: &mut CriClient, id: &str) -> Result<(), tonic::Status> {
-    cri.runtime
-        .remove_container(proto::RemoveContainerRequest {
-            container_id: id.to_owned(),
-        })
-        .await
-        .map(drop)
-}
-
-async fn stop_pod(cri: &mut CriClient, id: &str) -> Result<(), tonic::Status> {
-    cri.runtime
-        .stop_pod_sandbox(proto::StopPodSandboxRequest {
-            pod_sandbox_id: id.to_owned(),
-        })
-        .await
-        .map(drop)
-}
-
-async fn remove_pod(cri: &mut CriClient, id: &str) -> Result<(), tonic::Status> {
-    cri.runtime
-        .remove_pod_sandbox(proto::RemovePodSandboxRequest {
-            pod_sandbox_id: id.to_owned(),
-        })
-        .await
-        .map(drop)
-}
-
-async fn pull(cri: &mut CriClient, image: &str) -> Result<String, tonic::Status> {
-    cri.image
-        .pull_image(proto::PullImageRequest {
-            image: Some(proto::ImageSpec {
-                image: image.to_owned(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .map(|reply| reply.into_inner().image_ref)
-}
-
-async fn remove_image(cri: &mut CriClient, image: &str) -> Result<(), tonic::Status> {
-    cri.image
-        .remove_image(proto::RemoveImageRequest {
-            image: Some(proto::ImageSpec {
-                image: image.to_owned(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .map(drop)
+    workload::create(
+        cri,
+        pod_id,
+        &pod_config(name),
+        container_config(name, command),
+    )
+    .await
 }
 
 async fn image_present(cri: &mut CriClient, image: &str) -> bool {
-    cri.image
-        .image_status(proto::ImageStatusRequest {
-            image: Some(proto::ImageSpec {
-                image: image.to_owned(),
-                ..Default::default()
-            }),
-            verbose: false,
-        })
-        .await
-        .expect("ImageStatus")
-        .into_inner()
-        .image
-        .is_some()
+    workload::image_status(cri, image).await.is_some()
 }
 
 async fn container_state(cri: &mut CriClient, id: &str) -> Result<(i32, i64), tonic::Status> {
-    let status = cri
-        .runtime
-        .container_status(proto::ContainerStatusRequest {
-            container_id: id.to_owned(),
-            verbose: false,
-        })
-        .await?
-        .into_inner()
-        .status
-        .ok_or_else(|| tonic::Status::internal("no status"))?;
+    let status = workload::try_status(cri, id).await?;
     Ok((status.state, status.started_at))
 }
 
 async fn pod_ready(cri: &mut CriClient, id: &str) -> Result<bool, tonic::Status> {
-    let status = cri
-        .runtime
-        .pod_sandbox_status(proto::PodSandboxStatusRequest {
-            pod_sandbox_id: id.to_owned(),
-            verbose: false,
-        })
-        .await?
-        .into_inner()
-        .status
-        .ok_or_else(|| tonic::Status::internal("no status"))?;
+    let status = workload::pod_status(cri, id).await?;
     Ok(status.state == proto::PodSandboxState::SandboxReady as i32)
 }
 
@@ -440,72 +329,6 @@ async fn step(node: &mut Node, point: &str) -> Result<String, String> {
     }
 }
 
-/// Everything of the node's runtime that is not the sentinel's: what a step must not leave.
-fn leaks(node: &Node, ipam_dir: &Path, sentinel_pod: &str, sentinel: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mine = |path: &Path| {
-        let text = path.to_string_lossy();
-        text.contains(sentinel_pod) || text.contains(sentinel)
-    };
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for mount in mountinfo.lines().filter_map(|line| line.split(' ').nth(4)) {
-        let path = PathBuf::from(mount);
-        if path.starts_with(node.base_dir()) && !mine(&path) {
-            found.push(format!("mount {mount}"));
-        }
-    }
-    for dir in ["pods", "containers"] {
-        for entry in fs::read_dir(node.state_dir().join(dir))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if !mine(&entry.path()) {
-                found.push(format!("dir {}", entry.path().display()));
-            }
-        }
-    }
-    for hierarchy in fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let parent = hierarchy
-            .path()
-            .join(node.cgroup_parent().trim_start_matches('/'));
-        let mut stack = vec![parent];
-        while let Some(dir) = stack.pop() {
-            for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    if !mine(&path) {
-                        found.push(format!("cgroup {}", path.display()));
-                    }
-                    stack.push(path);
-                }
-            }
-        }
-    }
-    // The sentinel pod runs in the node's network (no lease of its own).
-    for ip in leased_ips(ipam_dir) {
-        found.push(format!("IP lease {ip}"));
-    }
-    let state_dir = node.state_dir().to_string_lossy().into_owned();
-    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if text.contains(&state_dir) && !mine(Path::new(&text)) {
-            found.push(format!(
-                "process {}: {text}",
-                entry.file_name().to_string_lossy()
-            ));
-        }
-    }
-    found
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_at_every_step_leaks_nothing_and_the_retry_succeeds() {
     if !skip_unless_root() {
@@ -531,16 +354,9 @@ async fn a_crash_at_every_step_leaks_nothing_and_the_retry_succeeds() {
     {
         options.network = proto::NamespaceMode::Node.into();
     }
-    let sentinel_pod = cri
-        .runtime
-        .run_pod_sandbox(proto::RunPodSandboxRequest {
-            config: Some(sentinel_config),
-            runtime_handler: String::new(),
-        })
+    let sentinel_pod = workload::run_pod_config(&mut cri, &sentinel_config)
         .await
-        .expect("sentinel pod")
-        .into_inner()
-        .pod_sandbox_id;
+        .expect("sentinel pod");
     let sentinel = create_container(&mut cri, &sentinel_pod, "sentinel", &[])
         .await
         .expect("sentinel container");
@@ -562,7 +378,8 @@ async fn a_crash_at_every_step_leaks_nothing_and_the_retry_succeeds() {
                     && started == sentinel_started => {}
             other => problems.push(format!("sentinel not running as before: {other:?}")),
         }
-        problems.extend(leaks(&node, &ipam_dir, &sentinel_pod, &sentinel));
+        // The sentinel pod runs in the node's network (no lease of its own).
+        problems.extend(leaks(&node, Some(&ipam_dir), &[&sentinel_pod, &sentinel]));
         rows.push((*point, result, problems));
     }
 

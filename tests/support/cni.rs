@@ -9,6 +9,12 @@ use super::node::Node;
 /// Writes a bridge + host-local + portmap conflist for the node, with IPAM state in the
 /// node's temp dir so tests never share leases.
 pub fn write_bridge_conflist(node: &Node) -> PathBuf {
+    write_conflist_with_bridge(node, "bridge")
+}
+
+/// [`write_bridge_conflist`] with the bridge plugin run as `bridge_type` (a test's wrapper
+/// around Debian's bridge plugin, found in one of the daemon's `cni.bin_dirs`).
+pub fn write_conflist_with_bridge(node: &Node, bridge_type: &str) -> PathBuf {
     let ipam_dir = node.base_dir().join("cni").join("ipam");
     fs::create_dir_all(node.cni_conf_dir()).expect("cni conf dir");
     let conflist = serde_json::json!({
@@ -16,7 +22,7 @@ pub fn write_bridge_conflist(node: &Node) -> PathBuf {
         "name": "carrack-test",
         "plugins": [
             {
-                "type": "bridge",
+                "type": bridge_type,
                 "bridge": "cr0",
                 "isGateway": true,
                 "ipMasq": false,

@@ -16,6 +16,7 @@
 //! - [`cni`]: the bridge + portmap network config of a test node.
 //! - [`client`]: CRI gRPC clients over the node's unix socket.
 //! - [`cni`]: a bridge network for the node, and its IP leases.
+//! - [`leaks`]: what a node's runtime holds outside the objects a test expects.
 //! - [`netns`]: named network namespaces, and running code inside one.
 //! - [`cleanup`]: teardown of namespaces, cgroups and mounts, and the sweep of
 //!   what crashed test processes left behind.
@@ -36,6 +37,7 @@ pub mod cni;
 pub mod hostile;
 pub mod http;
 pub mod images;
+pub mod leaks;
 pub mod netns;
 pub mod node;
 pub mod process;
