@@ -6,11 +6,15 @@
 //! cgroups, IP leases, monitors and pod inits outside a record), and a sentinel container
 //! that was running before the first crash still runs with the same pid.
 //!
+//! Pause points (`<name>=pause:<ms>`) hold a create half-way instead: the periodic
+//! reconciler must spare it, and a client that gave up meanwhile gets it on its retry.
+//!
 //! Only built with the `failpoints` feature (`tests/run.sh` enables it). Prints a table:
 //! step, outcome.
 
 mod support;
 
+use std::fs;
 use std::time::Duration;
 
 use carrack::failpoint;
@@ -417,4 +421,148 @@ async fn a_crash_at_every_step_leaks_nothing_and_the_retry_succeeds() {
     remove_pod(&mut cri, &sentinel_pod)
         .await
         .expect("remove sentinel");
+}
+
+/// A node whose reconciler runs every second and whose daemon pauses `pauses` (fail point
+/// names) for three seconds each time one is passed; busybox is pulled.
+async fn paused_node(pauses: &[&str]) -> (Node, CriClient) {
+    let mut node = Node::builder()
+        .config("[recovery]\nreconcile_interval_secs = 1\n")
+        .start();
+    let armed: Vec<String> = pauses
+        .iter()
+        .map(|point| format!("{point}=pause:3000"))
+        .collect();
+    node.stop_daemon().expect("stop daemon");
+    node.set_daemon_env(failpoint::ENV, Some(&armed.join(",")));
+    node.start_daemon().expect("start daemon with paused steps");
+    let mut cri = node.cri().await;
+    workload::pull_busybox(&node, &mut cri).await;
+    (node, cri)
+}
+
+/// The periodic reconciler runs while a pod and a container are half-built (resources made,
+/// no record yet: only the name reservation says they are wanted) and must leave them be.
+#[tokio::test(flavor = "multi_thread")]
+async fn reconciler_passes_spare_creates_in_flight() {
+    if !skip_unless_root() {
+        return;
+    }
+    let (node, mut cri) = paused_node(&[
+        failpoint::RUN_POD_AFTER_CGROUP,
+        failpoint::CREATE_CONTAINER_AFTER_CGROUP,
+    ])
+    .await;
+    // A leftover the passes must remove meanwhile: proof that they ran.
+    let leftover = node.state_dir().join("containers").join("c1".repeat(32));
+    fs::create_dir_all(&leftover).expect("leftover");
+
+    let (pod, pod_config) = workload::run_pod(&node, &mut cri, "slow").await;
+    let ready = workload::pod_status(&mut cri, &pod)
+        .await
+        .expect("PodSandboxStatus");
+    assert_eq!(ready.state, proto::PodSandboxState::SandboxReady as i32);
+    let id = workload::create(
+        &mut cri,
+        &pod,
+        &pod_config,
+        workload::container_config("slow", &["sleep", "1000"]),
+    )
+    .await
+    .expect("CreateContainer across reconciler passes");
+    start_container(&mut cri, &id)
+        .await
+        .expect("StartContainer of the container built across passes");
+    let echo = workload::exec_sync(&mut cri, &id, &["echo", "whole"], 10)
+        .await
+        .expect("ExecSync");
+    assert_eq!(echo.stdout, b"whole\n");
+    assert!(
+        !leftover.exists(),
+        "no reconciler pass ran during the creates"
+    );
+
+    stop_pod(&mut cri, &pod).await.expect("StopPodSandbox");
+    remove_pod(&mut cri, &pod).await.expect("RemovePodSandbox");
+    let found = leaks(&node, None, &[]);
+    assert!(found.is_empty(), "leaked: {found:#?}");
+}
+
+/// Creates that outlive their client's deadline finish, and the retry with the same name gets
+/// the object the first create is still building (it waits for it) instead of ALREADY_EXISTS.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_gets_the_object_its_timed_out_create_was_building() {
+    if !skip_unless_root() {
+        return;
+    }
+    let (node, mut cri) = paused_node(&[
+        failpoint::RUN_POD_AFTER_NAMESPACES,
+        failpoint::CREATE_CONTAINER_AFTER_SNAPSHOT,
+    ])
+    .await;
+    let (_, mut pod_config) = workload::run_pod(&node, &mut cri, "template").await;
+    if let Some(metadata) = pod_config.metadata.as_mut() {
+        metadata.name = "impatient".to_owned();
+        metadata.uid = "uid-impatient".to_owned();
+    }
+
+    let mut hasty = tonic::Request::new(proto::RunPodSandboxRequest {
+        config: Some(pod_config.clone()),
+        runtime_handler: String::new(),
+    });
+    hasty.set_timeout(Duration::from_secs(1));
+    let gave_up = cri.runtime.run_pod_sandbox(hasty).await;
+    assert!(gave_up.is_err(), "the paused create answered in time");
+    let pod = workload::run_pod_config(&mut cri, &pod_config)
+        .await
+        .expect("retried RunPodSandbox");
+    let named: Vec<_> = cri
+        .runtime
+        .list_pod_sandbox(proto::ListPodSandboxRequest::default())
+        .await
+        .expect("ListPodSandbox")
+        .into_inner()
+        .items
+        .into_iter()
+        .filter(|item| {
+            item.metadata
+                .as_ref()
+                .is_some_and(|m| m.name == "impatient")
+        })
+        .collect();
+    assert_eq!(named.len(), 1, "{named:?}");
+    assert_eq!(named[0].id, pod);
+
+    let config = workload::container_config("impatient", &["sleep", "1000"]);
+    let mut hasty = tonic::Request::new(proto::CreateContainerRequest {
+        pod_sandbox_id: pod.clone(),
+        config: Some(config.clone()),
+        sandbox_config: Some(pod_config.clone()),
+    });
+    hasty.set_timeout(Duration::from_secs(1));
+    let gave_up = cri.runtime.create_container(hasty).await;
+    assert!(gave_up.is_err(), "the paused create answered in time");
+    let id = workload::create(&mut cri, &pod, &pod_config, config)
+        .await
+        .expect("retried CreateContainer");
+    let listed = cri
+        .runtime
+        .list_containers(proto::ListContainersRequest {
+            filter: Some(proto::ContainerFilter {
+                pod_sandbox_id: pod.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("ListContainers")
+        .into_inner()
+        .containers;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].id, id);
+    start_container(&mut cri, &id)
+        .await
+        .expect("StartContainer of the handed-over container");
+
+    stop_pod(&mut cri, &pod).await.expect("StopPodSandbox");
+    remove_pod(&mut cri, &pod).await.expect("RemovePodSandbox");
 }
