@@ -516,20 +516,7 @@ async fn a_retry_gets_the_object_its_timed_out_create_was_building() {
     let pod = workload::run_pod_config(&mut cri, &pod_config)
         .await
         .expect("retried RunPodSandbox");
-    let named: Vec<_> = cri
-        .runtime
-        .list_pod_sandbox(proto::ListPodSandboxRequest::default())
-        .await
-        .expect("ListPodSandbox")
-        .into_inner()
-        .items
-        .into_iter()
-        .filter(|item| {
-            item.metadata
-                .as_ref()
-                .is_some_and(|m| m.name == "impatient")
-        })
-        .collect();
+    let named = workload::pods_named(&mut cri, "impatient").await;
     assert_eq!(named.len(), 1, "{named:?}");
     assert_eq!(named[0].id, pod);
 
@@ -545,18 +532,7 @@ async fn a_retry_gets_the_object_its_timed_out_create_was_building() {
     let id = workload::create(&mut cri, &pod, &pod_config, config)
         .await
         .expect("retried CreateContainer");
-    let listed = cri
-        .runtime
-        .list_containers(proto::ListContainersRequest {
-            filter: Some(proto::ContainerFilter {
-                pod_sandbox_id: pod.clone(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("ListContainers")
-        .into_inner()
-        .containers;
+    let listed = workload::pod_containers(&mut cri, &pod).await;
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0].id, id);
     start_container(&mut cri, &id)

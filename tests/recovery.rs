@@ -10,7 +10,6 @@
 mod support;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -18,9 +17,9 @@ use carrack::proto;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use support::client::CriClient;
-use support::cni::write_conflist_with_bridge;
+use support::cni::{write_conflist_with_bridge, write_plugin};
 use support::images;
-use support::leaks::leaks;
+use support::leaks::{cgroup_dirs, leaks};
 use support::node::Node;
 use support::skip_unless_root;
 use support::workload::{
@@ -57,33 +56,6 @@ fn monitor_pid(node: &Node, id: &str) -> i32 {
         .trim()
         .parse()
         .expect("monitor pid")
-}
-
-/// The cgroup directories (one per hierarchy) under the node's parent whose name contains `id`.
-fn cgroup_dirs(node: &Node, id: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for hierarchy in fs::read_dir(support::cleanup::CGROUP_ROOT)
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let mut pending = vec![
-            hierarchy
-                .path()
-                .join(node.cgroup_parent().trim_start_matches('/')),
-        ];
-        while let Some(dir) = pending.pop() {
-            for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
-                if entry.path().is_dir() {
-                    if entry.file_name().to_string_lossy().contains(id) {
-                        found.push(entry.path());
-                    }
-                    pending.push(entry.path());
-                }
-            }
-        }
-    }
-    found
 }
 
 /// The processes in the container's cgroup.
@@ -234,16 +206,14 @@ async fn a_cni_plugin_hanging_past_its_timeout_fails_the_pod_and_leaves_nothing(
     // A bridge plugin that hangs on ADD while the gate file exists.
     let plugins = tempfile::tempdir().expect("plugin dir");
     let gate = plugins.path().join("hang");
-    let script = plugins.path().join("gated-bridge");
-    fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nif [ \"$CNI_COMMAND\" = ADD ] && [ -e {gate} ]; then exec sleep 600; fi\nexec /usr/lib/cni/bridge\n",
+    write_plugin(
+        plugins.path(),
+        "gated-bridge",
+        &format!(
+            "if [ \"$CNI_COMMAND\" = ADD ] && [ -e {gate} ]; then exec sleep 600; fi\nexec /usr/lib/cni/bridge\n",
             gate = gate.display()
         ),
-    )
-    .expect("write plugin");
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod plugin");
+    );
     let node = Node::builder()
         .config(&format!(
             "[cni]\nbin_dirs = [\"{}\", \"/usr/lib/cni\"]\nplugin_timeout_secs = 2\n",
@@ -268,13 +238,7 @@ async fn a_cni_plugin_hanging_past_its_timeout_fails_the_pod_and_leaves_nothing(
         .expect_err("RunPodSandbox with a hanging plugin");
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
     assert!(err.message().contains("timed out"), "{err:?}");
-    let pods = cri
-        .runtime
-        .list_pod_sandbox(proto::ListPodSandboxRequest::default())
-        .await
-        .expect("ListPodSandbox")
-        .into_inner()
-        .items;
+    let pods = workload::pods_named(&mut cri, "stuck").await;
     assert!(pods.is_empty(), "{pods:?}");
     let records: Vec<_> = fs::read_dir(node.root_dir().join("store").join("pods"))
         .expect("pod records")

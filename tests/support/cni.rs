@@ -44,6 +44,16 @@ pub fn write_conflist_with_bridge(node: &Node, bridge_type: &str) -> PathBuf {
     ipam_dir
 }
 
+/// Writes the executable shell script `dir/name` with `body` (after `#!/bin/sh`): a fake or
+/// wrapping CNI plugin for a daemon whose `cni.bin_dirs` include `dir`.
+pub fn write_plugin(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    fs::write(&path, format!("#!/bin/sh\n{body}")).expect("write plugin");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod plugin");
+    path
+}
+
 /// The IPs host-local has leased in `ipam_dir` (as written by [`write_bridge_conflist`]).
 pub fn leased_ips(ipam_dir: &Path) -> Vec<String> {
     let Ok(entries) = fs::read_dir(ipam_dir.join("carrack-test")) else {

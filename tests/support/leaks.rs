@@ -38,21 +38,9 @@ pub fn leaks(node: &Node, ipam_dir: Option<&Path>, keep: &[&str]) -> Vec<String>
             }
         }
     }
-    for hierarchy in fs::read_dir(CGROUP_ROOT).into_iter().flatten().flatten() {
-        let parent = hierarchy
-            .path()
-            .join(node.cgroup_parent().trim_start_matches('/'));
-        let mut stack = vec![parent];
-        while let Some(dir) = stack.pop() {
-            for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    if !kept(&path) {
-                        found.push(format!("cgroup {}", path.display()));
-                    }
-                    stack.push(path);
-                }
-            }
+    for path in node_cgroups(node) {
+        if !kept(&path) {
+            found.push(format!("cgroup {}", path.display()));
         }
     }
     if let Some(ipam_dir) = ipam_dir {
@@ -71,6 +59,40 @@ pub fn leaks(node: &Node, ipam_dir: Option<&Path>, keep: &[&str]) -> Vec<String>
                 "process {}: {text}",
                 entry.file_name().to_string_lossy()
             ));
+        }
+    }
+    found
+}
+
+/// The cgroup directories (one per hierarchy) below the node's cgroup parent whose name
+/// contains `id` (a pod's or a container's).
+pub fn cgroup_dirs(node: &Node, id: &str) -> Vec<PathBuf> {
+    node_cgroups(node)
+        .into_iter()
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|name| name.to_string_lossy().contains(id))
+        })
+        .collect()
+}
+
+/// Every cgroup directory below the node's cgroup parent, in every hierarchy.
+fn node_cgroups(node: &Node) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for hierarchy in fs::read_dir(CGROUP_ROOT).into_iter().flatten().flatten() {
+        let mut pending = vec![
+            hierarchy
+                .path()
+                .join(node.cgroup_parent().trim_start_matches('/')),
+        ];
+        while let Some(dir) = pending.pop() {
+            for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    found.push(path.clone());
+                    pending.push(path);
+                }
+            }
         }
     }
     found

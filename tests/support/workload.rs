@@ -79,6 +79,34 @@ pub async fn run_pod_config(
         .map(|reply| reply.into_inner().pod_sandbox_id)
 }
 
+/// The pods (`ListPodSandbox`) whose metadata name is `name`.
+pub async fn pods_named(cri: &mut CriClient, name: &str) -> Vec<proto::PodSandbox> {
+    cri.runtime
+        .list_pod_sandbox(proto::ListPodSandboxRequest::default())
+        .await
+        .expect("ListPodSandbox")
+        .into_inner()
+        .items
+        .into_iter()
+        .filter(|pod| pod.metadata.as_ref().is_some_and(|m| m.name == name))
+        .collect()
+}
+
+/// The containers (`ListContainers`) of pod `pod_id`.
+pub async fn pod_containers(cri: &mut CriClient, pod_id: &str) -> Vec<proto::Container> {
+    cri.runtime
+        .list_containers(proto::ListContainersRequest {
+            filter: Some(proto::ContainerFilter {
+                pod_sandbox_id: pod_id.to_owned(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("ListContainers")
+        .into_inner()
+        .containers
+}
+
 /// `PodSandboxStatus` (non-verbose); the error is the caller's to judge.
 pub async fn pod_status(
     cri: &mut CriClient,
