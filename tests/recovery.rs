@@ -365,13 +365,26 @@ async fn corrupted_records_are_quarantined_and_the_rest_loads() {
     if !skip_unless_root() {
         return;
     }
-    let mut node = Node::start();
+    let mut node = Node::builder()
+        .config("[recovery]\nreconcile_interval_secs = 1\n")
+        .start();
     let mut cri = node.cri().await;
     pull_busybox(&node, &mut cri).await;
     let (pod, pod_config) = run_pod(&node, &mut cri, "keeper").await;
     let victim = run_container(&mut cri, &pod, &pod_config, "victim", &["sleep", "1000"]).await;
     let survivor = run_container(&mut cri, &pod, &pod_config, "survivor", &["sleep", "1000"]).await;
     let (broken_pod, _) = run_pod(&node, &mut cri, "broken").await;
+    // A pod (with a pod init) whose record is lost while a container of it runs.
+    let (headless, headless_config) =
+        run_pod_with(&node, &mut cri, "headless", proto::NamespaceMode::Pod).await;
+    let tenant = run_container(
+        &mut cri,
+        &headless,
+        &headless_config,
+        "tenant",
+        &["sleep", "1000"],
+    )
+    .await;
 
     node.stop_daemon().expect("stop daemon");
     let store = node.root_dir().join("store");
@@ -383,11 +396,13 @@ async fn corrupted_records_are_quarantined_and_the_rest_loads() {
     )
     .expect("garble");
     fs::write(&pod_record, [0xff, 0x00, 0x13, 0x37]).expect("garble");
+    let headless_record = store.join("pods").join(format!("{headless}.json"));
+    fs::write(&headless_record, b"").expect("garble");
     node.start_daemon().expect("start daemon");
     let mut cri = node.cri().await;
 
     let log = node.daemon_log();
-    for record in [&victim_record, &pod_record] {
+    for record in [&victim_record, &pod_record, &headless_record] {
         assert!(
             log.lines()
                 .any(|line| line.contains("quarantined")
@@ -416,8 +431,22 @@ async fn corrupted_records_are_quarantined_and_the_rest_loads() {
         .await
         .expect_err("a quarantined pod");
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
-    // What the quarantined records owned was reconciled away; their names are free again.
-    assert_no_leaks(&node, None, &[&pod, &survivor]);
+    // What the quarantined records owned was reconciled away (but for the pod a container
+    // still runs in); their names are free again.
+    assert_no_leaks(&node, None, &[&pod, &survivor, &headless, &tenant]);
+    let echo = exec_sync(&mut cri, &tenant, &["echo", "still"], 10)
+        .await
+        .expect("ExecSync in the container of the lost pod");
+    assert_eq!(echo.stdout, b"still\n");
+    // Once its last container is removed, the lost pod's leftovers go with the next pass.
+    workload::stop(&mut cri, &tenant, 0).await;
+    workload::remove(&mut cri, &tenant).await;
+    wait_for("the lost pod's leftovers to be reconciled", async || {
+        leaks(&node, None, &[&pod, &survivor])
+            .is_empty()
+            .then_some(())
+    })
+    .await;
     let (again, _) = run_pod(&node, &mut cri, "broken").await;
     let renamed = run_container(&mut cri, &pod, &pod_config, "victim", &["true"]).await;
     wait_exited(&mut cri, &renamed).await;

@@ -70,10 +70,18 @@ impl SandboxService {
         // Judged per thing found, after finding it: a create in flight reserved its name
         // before it made anything, and its record exists before the reservation goes, so
         // what a live pod owns always has a record or a reservation by the time it is seen.
+        // A pod whose record was lost (quarantined) while containers of it remain keeps its
+        // namespaces, cgroup and init until those are removed: they still run in them.
         let orphan = |id: &str| {
             crate::store::is_object_id(id)
                 && self.store.pods.get(id).is_none()
                 && !self.store.pod_names.holds(id)
+                && !self
+                    .store
+                    .containers
+                    .list()
+                    .iter()
+                    .any(|container| container.pod_id == id)
         };
 
         // Inits first: a cgroup cannot go while they are in it.
