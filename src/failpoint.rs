@@ -5,7 +5,10 @@
 //! Only a build with the `failpoints` cargo feature has them (the test command enables it);
 //! in any other build [`hit`] is an empty inline function. A test arms points by starting
 //! the daemon with `CARRACK_FAILPOINTS=<name>[,<name>...]`; the first armed point reached
-//! kills the daemon. Every name is listed in [`ALL`], which the tests walk.
+//! kills the daemon. `<name>=pause:<ms>` instead holds the operation there for that long
+//! (each time it passes), so a test can act while a create is half-way: retry it after the
+//! client gave up, or run the reconciler over it. Every name is listed in [`ALL`], which the
+//! tests walk.
 
 /// Every crash point, in lifecycle order.
 pub const ALL: &[&str] = &[
@@ -54,22 +57,88 @@ pub const REMOVE_IMAGE_AFTER_RECORD: &str = "remove-image.after-record";
 /// The environment variable that arms crash points (test builds only).
 pub const ENV: &str = "CARRACK_FAILPOINTS";
 
-/// Kills the process with SIGKILL if `name` is armed (test builds only).
+/// What an armed point does.
+#[cfg(feature = "failpoints")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// SIGKILL the daemon.
+    Kill,
+    /// Hold the calling thread this long.
+    Pause(std::time::Duration),
+}
+
+/// Parses `CARRACK_FAILPOINTS`: `<name>` or `<name>=pause:<ms>`, comma-separated. Entries
+/// that do not parse are skipped with a warning (a test build only).
+#[cfg(feature = "failpoints")]
+fn parse(value: &str) -> Vec<(String, Action)> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .filter_map(|entry| match entry.split_once('=') {
+            None => Some((entry.to_owned(), Action::Kill)),
+            Some((name, action)) => match action
+                .strip_prefix("pause:")
+                .and_then(|ms| ms.parse::<u64>().ok())
+            {
+                Some(ms) => Some((
+                    name.trim().to_owned(),
+                    Action::Pause(std::time::Duration::from_millis(ms)),
+                )),
+                None => {
+                    tracing::warn!(entry, "unknown failpoint action; ignored");
+                    None
+                }
+            },
+        })
+        .collect()
+}
+
+/// Kills the process with SIGKILL, or pauses, if `name` is armed (test builds only).
 #[cfg(feature = "failpoints")]
 pub fn hit(name: &'static str) {
     use std::sync::OnceLock;
-    static ARMED: OnceLock<Vec<String>> = OnceLock::new();
-    let armed = ARMED.get_or_init(|| {
-        std::env::var(ENV)
-            .map(|value| value.split(',').map(|s| s.trim().to_owned()).collect())
-            .unwrap_or_default()
-    });
-    if armed.iter().any(|armed| armed == name) {
-        tracing::warn!(failpoint = name, "failpoint hit: killing the daemon");
-        let _ =
-            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
-        // SIGKILL to ourselves is delivered before `kill` returns; never go on regardless.
-        std::process::abort();
+    static ARMED: OnceLock<Vec<(String, Action)>> = OnceLock::new();
+    let armed = ARMED.get_or_init(|| std::env::var(ENV).map(|v| parse(&v)).unwrap_or_default());
+    match armed
+        .iter()
+        .find(|(armed, _)| armed == name)
+        .map(|(_, action)| *action)
+    {
+        Some(Action::Kill) => {
+            tracing::warn!(failpoint = name, "failpoint hit: killing the daemon");
+            let _ = rustix::process::kill_process(
+                rustix::process::getpid(),
+                rustix::process::Signal::KILL,
+            );
+            // SIGKILL to ourselves is delivered before `kill` returns; never go on regardless.
+            std::process::abort();
+        }
+        Some(Action::Pause(duration)) => {
+            tracing::warn!(failpoint = name, ?duration, "failpoint hit: pausing");
+            // Blocks one runtime worker, which only a test build can afford.
+            std::thread::sleep(duration);
+        }
+        None => {}
+    }
+}
+
+#[cfg(all(test, feature = "failpoints"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn armed_points_kill_or_pause() {
+        assert_eq!(
+            parse("a, b=pause:250,c=explode,,d=pause:x"),
+            vec![
+                ("a".to_owned(), Action::Kill),
+                (
+                    "b".to_owned(),
+                    Action::Pause(std::time::Duration::from_millis(250))
+                ),
+            ]
+        );
     }
 }
 

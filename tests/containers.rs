@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 use carrack::proto;
 use support::client::CriClient;
 use support::images;
+use support::leaks::cgroup_dirs;
 use support::node::Node;
 use support::skip_unless_root;
 use support::workload::{
-    container_config, create, exec_sync, pull_busybox, remove, run_pod, run_pod_with,
-    run_privileged_pod, start, status, stop, wait_exited,
+    container_config, create, exec_sync, pod_containers, pods_named, pull_busybox, remove, run_pod,
+    run_pod_with, run_privileged_pod, start, status, stop, wait_exited,
 };
 use tonic::Code;
 
@@ -53,30 +54,6 @@ fn container_leftovers(node: &Node, id: &str) -> Vec<PathBuf> {
     .into_iter()
     .filter(|path| path.exists())
     .collect()
-}
-
-fn container_cgroup_dirs(node: &Node, id: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return found;
-    };
-    for hierarchy in hierarchies.flatten() {
-        let parent = hierarchy
-            .path()
-            .join(node.cgroup_parent().trim_start_matches('/'));
-        let mut pending = vec![parent];
-        while let Some(dir) = pending.pop() {
-            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                if entry.path().is_dir() {
-                    if entry.file_name().to_string_lossy().contains(id) {
-                        found.push(entry.path());
-                    }
-                    pending.push(entry.path());
-                }
-            }
-        }
-    }
-    found
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -193,7 +170,7 @@ async fn container_runs_exits_logs_and_is_removed_without_leftovers() {
         .expect_err("status after remove");
     assert_eq!(err.code(), Code::NotFound);
     assert_eq!(container_leftovers(&node, &id), Vec::<PathBuf>::new());
-    assert_eq!(container_cgroup_dirs(&node, &id), Vec::<PathBuf>::new());
+    assert_eq!(cgroup_dirs(&node, &id), Vec::<PathBuf>::new());
 
     // The name is free again.
     let reused = create(
@@ -358,10 +335,7 @@ async fn running_container_execs_stats_updates_and_survives_a_daemon_restart() {
         .expect("RemovePodSandbox");
     for container in [&id, &second] {
         assert_eq!(container_leftovers(&node, container), Vec::<PathBuf>::new());
-        assert_eq!(
-            container_cgroup_dirs(&node, container),
-            Vec::<PathBuf>::new()
-        );
+        assert_eq!(cgroup_dirs(&node, container), Vec::<PathBuf>::new());
     }
 }
 
@@ -640,7 +614,7 @@ async fn reconciler_removes_what_a_lost_record_left_behind() {
     )
     .await
     .expect("create created");
-    assert!(!container_cgroup_dirs(&node, &running).is_empty());
+    assert!(!cgroup_dirs(&node, &running).is_empty());
 
     // A crash in the middle of creating (or removing) leaves resources but no record.
     node.kill_daemon().expect("kill daemon");
@@ -660,11 +634,7 @@ async fn reconciler_removes_what_a_lost_record_left_behind() {
             Vec::<PathBuf>::new(),
             "{id}"
         );
-        assert_eq!(
-            container_cgroup_dirs(&node, id),
-            Vec::<PathBuf>::new(),
-            "{id}"
-        );
+        assert_eq!(cgroup_dirs(&node, id), Vec::<PathBuf>::new(), "{id}");
     }
     assert!(node.daemon_log().contains("reconciler removed leftovers"));
 }
@@ -701,19 +671,7 @@ async fn creates_cut_short_by_the_client_deadline_are_resumed_by_the_retry() {
         .expect("retried RunPodSandbox")
         .into_inner()
         .pod_sandbox_id;
-    let pods = cri
-        .runtime
-        .list_pod_sandbox(proto::ListPodSandboxRequest::default())
-        .await
-        .expect("ListPodSandbox")
-        .into_inner()
-        .items;
-    assert_eq!(
-        pods.iter()
-            .filter(|p| p.metadata.as_ref().is_some_and(|m| m.name == "hasty"))
-            .count(),
-        1
-    );
+    assert_eq!(pods_named(&mut cri, "hasty").await.len(), 1);
 
     let mut hasty = tonic::Request::new(proto::CreateContainerRequest {
         pod_sandbox_id: pod.clone(),
@@ -730,18 +688,7 @@ async fn creates_cut_short_by_the_client_deadline_are_resumed_by_the_retry() {
     )
     .await
     .expect("retried CreateContainer");
-    let listed = cri
-        .runtime
-        .list_containers(proto::ListContainersRequest {
-            filter: Some(proto::ContainerFilter {
-                pod_sandbox_id: pod.clone(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("ListContainers")
-        .into_inner()
-        .containers;
+    let listed = pod_containers(&mut cri, &pod).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, id);
     // Once claimed, the name is taken as usual.

@@ -6,12 +6,15 @@
 //! cgroups, IP leases, monitors and pod inits outside a record), and a sentinel container
 //! that was running before the first crash still runs with the same pid.
 //!
+//! Pause points (`<name>=pause:<ms>`) hold a create half-way instead: the periodic
+//! reconciler must spare it, and a client that gave up meanwhile gets it on its retry.
+//!
 //! Only built with the `failpoints` feature (`tests/run.sh` enables it). Prints a table:
 //! step, outcome.
 
 mod support;
 
-use std::collections::HashMap;
+use std::fs;
 use std::time::Duration;
 
 use carrack::failpoint;
@@ -22,6 +25,10 @@ use support::images;
 use support::leaks::leaks;
 use support::node::Node;
 use support::skip_unless_root;
+use support::workload::{
+    self, pull, remove_image, remove_pod, start as start_container, stop_pod,
+    try_remove as remove_container, try_stop as stop_container,
+};
 use tonic::Code;
 
 /// How long a daemon may take to reach an armed crash point once the RPC is sent.
@@ -54,31 +61,20 @@ fn pod_config(name: &str) -> proto::PodSandboxConfig {
     }
 }
 
+/// A container of the long-running image (its default command runs until stopped), with
+/// `command` instead when given.
 fn container_config(name: &str, command: &[&str]) -> proto::ContainerConfig {
-    proto::ContainerConfig {
-        metadata: Some(proto::ContainerMetadata {
-            name: name.to_owned(),
-            attempt: 0,
-        }),
-        image: Some(proto::ImageSpec {
-            image: IMAGE.to_owned(),
-            ..Default::default()
-        }),
-        command: command.iter().map(|s| (*s).to_owned()).collect(),
-        labels: HashMap::from([("step".to_owned(), name.to_owned())]),
-        linux: Some(proto::LinuxContainerConfig::default()),
+    let mut config = workload::container_config(name, command);
+    config.image = Some(proto::ImageSpec {
+        image: IMAGE.to_owned(),
         ..Default::default()
-    }
+    });
+    config.log_path = String::new();
+    config
 }
 
 async fn run_pod(cri: &mut CriClient, name: &str) -> Result<String, tonic::Status> {
-    cri.runtime
-        .run_pod_sandbox(proto::RunPodSandboxRequest {
-            config: Some(pod_config(name)),
-            runtime_handler: String::new(),
-        })
-        .await
-        .map(|reply| reply.into_inner().pod_sandbox_id)
+    workload::run_pod_config(cri, &pod_config(name)).await
 }
 
 async fn create_container(
@@ -87,128 +83,26 @@ async fn create_container(
     name: &str,
     command: &[&str],
 ) -> Result<String, tonic::Status> {
-    cri.runtime
-        .create_container(proto::CreateContainerRequest {
-            pod_sandbox_id: pod_id.to_owned(),
-            config: Some(container_config(name, command)),
-            sandbox_config: Some(pod_config(name)),
-        })
-        .await
-        .map(|reply| reply.into_inner().container_id)
-}
-
-async fn start_container(cri: &mut CriClient, id: &str) -> Result<(), tonic::Status> {
-    cri.runtime
-        .start_container(proto::StartContainerRequest {
-            container_id: id.to_owned(),
-        })
-        .await
-        .map(drop)
-}
-
-async fn stop_container(cri: &mut CriClient, id: &str, timeout: i64) -> Result<(), tonic::Status> {
-    cri.runtime
-        .stop_container(proto::StopContainerRequest {
-            container_id: id.to_owned(),
-            timeout,
-        })
-        .await
-        .map(drop)
-}
-
-async fn remove_container(cri: &mut CriClient, id: &str) -> Result<(), tonic::Status> {
-    cri.runtime
-        .remove_container(proto::RemoveContainerRequest {
-            container_id: id.to_owned(),
-        })
-        .await
-        .map(drop)
-}
-
-async fn stop_pod(cri: &mut CriClient, id: &str) -> Result<(), tonic::Status> {
-    cri.runtime
-        .stop_pod_sandbox(proto::StopPodSandboxRequest {
-            pod_sandbox_id: id.to_owned(),
-        })
-        .await
-        .map(drop)
-}
-
-async fn remove_pod(cri: &mut CriClient, id: &str) -> Result<(), tonic::Status> {
-    cri.runtime
-        .remove_pod_sandbox(proto::RemovePodSandboxRequest {
-            pod_sandbox_id: id.to_owned(),
-        })
-        .await
-        .map(drop)
-}
-
-async fn pull(cri: &mut CriClient, image: &str) -> Result<String, tonic::Status> {
-    cri.image
-        .pull_image(proto::PullImageRequest {
-            image: Some(proto::ImageSpec {
-                image: image.to_owned(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .map(|reply| reply.into_inner().image_ref)
-}
-
-async fn remove_image(cri: &mut CriClient, image: &str) -> Result<(), tonic::Status> {
-    cri.image
-        .remove_image(proto::RemoveImageRequest {
-            image: Some(proto::ImageSpec {
-                image: image.to_owned(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .map(drop)
+    workload::create(
+        cri,
+        pod_id,
+        &pod_config(name),
+        container_config(name, command),
+    )
+    .await
 }
 
 async fn image_present(cri: &mut CriClient, image: &str) -> bool {
-    cri.image
-        .image_status(proto::ImageStatusRequest {
-            image: Some(proto::ImageSpec {
-                image: image.to_owned(),
-                ..Default::default()
-            }),
-            verbose: false,
-        })
-        .await
-        .expect("ImageStatus")
-        .into_inner()
-        .image
-        .is_some()
+    workload::image_status(cri, image).await.is_some()
 }
 
 async fn container_state(cri: &mut CriClient, id: &str) -> Result<(i32, i64), tonic::Status> {
-    let status = cri
-        .runtime
-        .container_status(proto::ContainerStatusRequest {
-            container_id: id.to_owned(),
-            verbose: false,
-        })
-        .await?
-        .into_inner()
-        .status
-        .ok_or_else(|| tonic::Status::internal("no status"))?;
+    let status = workload::try_status(cri, id).await?;
     Ok((status.state, status.started_at))
 }
 
 async fn pod_ready(cri: &mut CriClient, id: &str) -> Result<bool, tonic::Status> {
-    let status = cri
-        .runtime
-        .pod_sandbox_status(proto::PodSandboxStatusRequest {
-            pod_sandbox_id: id.to_owned(),
-            verbose: false,
-        })
-        .await?
-        .into_inner()
-        .status
-        .ok_or_else(|| tonic::Status::internal("no status"))?;
+    let status = workload::pod_status(cri, id).await?;
     Ok(status.state == proto::PodSandboxState::SandboxReady as i32)
 }
 
@@ -464,16 +358,9 @@ async fn a_crash_at_every_step_leaks_nothing_and_the_retry_succeeds() {
     {
         options.network = proto::NamespaceMode::Node.into();
     }
-    let sentinel_pod = cri
-        .runtime
-        .run_pod_sandbox(proto::RunPodSandboxRequest {
-            config: Some(sentinel_config),
-            runtime_handler: String::new(),
-        })
+    let sentinel_pod = workload::run_pod_config(&mut cri, &sentinel_config)
         .await
-        .expect("sentinel pod")
-        .into_inner()
-        .pod_sandbox_id;
+        .expect("sentinel pod");
     let sentinel = create_container(&mut cri, &sentinel_pod, "sentinel", &[])
         .await
         .expect("sentinel container");
@@ -495,7 +382,8 @@ async fn a_crash_at_every_step_leaks_nothing_and_the_retry_succeeds() {
                     && started == sentinel_started => {}
             other => problems.push(format!("sentinel not running as before: {other:?}")),
         }
-        problems.extend(leaks(&node, &ipam_dir, &[&sentinel_pod, &sentinel]));
+        // The sentinel pod runs in the node's network (no lease of its own).
+        problems.extend(leaks(&node, Some(&ipam_dir), &[&sentinel_pod, &sentinel]));
         rows.push((*point, result, problems));
     }
 
@@ -533,4 +421,124 @@ async fn a_crash_at_every_step_leaks_nothing_and_the_retry_succeeds() {
     remove_pod(&mut cri, &sentinel_pod)
         .await
         .expect("remove sentinel");
+}
+
+/// A node whose reconciler runs every second and whose daemon pauses `pauses` (fail point
+/// names) for three seconds each time one is passed; busybox is pulled.
+async fn paused_node(pauses: &[&str]) -> (Node, CriClient) {
+    let mut node = Node::builder()
+        .config("[recovery]\nreconcile_interval_secs = 1\n")
+        .start();
+    let armed: Vec<String> = pauses
+        .iter()
+        .map(|point| format!("{point}=pause:3000"))
+        .collect();
+    node.stop_daemon().expect("stop daemon");
+    node.set_daemon_env(failpoint::ENV, Some(&armed.join(",")));
+    node.start_daemon().expect("start daemon with paused steps");
+    let mut cri = node.cri().await;
+    workload::pull_busybox(&node, &mut cri).await;
+    (node, cri)
+}
+
+/// The periodic reconciler runs while a pod and a container are half-built (resources made,
+/// no record yet: only the name reservation says they are wanted) and must leave them be.
+#[tokio::test(flavor = "multi_thread")]
+async fn reconciler_passes_spare_creates_in_flight() {
+    if !skip_unless_root() {
+        return;
+    }
+    let (node, mut cri) = paused_node(&[
+        failpoint::RUN_POD_AFTER_CGROUP,
+        failpoint::CREATE_CONTAINER_AFTER_CGROUP,
+    ])
+    .await;
+    // A leftover the passes must remove meanwhile: proof that they ran.
+    let leftover = node.state_dir().join("containers").join("c1".repeat(32));
+    fs::create_dir_all(&leftover).expect("leftover");
+
+    let (pod, pod_config) = workload::run_pod(&node, &mut cri, "slow").await;
+    let ready = workload::pod_status(&mut cri, &pod)
+        .await
+        .expect("PodSandboxStatus");
+    assert_eq!(ready.state, proto::PodSandboxState::SandboxReady as i32);
+    let id = workload::create(
+        &mut cri,
+        &pod,
+        &pod_config,
+        workload::container_config("slow", &["sleep", "1000"]),
+    )
+    .await
+    .expect("CreateContainer across reconciler passes");
+    start_container(&mut cri, &id)
+        .await
+        .expect("StartContainer of the container built across passes");
+    let echo = workload::exec_sync(&mut cri, &id, &["echo", "whole"], 10)
+        .await
+        .expect("ExecSync");
+    assert_eq!(echo.stdout, b"whole\n");
+    assert!(
+        !leftover.exists(),
+        "no reconciler pass ran during the creates"
+    );
+
+    stop_pod(&mut cri, &pod).await.expect("StopPodSandbox");
+    remove_pod(&mut cri, &pod).await.expect("RemovePodSandbox");
+    let found = leaks(&node, None, &[]);
+    assert!(found.is_empty(), "leaked: {found:#?}");
+}
+
+/// Creates that outlive their client's deadline finish, and the retry with the same name gets
+/// the object the first create is still building (it waits for it) instead of ALREADY_EXISTS.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_gets_the_object_its_timed_out_create_was_building() {
+    if !skip_unless_root() {
+        return;
+    }
+    let (node, mut cri) = paused_node(&[
+        failpoint::RUN_POD_AFTER_NAMESPACES,
+        failpoint::CREATE_CONTAINER_AFTER_SNAPSHOT,
+    ])
+    .await;
+    let (_, mut pod_config) = workload::run_pod(&node, &mut cri, "template").await;
+    if let Some(metadata) = pod_config.metadata.as_mut() {
+        metadata.name = "impatient".to_owned();
+        metadata.uid = "uid-impatient".to_owned();
+    }
+
+    let mut hasty = tonic::Request::new(proto::RunPodSandboxRequest {
+        config: Some(pod_config.clone()),
+        runtime_handler: String::new(),
+    });
+    hasty.set_timeout(Duration::from_secs(1));
+    let gave_up = cri.runtime.run_pod_sandbox(hasty).await;
+    assert!(gave_up.is_err(), "the paused create answered in time");
+    let pod = workload::run_pod_config(&mut cri, &pod_config)
+        .await
+        .expect("retried RunPodSandbox");
+    let named = workload::pods_named(&mut cri, "impatient").await;
+    assert_eq!(named.len(), 1, "{named:?}");
+    assert_eq!(named[0].id, pod);
+
+    let config = workload::container_config("impatient", &["sleep", "1000"]);
+    let mut hasty = tonic::Request::new(proto::CreateContainerRequest {
+        pod_sandbox_id: pod.clone(),
+        config: Some(config.clone()),
+        sandbox_config: Some(pod_config.clone()),
+    });
+    hasty.set_timeout(Duration::from_secs(1));
+    let gave_up = cri.runtime.create_container(hasty).await;
+    assert!(gave_up.is_err(), "the paused create answered in time");
+    let id = workload::create(&mut cri, &pod, &pod_config, config)
+        .await
+        .expect("retried CreateContainer");
+    let listed = workload::pod_containers(&mut cri, &pod).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].id, id);
+    start_container(&mut cri, &id)
+        .await
+        .expect("StartContainer of the handed-over container");
+
+    stop_pod(&mut cri, &pod).await.expect("StopPodSandbox");
+    remove_pod(&mut cri, &pod).await.expect("RemovePodSandbox");
 }

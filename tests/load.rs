@@ -432,7 +432,7 @@ async fn fifty_pods_through_two_restarts_are_all_accounted_for() {
         let containers_left = containers_named(node.cri().await, None, None)
             .await
             .expect("ListContainers");
-        let leaked = leaks(&node, &ipam_dir, &[]);
+        let leaked = leaks(&node, Some(&ipam_dir), &[]);
         let end_rss = daemon_rss_kib(&node);
         println!(
             "\nload round {round}/{rounds}: {PODS} pods x {CONTAINERS_PER_POD} containers, {CLIENTS} clients, 2 restarts \

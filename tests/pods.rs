@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use carrack::proto;
-use support::cni::{leased_ips, write_bridge_conflist};
+use support::cni::{leased_ips, write_bridge_conflist, write_plugin};
 use support::node::Node;
 use support::{netns, skip_unless_root};
 use tonic::Code;
@@ -355,13 +355,11 @@ async fn failing_cni_plugin_leaves_no_netns_cgroup_or_ip_behind() {
     }
     // A chained plugin that always fails, after bridge + host-local succeeded.
     let bin_dir = tempfile::tempdir().expect("plugin dir");
-    let failer = bin_dir.path().join("failer");
-    fs::write(
-        &failer,
-        "#!/bin/sh\nif [ \"$CNI_COMMAND\" = ADD ]; then echo '{\"code\":11,\"msg\":\"injected failure\"}'; exit 1; fi\nexit 0\n",
-    )
-    .unwrap();
-    fs::set_permissions(&failer, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    write_plugin(
+        bin_dir.path(),
+        "failer",
+        "if [ \"$CNI_COMMAND\" = ADD ]; then echo '{\"code\":11,\"msg\":\"injected failure\"}'; exit 1; fi\nexit 0\n",
+    );
     let restarted = Node::builder()
         .config(&format!(
             "[cni]\nbin_dirs = [\"/usr/lib/cni\", \"{}\"]\n",

@@ -58,19 +58,17 @@ pub struct CniSettings {
 }
 
 impl CniSettings {
-    /// The default per-plugin timeout.
-    pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
     /// The default pod interface name.
     pub const DEFAULT_IFNAME: &'static str = "eth0";
 
-    /// Settings from the config file's `[cni]` table, with the cache in `cache_dir` and the
-    /// defaults for the rest.
+    /// Settings from the config file's `[cni]` table (plugin timeout included), with the cache
+    /// in `cache_dir` and the defaults for the rest.
     pub fn new(config: &crate::config::CniConfig, cache_dir: PathBuf) -> Self {
         Self {
             conf_dir: config.conf_dir.clone(),
             bin_dirs: config.bin_dirs.clone(),
             cache_dir,
-            plugin_timeout: Self::DEFAULT_PLUGIN_TIMEOUT,
+            plugin_timeout: Duration::from_secs(config.plugin_timeout_secs),
             ifname: Self::DEFAULT_IFNAME.to_owned(),
             exec_prefix: Vec::new(),
         }

@@ -37,10 +37,9 @@ impl Fixture {
         let config = crate::config::CniConfig {
             conf_dir: self.path("net.d"),
             bin_dirs: vec![self.path("bin1"), self.path("bin2")],
+            plugin_timeout_secs: 20,
         };
-        let mut settings = CniSettings::new(&config, self.path("state/cni/results"));
-        settings.plugin_timeout = Duration::from_secs(20);
-        settings
+        CniSettings::new(&config, self.path("state/cni/results"))
     }
 
     fn manager(&self) -> CniManager {

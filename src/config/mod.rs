@@ -47,6 +47,8 @@ pub struct Config {
     pub traces: TracesConfig,
     /// The Prometheus `/metrics` endpoint (off by default).
     pub metrics: MetricsConfig,
+    /// Restart recovery and the reconciler.
+    pub recovery: RecoveryConfig,
 }
 
 /// How the daemon logs.
@@ -99,6 +101,19 @@ pub struct CniConfig {
     pub conf_dir: PathBuf,
     /// Directories searched, in order, for plugin binaries.
     pub bin_dirs: Vec<PathBuf>,
+    /// Seconds one plugin run (ADD, DEL, CHECK) may take before it is killed and the pod
+    /// operation fails with `DEADLINE_EXCEEDED`.
+    pub plugin_timeout_secs: u64,
+}
+
+/// Restart recovery and the reconciler.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoveryConfig {
+    /// Seconds between reconciler passes while the daemon runs (one always runs at start):
+    /// each pass removes pod and container leftovers no record and no create in flight owns.
+    /// 0 = only at start.
+    pub reconcile_interval_secs: u64,
 }
 
 /// Registry settings.
@@ -208,6 +223,17 @@ impl Default for Config {
             grpc: GrpcConfig::default(),
             traces: TracesConfig::default(),
             metrics: MetricsConfig::default(),
+            recovery: RecoveryConfig::default(),
+        }
+    }
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        // Leftovers only come from crashes and failed undos, so a pass every ten minutes
+        // bounds how long one lingers at the cost of a few directory reads.
+        Self {
+            reconcile_interval_secs: 600,
         }
     }
 }
@@ -236,6 +262,7 @@ impl Default for CniConfig {
         Self {
             conf_dir: PathBuf::from("/etc/cni/net.d"),
             bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+            plugin_timeout_secs: 60,
         }
     }
 }
@@ -376,6 +403,12 @@ impl Config {
             for endpoint in &mirror.endpoints {
                 validate_endpoint(endpoint).map_err(|reason| invalid(&key, reason))?;
             }
+        }
+        if self.cni.plugin_timeout_secs == 0 {
+            return Err(invalid(
+                "cni.plugin_timeout_secs",
+                "must be at least 1".to_owned(),
+            ));
         }
         if self.images.max_concurrent_downloads == 0 {
             return Err(invalid(
@@ -628,6 +661,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("idle_timeout_secs"), "{err}");
+    }
+
+    #[test]
+    fn reconcile_interval_and_plugin_timeout() {
+        let defaults = parse("").unwrap();
+        assert_eq!(defaults.recovery.reconcile_interval_secs, 600);
+        assert_eq!(defaults.cni.plugin_timeout_secs, 60);
+        let config =
+            parse("[recovery]\nreconcile_interval_secs = 0\n[cni]\nplugin_timeout_secs = 2\n")
+                .unwrap();
+        assert_eq!(config.recovery.reconcile_interval_secs, 0);
+        assert_eq!(config.cni.plugin_timeout_secs, 2);
+        let err = parse("[cni]\nplugin_timeout_secs = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cni.plugin_timeout_secs"), "{err}");
+        let err = parse("[recovery]\nreconcile_every = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("reconcile_every"), "{err}");
     }
 
     #[test]

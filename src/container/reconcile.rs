@@ -1,8 +1,7 @@
-//! The start-up reconciler: removes what a container left behind when its create or remove
+//! The container reconciler (at start and periodically): removes what a container left behind when its create or remove
 //! was cut short (a crash between steps) — runtime directories and their rootfs mounts,
 //! writable layers and container cgroups that no record owns — and logs and counts each.
 
-use std::collections::HashSet;
 use std::path::Path;
 
 use super::ContainerService;
@@ -20,22 +19,23 @@ pub struct ReconcileReport {
     pub writable_layers: usize,
     /// Container cgroups.
     pub cgroups: usize,
-    /// Things that could not be removed (logged; tried again at the next start).
+    /// Things that could not be removed (logged; tried again by the next pass).
     pub failed: usize,
 }
 
 impl ContainerService {
-    /// Removes every container resource no record owns.
+    /// Removes every container resource no record owns and no create in flight is building;
+    /// safe to run while RPCs are served.
     pub fn reconcile(&self) -> ReconcileReport {
         let mut report = ReconcileReport::default();
-        let known: HashSet<String> = self
-            .store
-            .containers
-            .list()
-            .iter()
-            .map(|container| container.id.clone())
-            .collect();
-        let orphan = |id: &str| crate::store::is_object_id(id) && !known.contains(id);
+        // Judged per thing found, after finding it: a create in flight reserved its name
+        // before it made anything, and a record exists before the reservation goes, so what a
+        // live container owns always has a record or a reservation by the time it is seen.
+        let orphan = |id: &str| {
+            crate::store::is_object_id(id)
+                && self.store.containers.get(id).is_none()
+                && !self.store.container_names.holds(id)
+        };
 
         let containers_dir = self.settings.state_dir.join("containers");
         for entry in std::fs::read_dir(&containers_dir)

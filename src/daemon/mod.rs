@@ -1,14 +1,15 @@
 //! The composition root: builds the store and services, serves CRI, and shuts down cleanly.
 //!
 //! Start order: directories, the root-dir lock (so a second daemon refuses before touching
-//! anything), the boot-id check, the store's recovery scan, the streaming server, then the
-//! socket. On SIGTERM or SIGINT the server stops accepting, lets in-flight RPCs finish for at
+//! anything), the boot-id check, the store's recovery scan, the reconcilers, the streaming
+//! server, then the socket. On SIGTERM or SIGINT the server stops accepting, lets in-flight RPCs finish for at
 //! most [`SHUTDOWN_GRACE`], and exits. It never stops containers or pods: they outlive the daemon.
 
 mod census;
 mod error;
 mod lock;
 mod notify;
+mod reconcile;
 mod socket;
 mod streaming;
 
@@ -91,16 +92,7 @@ pub async fn run(config: Config, telemetry: Telemetry) -> Result<(), DaemonError
         binary.clone(),
         Arc::clone(&events),
     ));
-    let pods_reconciled = sandboxes.reconcile();
-    if pods_reconciled != Default::default() {
-        tracing::info!(
-            pod_dirs = pods_reconciled.pod_dirs,
-            cgroups = pods_reconciled.cgroups,
-            pod_inits = pods_reconciled.pod_inits,
-            failed = pods_reconciled.failed,
-            "reconciler removed pod leftovers"
-        );
-    }
+    recovery.in_scope(|| reconcile::pods(&sandboxes));
     let undone = sandboxes.undo_interrupted_creates().await;
     if undone > 0 {
         tracing::info!(pods = undone, "interrupted pod creates undone");
@@ -124,23 +116,7 @@ pub async fn run(config: Config, telemetry: Telemetry) -> Result<(), DaemonError
         Arc::clone(&images),
         Arc::clone(&events),
     );
-    let reconciled = recovery.in_scope(|| containers.reconcile());
-    for (kind, count) in [
-        ("runtime_dirs", reconciled.runtime_dirs),
-        ("writable_layers", reconciled.writable_layers),
-        ("cgroups", reconciled.cgroups),
-    ] {
-        metrics::global().reconciler_removed(kind, count as u64);
-    }
-    if reconciled != Default::default() {
-        tracing::info!(
-            runtime_dirs = reconciled.runtime_dirs,
-            writable_layers = reconciled.writable_layers,
-            cgroups = reconciled.cgroups,
-            failed = reconciled.failed,
-            "reconciler removed leftovers"
-        );
-    }
+    recovery.in_scope(|| reconcile::containers(&containers));
     let recovered = containers.recover().instrument(recovery.clone()).await;
     drop(recovery);
     if recovered.running + recovered.exited > 0 {
@@ -150,6 +126,15 @@ pub async fn run(config: Config, telemetry: Telemetry) -> Result<(), DaemonError
             "containers recovered"
         );
     }
+
+    let reconciler = match config.recovery.reconcile_interval_secs {
+        0 => None,
+        secs => Some(tokio::spawn(reconcile::periodic(
+            Arc::clone(&sandboxes),
+            Arc::clone(&containers),
+            Duration::from_secs(secs),
+        ))),
+    };
 
     let streaming = StreamingServer::start(
         streaming_settings(&config)?,
@@ -242,7 +227,10 @@ pub async fn run(config: Config, telemetry: Telemetry) -> Result<(), DaemonError
     signals.abort();
     teardowns.abort();
     drop(streaming);
-    for task in [level_signals, metrics_server].into_iter().flatten() {
+    for task in [level_signals, metrics_server, reconciler]
+        .into_iter()
+        .flatten()
+    {
         task.abort();
     }
     telemetry.flush(TRACE_FLUSH_GRACE).await;

@@ -8,7 +8,6 @@
 //! parent), so the create notes it in `cgroup.json` in the pod directory before making it
 //! ([`write_cgroup_intent`]).
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -63,18 +62,27 @@ pub(super) fn write_cgroup_intent(
 }
 
 impl SandboxService {
-    /// Removes every pod resource no record owns.
+    /// Removes every pod resource no record owns and no create in flight is building; safe to
+    /// run while RPCs are served.
     pub fn reconcile(&self) -> PodReconcileReport {
         let mut report = PodReconcileReport::default();
-        let known: HashSet<String> = self
-            .store
-            .pods
-            .list()
-            .iter()
-            .map(|pod| pod.id.clone())
-            .collect();
         let pods_dir = self.settings.state_dir.join("pods");
-        let orphan = |id: &str| crate::store::is_object_id(id) && !known.contains(id);
+        // Judged per thing found, after finding it: a create in flight reserved its name
+        // before it made anything, and its record exists before the reservation goes, so
+        // what a live pod owns always has a record or a reservation by the time it is seen.
+        // A pod whose record was lost (quarantined) while containers of it remain keeps its
+        // namespaces, cgroup and init until those are removed: they still run in them.
+        let orphan = |id: &str| {
+            crate::store::is_object_id(id)
+                && self.store.pods.get(id).is_none()
+                && !self.store.pod_names.holds(id)
+                && !self
+                    .store
+                    .containers
+                    .list()
+                    .iter()
+                    .any(|container| container.pod_id == id)
+        };
 
         // Inits first: a cgroup cannot go while they are in it.
         for (pid, pod_dir) in pod_inits() {

@@ -187,17 +187,13 @@ impl<T: Record> RecordStore<T> {
                     index.insert(id.to_owned(), Arc::new(envelope.record));
                     report.loaded += 1;
                 }
-                Ok(_) | Err(_) => {
-                    let aside = path.with_extension("json.corrupt");
-                    fs::rename(&path, &aside).map_err(|source| StoreError::Io {
-                        path: path.clone(),
-                        source,
-                    })?;
-                    tracing::error!(
-                        path = %aside.display(),
-                        "unreadable {} record moved aside",
-                        T::KIND
-                    );
+                Ok(envelope) => {
+                    let reason = format!("it names id {}", envelope.record.id());
+                    self.quarantine(&path, &reason)?;
+                    report.quarantined += 1;
+                }
+                Err(reason) => {
+                    self.quarantine(&path, &reason)?;
                     report.quarantined += 1;
                 }
             }
@@ -207,6 +203,24 @@ impl<T: Record> RecordStore<T> {
         }
         *self.index_mut() = index;
         Ok(report)
+    }
+
+    /// Renames the unreadable record at `path` aside (`<id>.json.corrupt`, which no scan
+    /// loads) so that the rest loads and an operator can inspect it, and logs both paths.
+    fn quarantine(&self, path: &Path, reason: &str) -> Result<(), StoreError> {
+        let aside = path.with_extension("json.corrupt");
+        fs::rename(path, &aside).map_err(|source| StoreError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        tracing::error!(
+            path = %path.display(),
+            moved_to = %aside.display(),
+            reason,
+            "unreadable {} record quarantined; the rest of the state loads without it",
+            T::KIND
+        );
+        Ok(())
     }
 
     fn write_atomically(&self, id: &str, bytes: &[u8]) -> Result<(), StoreError> {
@@ -251,11 +265,17 @@ impl<T: Record> RecordStore<T> {
     }
 }
 
-fn read_envelope<T: Record>(path: &Path) -> Result<Envelope<T>, ()> {
-    let bytes = fs::read(path).map_err(|_| ())?;
-    let envelope: Envelope<T> = serde_json::from_slice(&bytes).map_err(|_| ())?;
+/// The record at `path`, or why it cannot be used.
+fn read_envelope<T: Record>(path: &Path) -> Result<Envelope<T>, String> {
+    let bytes = fs::read(path).map_err(|err| format!("unreadable: {err}"))?;
+    let envelope: Envelope<T> =
+        serde_json::from_slice(&bytes).map_err(|err| format!("not a record: {err}"))?;
     if envelope.kind != T::KIND {
-        return Err(());
+        return Err(format!(
+            "it is a {:?} record, not a {}",
+            envelope.kind,
+            T::KIND
+        ));
     }
     Ok(envelope)
 }

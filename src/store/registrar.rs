@@ -41,6 +41,12 @@ impl NameRegistrar {
         }
     }
 
+    /// Whether `id` holds some name: a create in flight reserves its name before it makes
+    /// anything, so the reconcilers leave what such an id names alone.
+    pub fn holds(&self, id: &str) -> bool {
+        self.lock().values().any(|holder| holder == id)
+    }
+
     /// The id holding `name`, if any.
     pub fn holder(&self, name: &str) -> Option<String> {
         self.lock().get(name).cloned()
@@ -96,8 +102,10 @@ mod tests {
         registrar.reserve("n", "a").unwrap();
         registrar.release("n", "b");
         assert_eq!(registrar.holder("n").as_deref(), Some("a"));
+        assert!(registrar.holds("a"));
         registrar.release("n", "a");
         assert_eq!(registrar.holder("n"), None);
+        assert!(!registrar.holds("a"));
         registrar.reserve("n", "b").unwrap();
     }
 

@@ -201,7 +201,7 @@ impl Metrics {
         );
         registry.register(
             "reconciler_removals",
-            "Leftovers removed by the start-up reconciler, by kind",
+            "Leftovers removed by the reconciler (at start and periodically), by kind",
             reconciler_removals.clone(),
         );
         let traces = registry.sub_registry_with_prefix("trace");

@@ -9,6 +9,12 @@ use super::node::Node;
 /// Writes a bridge + host-local + portmap conflist for the node, with IPAM state in the
 /// node's temp dir so tests never share leases.
 pub fn write_bridge_conflist(node: &Node) -> PathBuf {
+    write_conflist_with_bridge(node, "bridge")
+}
+
+/// [`write_bridge_conflist`] with the bridge plugin run as `bridge_type` (a test's wrapper
+/// around Debian's bridge plugin, found in one of the daemon's `cni.bin_dirs`).
+pub fn write_conflist_with_bridge(node: &Node, bridge_type: &str) -> PathBuf {
     let ipam_dir = node.base_dir().join("cni").join("ipam");
     fs::create_dir_all(node.cni_conf_dir()).expect("cni conf dir");
     let conflist = serde_json::json!({
@@ -16,7 +22,7 @@ pub fn write_bridge_conflist(node: &Node) -> PathBuf {
         "name": "carrack-test",
         "plugins": [
             {
-                "type": "bridge",
+                "type": bridge_type,
                 "bridge": "cr0",
                 "isGateway": true,
                 "ipMasq": false,
@@ -36,6 +42,16 @@ pub fn write_bridge_conflist(node: &Node) -> PathBuf {
     )
     .expect("write conflist");
     ipam_dir
+}
+
+/// Writes the executable shell script `dir/name` with `body` (after `#!/bin/sh`): a fake or
+/// wrapping CNI plugin for a daemon whose `cni.bin_dirs` include `dir`.
+pub fn write_plugin(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    fs::write(&path, format!("#!/bin/sh\n{body}")).expect("write plugin");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod plugin");
+    path
 }
 
 /// The IPs host-local has leased in `ipam_dir` (as written by [`write_bridge_conflist`]).

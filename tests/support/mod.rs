@@ -15,7 +15,7 @@
 //! - [`archive`]: `docker save` and OCI layout archives of test images.
 //! - [`client`]: CRI gRPC clients over the node's unix socket.
 //! - [`cni`]: a bridge network for the node, and its IP leases.
-//! - [`leaks`]: what a node may not keep once its workloads are gone.
+//! - [`leaks`]: what a node's runtime holds outside the objects a test expects.
 //! - [`netns`]: named network namespaces, and running code inside one.
 //! - [`cleanup`]: teardown of namespaces, cgroups and mounts, and the sweep of
 //!   what crashed test processes left behind.

@@ -1,6 +1,7 @@
 //! CRI steps the root tests share: pull the busybox test image, run a host-network pod, and
 //! create, start, inspect, stop and remove busybox containers in it. Each panics with the
-//! RPC's name when a step that must succeed fails.
+//! RPC's name when a step that must succeed fails; the `try_` variants (and the pod and image
+//! steps) return the RPC's error for tests that judge it.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -18,16 +19,7 @@ pub const BUSYBOX: &str = "busybox";
 pub async fn pull_busybox(node: &Node, cri: &mut CriClient) {
     node.push(images::busybox(), "library/busybox:latest")
         .expect("push busybox");
-    cri.image
-        .pull_image(proto::PullImageRequest {
-            image: Some(proto::ImageSpec {
-                image: BUSYBOX.to_owned(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("PullImage");
+    pull(cri, BUSYBOX).await.expect("PullImage");
 }
 
 /// Runs a host-network pod logging to `<node>/pod-logs/<name>`.
@@ -47,11 +39,11 @@ pub async fn run_pod_with(
     pid: proto::NamespaceMode,
 ) -> (String, proto::PodSandboxConfig) {
     let config = pod_config(node, name, pid);
-    (run_pod_config(cri, &config).await, config)
+    let id = run_pod_config(cri, &config).await.expect("RunPodSandbox");
+    (id, config)
 }
 
 /// Like [`run_pod`], for a privileged pod (its containers may be privileged).
-#[allow(dead_code)]
 pub async fn run_privileged_pod(
     node: &Node,
     cri: &mut CriClient,
@@ -65,10 +57,11 @@ pub async fn run_privileged_pod(
     {
         security.privileged = true;
     }
-    (run_pod_config(cri, &config).await, config)
+    let id = run_pod_config(cri, &config).await.expect("RunPodSandbox");
+    (id, config)
 }
 
-/// The config [`run_pod_with`] runs.
+/// The config [`run_pod_with`] runs: a host-network pod logging to `<node>/pod-logs/<name>`.
 fn pod_config(node: &Node, name: &str, pid: proto::NamespaceMode) -> proto::PodSandboxConfig {
     let log_directory = node.base_dir().join("pod-logs").join(name);
     proto::PodSandboxConfig {
@@ -95,17 +88,125 @@ fn pod_config(node: &Node, name: &str, pid: proto::NamespaceMode) -> proto::PodS
     }
 }
 
-/// `RunPodSandbox` with `config`; returns the pod's id.
-async fn run_pod_config(cri: &mut CriClient, config: &proto::PodSandboxConfig) -> String {
+/// `RunPodSandbox` of `config`; the error is the caller's to judge.
+pub async fn run_pod_config(
+    cri: &mut CriClient,
+    config: &proto::PodSandboxConfig,
+) -> Result<String, tonic::Status> {
     cri.runtime
         .run_pod_sandbox(proto::RunPodSandboxRequest {
             config: Some(config.clone()),
             runtime_handler: String::new(),
         })
         .await
-        .expect("RunPodSandbox")
+        .map(|reply| reply.into_inner().pod_sandbox_id)
+}
+
+/// The pods (`ListPodSandbox`) whose metadata name is `name`.
+pub async fn pods_named(cri: &mut CriClient, name: &str) -> Vec<proto::PodSandbox> {
+    cri.runtime
+        .list_pod_sandbox(proto::ListPodSandboxRequest::default())
+        .await
+        .expect("ListPodSandbox")
         .into_inner()
-        .pod_sandbox_id
+        .items
+        .into_iter()
+        .filter(|pod| pod.metadata.as_ref().is_some_and(|m| m.name == name))
+        .collect()
+}
+
+/// The containers (`ListContainers`) of pod `pod_id`.
+pub async fn pod_containers(cri: &mut CriClient, pod_id: &str) -> Vec<proto::Container> {
+    cri.runtime
+        .list_containers(proto::ListContainersRequest {
+            filter: Some(proto::ContainerFilter {
+                pod_sandbox_id: pod_id.to_owned(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("ListContainers")
+        .into_inner()
+        .containers
+}
+
+/// `PodSandboxStatus` (non-verbose); the error is the caller's to judge.
+pub async fn pod_status(
+    cri: &mut CriClient,
+    id: &str,
+) -> Result<proto::PodSandboxStatus, tonic::Status> {
+    cri.runtime
+        .pod_sandbox_status(proto::PodSandboxStatusRequest {
+            pod_sandbox_id: id.to_owned(),
+            verbose: false,
+        })
+        .await?
+        .into_inner()
+        .status
+        .ok_or_else(|| tonic::Status::internal("PodSandboxStatus without a status"))
+}
+
+/// `StopPodSandbox`; the error is the caller's to judge.
+pub async fn stop_pod(cri: &mut CriClient, id: &str) -> Result<(), tonic::Status> {
+    cri.runtime
+        .stop_pod_sandbox(proto::StopPodSandboxRequest {
+            pod_sandbox_id: id.to_owned(),
+        })
+        .await
+        .map(drop)
+}
+
+/// `RemovePodSandbox`; the error is the caller's to judge.
+pub async fn remove_pod(cri: &mut CriClient, id: &str) -> Result<(), tonic::Status> {
+    cri.runtime
+        .remove_pod_sandbox(proto::RemovePodSandboxRequest {
+            pod_sandbox_id: id.to_owned(),
+        })
+        .await
+        .map(drop)
+}
+
+/// `PullImage` of `image` (no auth); the error is the caller's to judge.
+pub async fn pull(cri: &mut CriClient, image: &str) -> Result<String, tonic::Status> {
+    cri.image
+        .pull_image(proto::PullImageRequest {
+            image: Some(proto::ImageSpec {
+                image: image.to_owned(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .map(|reply| reply.into_inner().image_ref)
+}
+
+/// `RemoveImage` of `image`; the error is the caller's to judge.
+pub async fn remove_image(cri: &mut CriClient, image: &str) -> Result<(), tonic::Status> {
+    cri.image
+        .remove_image(proto::RemoveImageRequest {
+            image: Some(proto::ImageSpec {
+                image: image.to_owned(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .map(drop)
+}
+
+/// `ImageStatus` of `image`: the image, or `None` when the daemon does not have it.
+pub async fn image_status(cri: &mut CriClient, image: &str) -> Option<proto::Image> {
+    cri.image
+        .image_status(proto::ImageStatusRequest {
+            image: Some(proto::ImageSpec {
+                image: image.to_owned(),
+                ..Default::default()
+            }),
+            verbose: false,
+        })
+        .await
+        .expect("ImageStatus")
+        .into_inner()
+        .image
 }
 
 /// A busybox container `name` running `command`, logging to `<name>/0.log` in the pod's
@@ -157,16 +258,23 @@ pub async fn start(cri: &mut CriClient, id: &str) -> Result<(), tonic::Status> {
 
 /// `ContainerStatus` (non-verbose).
 pub async fn status(cri: &mut CriClient, id: &str) -> proto::ContainerStatus {
+    try_status(cri, id).await.expect("ContainerStatus")
+}
+
+/// `ContainerStatus` (non-verbose); the error is the caller's to judge.
+pub async fn try_status(
+    cri: &mut CriClient,
+    id: &str,
+) -> Result<proto::ContainerStatus, tonic::Status> {
     cri.runtime
         .container_status(proto::ContainerStatusRequest {
             container_id: id.to_owned(),
             verbose: false,
         })
-        .await
-        .expect("ContainerStatus")
+        .await?
         .into_inner()
         .status
-        .expect("status")
+        .ok_or_else(|| tonic::Status::internal("ContainerStatus without a status"))
 }
 
 /// Waits (up to 20 s) until the container has exited and returns its status.
@@ -204,21 +312,31 @@ pub async fn exec_sync(
 
 /// `StopContainer` with `timeout` seconds of grace.
 pub async fn stop(cri: &mut CriClient, id: &str, timeout: i64) {
+    try_stop(cri, id, timeout).await.expect("StopContainer");
+}
+
+/// `StopContainer` with `timeout` seconds of grace; the error is the caller's to judge.
+pub async fn try_stop(cri: &mut CriClient, id: &str, timeout: i64) -> Result<(), tonic::Status> {
     cri.runtime
         .stop_container(proto::StopContainerRequest {
             container_id: id.to_owned(),
             timeout,
         })
         .await
-        .expect("StopContainer");
+        .map(drop)
 }
 
 /// `RemoveContainer`.
 pub async fn remove(cri: &mut CriClient, id: &str) {
+    try_remove(cri, id).await.expect("RemoveContainer");
+}
+
+/// `RemoveContainer`; the error is the caller's to judge.
+pub async fn try_remove(cri: &mut CriClient, id: &str) -> Result<(), tonic::Status> {
     cri.runtime
         .remove_container(proto::RemoveContainerRequest {
             container_id: id.to_owned(),
         })
         .await
-        .expect("RemoveContainer");
+        .map(drop)
 }
