@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::container::{ContainerService, ExecIo, ExecProcess, ExecStreams, TerminalControl};
+use crate::container::{
+    AttachResizer, Attached, ContainerService, ExecIo, ExecProcess, ExecStreams, TerminalControl,
+};
 use crate::sandbox::SandboxService;
 use crate::streaming::runtime::{BoxFuture, Process, ProcessControl, Resizer};
 use crate::streaming::session::{Input, Output, TerminalSize};
@@ -67,10 +69,27 @@ impl StreamRuntime for RuntimeBridge {
         })
     }
 
-    fn attach(&self, container_id: &str, _io: ProcessIo) -> Result<Process, BackendError> {
-        Err(BackendError::new(std::io::Error::other(format!(
-            "attach to container {container_id} is not implemented by carrack yet"
-        ))))
+    fn attach(&self, container_id: &str, io: ProcessIo) -> Result<Process, BackendError> {
+        let streams = ExecStreams {
+            stdin: io.stdin,
+            stdout: io.stdout,
+            stderr: io.stderr,
+            tty: io.tty,
+        };
+        let mut attached = self
+            .containers
+            .attach(container_id, streams)
+            .map_err(BackendError::new)?;
+        Ok(Process {
+            stdin: attached.stdin.take().map(|pipe| Box::new(pipe) as Output),
+            stdout: attached.stdout.take().map(|pipe| Box::new(pipe) as Input),
+            stderr: attached.stderr.take().map(|pipe| Box::new(pipe) as Input),
+            resizer: attached
+                .resizer
+                .take()
+                .map(|resizer| Box::new(resizer) as Box<dyn Resizer>),
+            control: Box::new(attached),
+        })
     }
 
     fn connect(&self, pod_id: &str, port: u16) -> Result<std::net::TcpStream, BackendError> {
@@ -93,5 +112,25 @@ impl ProcessControl for ExecProcess {
 
     fn stop(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(ExecProcess::stop(self))
+    }
+}
+
+impl Resizer for AttachResizer {
+    fn resize(&self, size: TerminalSize) -> std::io::Result<()> {
+        AttachResizer::resize(self, size.width, size.height)
+    }
+}
+
+impl ProcessControl for Attached {
+    fn wait(&mut self) -> BoxFuture<'_, Result<i32, BackendError>> {
+        Box::pin(async move {
+            Attached::wait(self).await;
+            Ok(0)
+        })
+    }
+
+    fn stop(&mut self) -> BoxFuture<'_, ()> {
+        Attached::stop(self);
+        Box::pin(std::future::ready(()))
     }
 }
