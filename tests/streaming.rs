@@ -986,3 +986,48 @@ async fn exec_with_a_tty_over_spdy_applies_resizes() {
 
     remove_pod(&mut cri, &pod_id).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn port_forward_over_spdy_tunneled_in_a_websocket() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    let (mut cri, pod_id, id) = container(
+        &node,
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www && echo tunneled > /www/index.html && exec httpd -f -p 127.0.0.1:18100 -h /www",
+        ],
+    )
+    .await;
+    wait_for_http(&mut cri, &id, 18100).await;
+    let url = cri
+        .runtime
+        .port_forward(proto::PortForwardRequest {
+            pod_sandbox_id: pod_id.clone(),
+            port: vec![18100],
+        })
+        .await
+        .expect("PortForward")
+        .into_inner()
+        .url;
+    // As kubectl's websocket port-forward does: SPDY inside binary websocket messages.
+    let socket = websocket(&node, &url, "SPDY/3.1+portforward.k8s.io").await;
+    let tunnel = carrack::streaming::tunnel::byte_stream(socket);
+    let (handle, _) = spdy::connect(tunnel, spdy::ConnectionConfig::default());
+    let headers =
+        |kind: &'static str| [("streamType", kind), ("port", "18100"), ("requestID", "0")];
+    let error = open(&handle, &headers("error")).await;
+    let mut data = open(&handle, &headers("data")).await;
+    data.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+        .await
+        .expect("request");
+    let (reply, error) = tokio::join!(read_all(data), read_all(error));
+    assert!(reply.contains("tunneled"), "{reply}");
+    assert!(error.is_empty(), "{error}");
+    handle.close();
+
+    remove_pod(&mut cri, &pod_id).await;
+}
