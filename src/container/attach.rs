@@ -150,22 +150,19 @@ async fn split_output(
         let mut used = 0;
         loop {
             match frame::parse(&received[used..]) {
-                Ok(Some((kind, payload, len))) => {
-                    let sink = match kind {
+                Ok(Some(frame)) => {
+                    used += frame.len;
+                    let sink = match frame.kind {
                         Kind::Stdout => &mut stdout,
                         Kind::Stderr => &mut stderr,
-                        _ => {
-                            used += len;
-                            continue;
-                        }
+                        _ => continue,
                     };
                     if let Some(to) = sink
-                        && to.write_all(payload).await.is_err()
+                        && to.write_all(frame.payload).await.is_err()
                     {
                         // The caller dropped this stream; keep serving the other.
                         *sink = None;
                     }
-                    used += len;
                 }
                 Ok(None) => break,
                 Err(err) => {

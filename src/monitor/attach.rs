@@ -215,9 +215,9 @@ impl Attach {
         let mut used = 0;
         loop {
             match frame::parse(&received[used..]) {
-                Ok(Some((kind, payload, len))) => {
-                    used += len;
-                    self.act(index, kind, payload);
+                Ok(Some(frame)) => {
+                    used += frame.len;
+                    self.act(index, frame.kind, frame.payload);
                 }
                 Ok(None) => break,
                 Err(err) => {
@@ -395,8 +395,8 @@ mod tests {
 
     use super::*;
 
-    fn attach(dir: &Path, stdin_once: bool) -> (Attach, std::io::PipeReader) {
-        let (reader, writer) = std::io::pipe().expect("pipe");
+    fn attach(dir: &Path, stdin_once: bool) -> (Attach, io::PipeReader) {
+        let (reader, writer) = io::pipe().expect("pipe");
         let attach = Attach::bind(
             &dir.join("attach.sock"),
             Some(OwnedFd::from(writer)),
@@ -436,8 +436,9 @@ mod tests {
             let len = stream.read(&mut chunk).expect("read");
             assert!(len > 0, "closed early");
             buf.extend_from_slice(&chunk[..len]);
-            while let Some((kind, payload, used)) = frame::parse(&buf).expect("frame") {
-                out.push((kind, payload.to_vec()));
+            while let Some(frame) = frame::parse(&buf).expect("frame") {
+                out.push((frame.kind, frame.payload.to_vec()));
+                let used = frame.len;
                 buf.drain(..used);
             }
         }

@@ -100,9 +100,19 @@ pub fn parse_resize(payload: &[u8]) -> Option<(u16, u16)> {
     }
 }
 
-/// The first complete frame in `buf`: its kind, payload and total length; `None` while
-/// incomplete.
-pub fn parse(buf: &[u8]) -> Result<Option<(Kind, &[u8], usize)>, FrameError> {
+/// A frame parsed out of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// What it carries.
+    pub kind: Kind,
+    /// Its payload.
+    pub payload: &'a [u8],
+    /// How many bytes of the buffer it took, header included.
+    pub len: usize,
+}
+
+/// The first complete frame in `buf`; `None` while incomplete.
+pub fn parse(buf: &[u8]) -> Result<Option<Frame<'_>>, FrameError> {
     let Some((&kind, rest)) = buf.split_first() else {
         return Ok(None);
     };
@@ -116,7 +126,11 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Kind, &[u8], usize)>, FrameError> {
         return Err(FrameError::TooLong(len));
     }
     let end = HEADER_LEN + len;
-    Ok(buf.get(HEADER_LEN..end).map(|payload| (kind, payload, end)))
+    Ok(buf.get(HEADER_LEN..end).map(|payload| Frame {
+        kind,
+        payload,
+        len: end,
+    }))
 }
 
 #[cfg(test)]
@@ -129,14 +143,21 @@ mod tests {
         encode(Kind::Hello, &[1], &mut buf);
         encode(Kind::Resize, &resize_payload(80, 24), &mut buf);
         encode(Kind::StdinEnd, &[], &mut buf);
-        let (kind, payload, used) = parse(&buf).unwrap().unwrap();
-        assert_eq!((kind, payload), (Kind::Hello, &[1u8][..]));
-        let rest = &buf[used..];
-        let (kind, payload, used) = parse(rest).unwrap().unwrap();
-        assert_eq!(kind, Kind::Resize);
-        assert_eq!(parse_resize(payload), Some((80, 24)));
-        let rest = &rest[used..];
-        assert_eq!(parse(rest).unwrap(), Some((Kind::StdinEnd, &[][..], 5)));
+        let hello = parse(&buf).unwrap().unwrap();
+        assert_eq!((hello.kind, hello.payload), (Kind::Hello, &[1u8][..]));
+        let rest = &buf[hello.len..];
+        let resize = parse(rest).unwrap().unwrap();
+        assert_eq!(resize.kind, Kind::Resize);
+        assert_eq!(parse_resize(resize.payload), Some((80, 24)));
+        let rest = &rest[resize.len..];
+        assert_eq!(
+            parse(rest).unwrap(),
+            Some(Frame {
+                kind: Kind::StdinEnd,
+                payload: &[],
+                len: 5
+            })
+        );
         for cut in 0..rest.len() {
             assert_eq!(parse(&rest[..cut]).unwrap(), None);
         }
@@ -145,7 +166,11 @@ mod tests {
         assert_eq!(parse(&data[..7]).unwrap(), None);
         assert_eq!(
             parse(&data).unwrap(),
-            Some((Kind::Stdout, &b"hello"[..], 10))
+            Some(Frame {
+                kind: Kind::Stdout,
+                payload: b"hello",
+                len: 10
+            })
         );
     }
 
@@ -153,9 +178,9 @@ mod tests {
     fn long_data_is_split_and_bad_frames_refused() {
         let mut buf = Vec::new();
         encode_data(Kind::Stderr, &vec![7u8; MAX_PAYLOAD + 3], &mut buf);
-        let (_, first, used) = parse(&buf).unwrap().unwrap();
-        assert_eq!(first.len(), MAX_PAYLOAD);
-        assert_eq!(parse(&buf[used..]).unwrap().unwrap().1.len(), 3);
+        let first = parse(&buf).unwrap().unwrap();
+        assert_eq!(first.payload.len(), MAX_PAYLOAD);
+        assert_eq!(parse(&buf[first.len..]).unwrap().unwrap().payload.len(), 3);
         assert_eq!(parse(&[9]), Err(FrameError::UnknownKind(9)));
         assert_eq!(
             parse(&[0, 0xff, 0xff, 0xff, 0xff]),

@@ -34,11 +34,7 @@ where
     tokio::spawn(async move {
         while let Some(Ok(message)) = messages.next().await {
             match message {
-                Message::Binary(data) => {
-                    if to_spdy.write_all(&data).await.is_err() {
-                        break;
-                    }
-                }
+                Message::Binary(data) if to_spdy.write_all(&data).await.is_err() => break,
                 Message::Close(_) => break,
                 // Pings are answered by the WebSocket layer; text is not part of the tunnel.
                 _ => {}
