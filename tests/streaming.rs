@@ -15,6 +15,7 @@ use support::client::CriClient;
 use support::images;
 use support::node::Node;
 use support::skip_unless_root;
+use support::workload;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
@@ -380,6 +381,30 @@ async fn tokens_are_single_use_and_expire() {
     remove_pod(&mut cri, &pod_id).await;
 }
 
+/// A busybox `httpd` serving `text` as `/index.html` on `127.0.0.1:port` in a host-network
+/// pod, answering.
+async fn http_container(node: &Node, text: &str, port: u16) -> (CriClient, String, String) {
+    let script = format!(
+        "mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 127.0.0.1:{port} -h /www"
+    );
+    let (mut cri, pod_id, id) = container(node, &["sh", "-c", &script]).await;
+    wait_for_http(&mut cri, &id, port).await;
+    (cri, pod_id, id)
+}
+
+/// A port-forward URL for `port` of pod `pod_id`.
+async fn forward_url(cri: &mut CriClient, pod_id: &str, port: u16) -> String {
+    cri.runtime
+        .port_forward(proto::PortForwardRequest {
+            pod_sandbox_id: pod_id.to_owned(),
+            port: vec![i32::from(port)],
+        })
+        .await
+        .expect("PortForward")
+        .into_inner()
+        .url
+}
+
 /// Port-forwards one connection to `port` over a websocket: the client's request, then
 /// everything back (data, error).
 async fn forward_once(
@@ -389,16 +414,7 @@ async fn forward_once(
     port: u16,
     request: &[u8],
 ) -> (String, String) {
-    let url = cri
-        .runtime
-        .port_forward(proto::PortForwardRequest {
-            pod_sandbox_id: pod_id.to_owned(),
-            port: vec![i32::from(port)],
-        })
-        .await
-        .expect("PortForward")
-        .into_inner()
-        .url;
+    let url = forward_url(cri, pod_id, port).await;
     let mut socket = websocket(node, &url, "v4.channel.k8s.io").await;
     send(&mut socket, 0, request).await;
     let channels = drain(&mut socket).await;
@@ -505,16 +521,7 @@ async fn port_forward_reaches_a_server_in_a_host_network_pod() {
         return;
     }
     let node = Node::start();
-    let (mut cri, pod_id, id) = container(
-        &node,
-        &[
-            "sh",
-            "-c",
-            "mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 127.0.0.1:18080 -h /www",
-        ],
-    )
-    .await;
-    wait_for_http(&mut cri, &id, 18080).await;
+    let (mut cri, pod_id, _) = http_container(&node, "hello-from-pod", 18080).await;
 
     let request = b"GET /index.html HTTP/1.0\r\n\r\n";
     let (mut cri1, mut cri2) = (node.cri().await, node.cri().await);
@@ -620,16 +627,7 @@ async fn exec_and_port_forward_over_spdy() {
 
     // Port-forward: two connections on one SPDY connection at once, and a closed port.
     wait_for_http(&mut cri, &id, 18090).await;
-    let url = cri
-        .runtime
-        .port_forward(proto::PortForwardRequest {
-            pod_sandbox_id: pod_id.clone(),
-            port: vec![18090],
-        })
-        .await
-        .expect("PortForward")
-        .into_inner()
-        .url;
+    let url = forward_url(&mut cri, &pod_id, 18090).await;
     let handle = spdy_connect(&node, &url, "portforward.k8s.io").await;
     let forward = |request_id: &'static str, port: &'static str| {
         let handle = handle.clone();
@@ -717,22 +715,6 @@ async fn read_until(
     }
 }
 
-/// The state of container `id`.
-async fn container_state(cri: &mut CriClient, id: &str) -> proto::ContainerState {
-    let status = cri
-        .runtime
-        .container_status(proto::ContainerStatusRequest {
-            container_id: id.to_owned(),
-            verbose: false,
-        })
-        .await
-        .expect("ContainerStatus")
-        .into_inner()
-        .status
-        .expect("status");
-    proto::ContainerState::try_from(status.state).expect("a state")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn attach_passes_live_output_and_stdin_to_several_clients() {
     if !skip_unless_root() {
@@ -799,18 +781,12 @@ async fn attach_passes_live_output_and_stdin_to_several_clients() {
     send(&mut socket_c, 0, b"again\n").await;
     read_until(&mut socket_c, &mut channels_c, 1, "out:again\n").await;
     assert_eq!(
-        container_state(&mut cri, &id).await,
-        proto::ContainerState::ContainerRunning
+        workload::status(&mut cri, &id).await.state,
+        proto::ContainerState::ContainerRunning as i32
     );
 
     // The container ends: every attach ends with success.
-    cri.runtime
-        .stop_container(proto::StopContainerRequest {
-            container_id: id.clone(),
-            timeout: 10,
-        })
-        .await
-        .expect("StopContainer");
+    workload::stop(&mut cri, &id, 10).await;
     let rest_c = drain(&mut socket_c).await;
     assert_eq!(
         text(&rest_c, 3),
@@ -887,9 +863,7 @@ async fn attach_with_stdin_once_closes_stdin_after_the_first_session_over_spdy()
     assert_eq!(err, "");
     assert_eq!(status, r#"{"metadata":{},"status":"Success"}"#);
     handle.close();
-    while container_state(&mut cri, &id).await != proto::ContainerState::ContainerExited {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_eq!(workload::wait_exited(&mut cri, &id).await.exit_code, 0);
 
     // Attaching to an exited container is refused.
     let refused = cri
@@ -993,26 +967,8 @@ async fn port_forward_over_spdy_tunneled_in_a_websocket() {
         return;
     }
     let node = Node::start();
-    let (mut cri, pod_id, id) = container(
-        &node,
-        &[
-            "sh",
-            "-c",
-            "mkdir -p /www && echo tunneled > /www/index.html && exec httpd -f -p 127.0.0.1:18100 -h /www",
-        ],
-    )
-    .await;
-    wait_for_http(&mut cri, &id, 18100).await;
-    let url = cri
-        .runtime
-        .port_forward(proto::PortForwardRequest {
-            pod_sandbox_id: pod_id.clone(),
-            port: vec![18100],
-        })
-        .await
-        .expect("PortForward")
-        .into_inner()
-        .url;
+    let (mut cri, pod_id, _) = http_container(&node, "tunneled", 18100).await;
+    let url = forward_url(&mut cri, &pod_id, 18100).await;
     // As kubectl's websocket port-forward does: SPDY inside binary websocket messages.
     let socket = websocket(&node, &url, "SPDY/3.1+portforward.k8s.io").await;
     let tunnel = carrack::streaming::tunnel::byte_stream(socket);

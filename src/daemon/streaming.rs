@@ -27,15 +27,9 @@ impl StreamRuntime for RuntimeBridge {
         cmd: &[String],
         io: ProcessIo,
     ) -> Result<Process, BackendError> {
-        let streams = ExecStreams {
-            stdin: io.stdin,
-            stdout: io.stdout,
-            stderr: io.stderr,
-            tty: io.tty,
-        };
         let mut process = self
             .containers
-            .exec(container_id, cmd, streams)
+            .exec(container_id, cmd, exec_streams(io))
             .map_err(BackendError::new)?;
         let empty = ExecIo::Pipes {
             stdin: None,
@@ -70,15 +64,9 @@ impl StreamRuntime for RuntimeBridge {
     }
 
     fn attach(&self, container_id: &str, io: ProcessIo) -> Result<Process, BackendError> {
-        let streams = ExecStreams {
-            stdin: io.stdin,
-            stdout: io.stdout,
-            stderr: io.stderr,
-            tty: io.tty,
-        };
         let mut attached = self
             .containers
-            .attach(container_id, streams)
+            .attach(container_id, exec_streams(io))
             .map_err(BackendError::new)?;
         Ok(Process {
             stdin: attached.stdin.take().map(|pipe| Box::new(pipe) as Output),
@@ -96,6 +84,16 @@ impl StreamRuntime for RuntimeBridge {
         self.sandboxes
             .connect_port(pod_id, port)
             .map_err(BackendError::new)
+    }
+}
+
+/// The container service's form of the streams asked for.
+fn exec_streams(io: ProcessIo) -> ExecStreams {
+    ExecStreams {
+        stdin: io.stdin,
+        stdout: io.stdout,
+        stderr: io.stderr,
+        tty: io.tty,
     }
 }
 

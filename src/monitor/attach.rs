@@ -81,16 +81,7 @@ impl Attach {
         terminal: Option<OwnedFd>,
         stdin_once: bool,
     ) -> Result<Self, MonitorError> {
-        match std::fs::remove_file(path) {
-            Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => return Err(io_at("remove stale socket", path)(err)),
-        }
-        let listener = super::protocol::with_socket_path(path, |short| UnixListener::bind(short))
-            .map_err(io_at("bind", path))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(io_at("set non-blocking", path))?;
+        let listener = super::control::bind_listener(path)?;
         if let Some(input) = &input {
             rustix::io::ioctl_fionbio(input, true)
                 .map_err(|errno| io_at("set non-blocking stdin of", path)(errno.into()))?;
