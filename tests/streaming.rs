@@ -1,6 +1,6 @@
-//! Root integration tests of the streaming server: `Exec` and `PortForward` URLs served over
-//! WebSocket (kubelet's `channel.k8s.io` framing) to busybox containers of host-network pods,
-//! and the one-time tokens behind the URLs. The streaming server listens on the node's
+//! Root integration tests of the streaming server: `Exec`, `Attach` and `PortForward` URLs
+//! served over WebSocket (kubelet's `channel.k8s.io` framing) and SPDY to busybox containers
+//! of host-network pods, and the one-time tokens behind the URLs. The streaming server listens on the node's
 //! loopback, so the client sockets are made inside the node's netns.
 
 mod support;
@@ -15,6 +15,7 @@ use support::client::CriClient;
 use support::images;
 use support::node::Node;
 use support::skip_unless_root;
+use support::workload;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
@@ -33,6 +34,24 @@ async fn container_in(
     node: &Node,
     command: &[&str],
     network: proto::NamespaceMode,
+) -> (CriClient, String, String) {
+    container_with(node, command, network, ContainerStdio::default()).await
+}
+
+/// How a container's stdio is set up (`ContainerConfig.stdin`, `stdin_once`, `tty`).
+#[derive(Debug, Clone, Copy, Default)]
+struct ContainerStdio {
+    stdin: bool,
+    stdin_once: bool,
+    tty: bool,
+}
+
+/// A busybox container running `command` with `stdio` in a pod whose network is `network`.
+async fn container_with(
+    node: &Node,
+    command: &[&str],
+    network: proto::NamespaceMode,
+    stdio: ContainerStdio,
 ) -> (CriClient, String, String) {
     let mut cri = node.cri().await;
     node.push(images::busybox(), "library/busybox:latest")
@@ -95,6 +114,9 @@ async fn container_in(
         log_path: "main/0.log".to_owned(),
         labels: HashMap::new(),
         linux: Some(proto::LinuxContainerConfig::default()),
+        stdin: stdio.stdin,
+        stdin_once: stdio.stdin_once,
+        tty: stdio.tty,
         ..Default::default()
     };
     let id = cri
@@ -359,6 +381,30 @@ async fn tokens_are_single_use_and_expire() {
     remove_pod(&mut cri, &pod_id).await;
 }
 
+/// A busybox `httpd` serving `text` as `/index.html` on `127.0.0.1:port` in a host-network
+/// pod, answering.
+async fn http_container(node: &Node, text: &str, port: u16) -> (CriClient, String, String) {
+    let script = format!(
+        "mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 127.0.0.1:{port} -h /www"
+    );
+    let (mut cri, pod_id, id) = container(node, &["sh", "-c", &script]).await;
+    wait_for_http(&mut cri, &id, port).await;
+    (cri, pod_id, id)
+}
+
+/// A port-forward URL for `port` of pod `pod_id`.
+async fn forward_url(cri: &mut CriClient, pod_id: &str, port: u16) -> String {
+    cri.runtime
+        .port_forward(proto::PortForwardRequest {
+            pod_sandbox_id: pod_id.to_owned(),
+            port: vec![i32::from(port)],
+        })
+        .await
+        .expect("PortForward")
+        .into_inner()
+        .url
+}
+
 /// Port-forwards one connection to `port` over a websocket: the client's request, then
 /// everything back (data, error).
 async fn forward_once(
@@ -368,16 +414,7 @@ async fn forward_once(
     port: u16,
     request: &[u8],
 ) -> (String, String) {
-    let url = cri
-        .runtime
-        .port_forward(proto::PortForwardRequest {
-            pod_sandbox_id: pod_id.to_owned(),
-            port: vec![i32::from(port)],
-        })
-        .await
-        .expect("PortForward")
-        .into_inner()
-        .url;
+    let url = forward_url(cri, pod_id, port).await;
     let mut socket = websocket(node, &url, "v4.channel.k8s.io").await;
     send(&mut socket, 0, request).await;
     let channels = drain(&mut socket).await;
@@ -484,16 +521,7 @@ async fn port_forward_reaches_a_server_in_a_host_network_pod() {
         return;
     }
     let node = Node::start();
-    let (mut cri, pod_id, id) = container(
-        &node,
-        &[
-            "sh",
-            "-c",
-            "mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 127.0.0.1:18080 -h /www",
-        ],
-    )
-    .await;
-    wait_for_http(&mut cri, &id, 18080).await;
+    let (mut cri, pod_id, _) = http_container(&node, "hello-from-pod", 18080).await;
 
     let request = b"GET /index.html HTTP/1.0\r\n\r\n";
     let (mut cri1, mut cri2) = (node.cri().await, node.cri().await);
@@ -599,16 +627,7 @@ async fn exec_and_port_forward_over_spdy() {
 
     // Port-forward: two connections on one SPDY connection at once, and a closed port.
     wait_for_http(&mut cri, &id, 18090).await;
-    let url = cri
-        .runtime
-        .port_forward(proto::PortForwardRequest {
-            pod_sandbox_id: pod_id.clone(),
-            port: vec![18090],
-        })
-        .await
-        .expect("PortForward")
-        .into_inner()
-        .url;
+    let url = forward_url(&mut cri, &pod_id, 18090).await;
     let handle = spdy_connect(&node, &url, "portforward.k8s.io").await;
     let forward = |request_id: &'static str, port: &'static str| {
         let handle = handle.clone();
@@ -649,6 +668,321 @@ async fn exec_and_port_forward_over_spdy() {
         error.starts_with(&format!("error forwarding port 18091 to pod {pod_id}")),
         "{error}"
     );
+    handle.close();
+
+    remove_pod(&mut cri, &pod_id).await;
+}
+
+fn attach_request(id: &str, stdin: bool, stderr: bool, tty: bool) -> proto::AttachRequest {
+    proto::AttachRequest {
+        container_id: id.to_owned(),
+        stdin,
+        tty,
+        stdout: true,
+        stderr,
+    }
+}
+
+async fn attach_url(cri: &mut CriClient, request: proto::AttachRequest) -> String {
+    cri.runtime
+        .attach(request)
+        .await
+        .expect("Attach")
+        .into_inner()
+        .url
+}
+
+/// Reads a websocket until channel `channel` has received text containing `wanted`.
+async fn read_until(
+    socket: &mut WebSocketStream<TcpStream>,
+    channels: &mut HashMap<u8, Vec<u8>>,
+    channel: u8,
+    wanted: &str,
+) {
+    while !text(channels, channel).contains(wanted) {
+        match socket.next().await {
+            Some(Ok(Message::Binary(data))) => {
+                if let Some((&at, payload)) = data.split_first() {
+                    channels.entry(at).or_default().extend_from_slice(payload);
+                }
+            }
+            Some(Ok(Message::Close(_))) | None => {
+                panic!("closed before {wanted:?} on channel {channel}: {channels:?}")
+            }
+            Some(Ok(_)) => {}
+            Some(Err(err)) => panic!("websocket: {err}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_passes_live_output_and_stdin_to_several_clients() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    let script = "while read line; do echo out:$line; echo err:$line >&2; done; echo stdin-ended";
+    let (mut cri, pod_id, id) = container_with(
+        &node,
+        &["sh", "-c", script],
+        proto::NamespaceMode::Node,
+        ContainerStdio {
+            stdin: true,
+            ..Default::default()
+        },
+    )
+    .await;
+
+    // B: output only, over SPDY, reading into a shared buffer.
+    let url = attach_url(&mut cri, attach_request(&id, false, false, false)).await;
+    let spdy_b = spdy_connect(&node, &url, "v4.channel.k8s.io").await;
+    let error_b = open(&spdy_b, &[("streamType", "error")]).await;
+    let mut stdout_b = open(&spdy_b, &[("streamType", "stdout")]).await;
+    let seen_b = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader_b = {
+        let seen_b = std::sync::Arc::clone(&seen_b);
+        tokio::spawn(async move {
+            let mut chunk = [0u8; 1024];
+            loop {
+                match stdout_b.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(len) => seen_b
+                        .lock()
+                        .expect("lock")
+                        .push_str(&String::from_utf8_lossy(&chunk[..len])),
+                }
+            }
+        })
+    };
+    let status_b = tokio::spawn(read_all(error_b));
+
+    // A: stdin, stdout and stderr over websocket v5. Input waits in the container's stdin, but
+    // B sees only what comes after its attach reached the monitor: ping until it does.
+    let url = attach_url(&mut cri, attach_request(&id, true, true, false)).await;
+    let mut socket_a = websocket(&node, &url, "v5.channel.k8s.io").await;
+    let mut channels_a = HashMap::new();
+    while !seen_b.lock().expect("lock").contains("out:ping") {
+        send(&mut socket_a, 0, b"ping\n").await;
+        read_until(&mut socket_a, &mut channels_a, 1, "out:ping").await;
+        channels_a.clear();
+    }
+    send(&mut socket_a, 0, b"hello\n").await;
+    read_until(&mut socket_a, &mut channels_a, 1, "out:hello\n").await;
+    read_until(&mut socket_a, &mut channels_a, 2, "err:hello\n").await;
+    // A ends its input and goes: without stdin_once the container's stdin stays open.
+    send(&mut socket_a, 255, &[0]).await;
+    socket_a.close(None).await.expect("close A");
+    drop(socket_a);
+
+    // C: a later attach still writes to the same stdin.
+    let url = attach_url(&mut cri, attach_request(&id, true, true, false)).await;
+    let mut socket_c = websocket(&node, &url, "v4.channel.k8s.io").await;
+    let mut channels_c = HashMap::new();
+    send(&mut socket_c, 0, b"again\n").await;
+    read_until(&mut socket_c, &mut channels_c, 1, "out:again\n").await;
+    assert_eq!(
+        workload::status(&mut cri, &id).await.state,
+        proto::ContainerState::ContainerRunning as i32
+    );
+
+    // The container ends: every attach ends with success.
+    workload::stop(&mut cri, &id, 10).await;
+    let rest_c = drain(&mut socket_c).await;
+    assert_eq!(
+        text(&rest_c, 3),
+        r#"{"metadata":{},"status":"Success"}"#,
+        "{rest_c:?}"
+    );
+    reader_b.await.expect("reader B");
+    let seen_b = seen_b.lock().expect("lock").clone();
+    assert!(
+        seen_b.contains("out:hello\n") && seen_b.contains("out:again\n"),
+        "{seen_b}"
+    );
+    assert!(
+        !seen_b.contains("err:"),
+        "B did not ask for stderr: {seen_b}"
+    );
+    assert_eq!(
+        status_b.await.expect("status B"),
+        r#"{"metadata":{},"status":"Success"}"#
+    );
+    spdy_b.close();
+
+    // The log got everything, whoever was attached.
+    let log = std::fs::read_to_string(node.base_dir().join("pod-logs").join("main").join("0.log"))
+        .expect("container log");
+    assert!(log.contains(" stdout F out:hello"), "{log}");
+    assert!(log.contains(" stderr F err:hello"), "{log}");
+    assert!(log.contains(" stdout F out:again"), "{log}");
+
+    remove_pod(&mut cri, &pod_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_with_stdin_once_closes_stdin_after_the_first_session_over_spdy() {
+    if !skip_unless_root() {
+        return;
+    }
+    let mut node = Node::start();
+    let (cri, pod_id, id) = container_with(
+        &node,
+        &["sh"],
+        proto::NamespaceMode::Node,
+        ContainerStdio {
+            stdin: true,
+            stdin_once: true,
+            tty: false,
+        },
+    )
+    .await;
+    // The monitor holds the container's stdio: attach works after a daemon restart.
+    drop(cri);
+    node.restart_daemon().expect("restart daemon");
+    let mut cri = node.cri().await;
+
+    // As critest does: stdin, stdout and stderr over SPDY; "echo hello", then end the input.
+    let url = attach_url(&mut cri, attach_request(&id, true, true, false)).await;
+    let handle = spdy_connect(&node, &url, "v4.channel.k8s.io").await;
+    let error = open(&handle, &[("streamType", "error")]).await;
+    let mut stdin = open(&handle, &[("streamType", "stdin")]).await;
+    let mut stdout = open(&handle, &[("streamType", "stdout")]).await;
+    let stderr = open(&handle, &[("streamType", "stderr")]).await;
+    stdin.write_all(b"echo hello\n").await.expect("stdin");
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 64];
+    while out != b"hello\n" {
+        let len = stdout.read(&mut chunk).await.expect("stdout");
+        assert!(len > 0, "stdout ended early: {out:?}");
+        out.extend_from_slice(&chunk[..len]);
+    }
+    // The end of this input closes the shell's stdin: it exits, and so does the attach.
+    stdin.shutdown().await.expect("close stdin");
+    let (rest, err, status) = tokio::join!(read_all(stdout), read_all(stderr), read_all(error));
+    assert_eq!(rest, "");
+    assert_eq!(err, "");
+    assert_eq!(status, r#"{"metadata":{},"status":"Success"}"#);
+    handle.close();
+    assert_eq!(workload::wait_exited(&mut cri, &id).await.exit_code, 0);
+
+    // Attaching to an exited container is refused.
+    let refused = cri
+        .runtime
+        .attach(attach_request(&id, true, true, false))
+        .await
+        .expect_err("exited");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    remove_pod(&mut cri, &pod_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_to_a_terminal_applies_resizes() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    let (mut cri, pod_id, id) = container_with(
+        &node,
+        &["sh"],
+        proto::NamespaceMode::Node,
+        ContainerStdio {
+            stdin: true,
+            stdin_once: false,
+            tty: true,
+        },
+    )
+    .await;
+
+    // Refused as kubelet refuses: a terminal has no stderr; some stream is needed.
+    let bad = cri
+        .runtime
+        .attach(attach_request(&id, true, true, true))
+        .await
+        .expect_err("tty with stderr");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    let none = cri
+        .runtime
+        .attach(proto::AttachRequest {
+            container_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("no stream");
+    assert_eq!(none.code(), tonic::Code::InvalidArgument);
+
+    let url = attach_url(&mut cri, attach_request(&id, true, false, true)).await;
+    let mut socket = websocket(&node, &url, "v4.channel.k8s.io").await;
+    send(&mut socket, 4, br#"{"Width":120,"Height":33}"#).await;
+    send(
+        &mut socket,
+        0,
+        b"while [ \"$(stty size)\" != '33 120' ]; do :; done; echo got $(stty size); [ -t 0 ] && exit 0\n",
+    )
+    .await;
+    let channels = drain(&mut socket).await;
+    assert!(text(&channels, 1).contains("got 33 120"), "{channels:?}");
+    assert!(!channels.contains_key(&2), "a terminal has no stderr");
+    assert_eq!(text(&channels, 3), r#"{"metadata":{},"status":"Success"}"#);
+
+    remove_pod(&mut cri, &pod_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_with_a_tty_over_spdy_applies_resizes() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    let (mut cri, pod_id, id) = container(&node, &["sleep", "3600"]).await;
+
+    let url = exec_url(&mut cri, exec_request(&id, &["sh"], true)).await;
+    let handle = spdy_connect(&node, &url, "v4.channel.k8s.io").await;
+    let error = open(&handle, &[("streamType", "error")]).await;
+    let mut stdin = open(&handle, &[("streamType", "stdin")]).await;
+    let stdout = open(&handle, &[("streamType", "stdout")]).await;
+    let mut resize = open(&handle, &[("streamType", "resize")]).await;
+    resize
+        .write_all(br#"{"Width":90,"Height":30}"#)
+        .await
+        .expect("resize");
+    stdin
+        .write_all(
+            b"while [ \"$(stty size)\" != '30 90' ]; do :; done; echo got $(stty size); [ -t 0 ] && exit 6\n",
+        )
+        .await
+        .expect("stdin");
+    let (out, status) = tokio::join!(read_all(stdout), read_all(error));
+    assert!(out.contains("got 30 90"), "{out}");
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status");
+    assert_eq!(status["details"]["causes"][0]["message"], "6");
+    drop((stdin, resize));
+    handle.close();
+
+    remove_pod(&mut cri, &pod_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn port_forward_over_spdy_tunneled_in_a_websocket() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    let (mut cri, pod_id, _) = http_container(&node, "tunneled", 18100).await;
+    let url = forward_url(&mut cri, &pod_id, 18100).await;
+    // As kubectl's websocket port-forward does: SPDY inside binary websocket messages.
+    let socket = websocket(&node, &url, "SPDY/3.1+portforward.k8s.io").await;
+    let tunnel = carrack::streaming::tunnel::byte_stream(socket);
+    let (handle, _) = spdy::connect(tunnel, spdy::ConnectionConfig::default());
+    let headers =
+        |kind: &'static str| [("streamType", kind), ("port", "18100"), ("requestID", "0")];
+    let error = open(&handle, &headers("error")).await;
+    let mut data = open(&handle, &headers("data")).await;
+    data.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+        .await
+        .expect("request");
+    let (reply, error) = tokio::join!(read_all(data), read_all(error));
+    assert!(reply.contains("tunneled"), "{reply}");
+    assert!(error.is_empty(), "{error}");
     handle.close();
 
     remove_pod(&mut cri, &pod_id).await;

@@ -15,6 +15,7 @@
 //! A container's runtime files live in `<state_dir>/containers/<id>/` (see
 //! [`crate::monitor::protocol`]); its durable record in the store.
 
+mod attach;
 mod create;
 mod error;
 mod exec;
@@ -38,6 +39,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use attach::{AttachResizer, Attached};
 pub use create::parse_signal;
 pub use error::ContainerError;
 pub use exec::{ExecIo, ExecProcess, ExecStreams, Terminal, TerminalControl};

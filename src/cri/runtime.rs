@@ -400,9 +400,9 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
 
     async fn attach(
         &self,
-        _request: Request<proto::AttachRequest>,
+        request: Request<proto::AttachRequest>,
     ) -> Result<Response<proto::AttachResponse>, Status> {
-        not_built("Attach").await
+        self.attach_rpc(request.into_inner()).await
     }
 
     async fn port_forward(

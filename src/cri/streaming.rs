@@ -7,7 +7,7 @@ use super::containers::required;
 use super::instrument;
 use super::runtime::RuntimeServer;
 use crate::proto;
-use crate::streaming::{ExecRequest, PortForwardRequest, StreamOptions};
+use crate::streaming::{AttachRequest, ExecRequest, PortForwardRequest, StreamOptions};
 
 impl RuntimeServer {
     pub(super) async fn exec_rpc(
@@ -18,13 +18,8 @@ impl RuntimeServer {
         let span = tracing::info_span!("cri.Exec", container_id = %id, tty = request.tty);
         instrument::rpc(span, async {
             required(&id, "container_id")?;
-            let streams = StreamOptions {
-                stdin: request.stdin,
-                stdout: request.stdout,
-                stderr: request.stderr,
-                tty: request.tty,
-            };
-            streams.validate()?;
+            let streams =
+                stream_options(request.stdin, request.stdout, request.stderr, request.tty)?;
             if request.cmd.is_empty() {
                 return Err(Status::invalid_argument("cmd is required"));
             }
@@ -37,6 +32,28 @@ impl RuntimeServer {
                 streams,
             })?;
             Ok(proto::ExecResponse { url })
+        })
+        .await
+    }
+
+    pub(super) async fn attach_rpc(
+        &self,
+        request: proto::AttachRequest,
+    ) -> Result<Response<proto::AttachResponse>, Status> {
+        let id = request.container_id.clone();
+        let span = tracing::info_span!("cri.Attach", container_id = %id, tty = request.tty);
+        instrument::rpc(span, async {
+            required(&id, "container_id")?;
+            let streams =
+                stream_options(request.stdin, request.stdout, request.stderr, request.tty)?;
+            let container = self
+                .containers()
+                .require_running(&id, "attach needs a running container")?;
+            let url = self.streaming().attach(AttachRequest {
+                container_id: container.id.clone(),
+                streams,
+            })?;
+            Ok(proto::AttachResponse { url })
         })
         .await
     }
@@ -70,4 +87,21 @@ impl RuntimeServer {
         })
         .await
     }
+}
+
+/// The validated stdio streams of an `Exec` or `Attach` request.
+fn stream_options(
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    tty: bool,
+) -> Result<StreamOptions, Status> {
+    let streams = StreamOptions {
+        stdin,
+        stdout,
+        stderr,
+        tty,
+    };
+    streams.validate()?;
+    Ok(streams)
 }

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::container::{ContainerService, ExecIo, ExecProcess, ExecStreams, TerminalControl};
+use crate::container::{
+    AttachResizer, Attached, ContainerService, ExecIo, ExecProcess, ExecStreams, TerminalControl,
+};
 use crate::sandbox::SandboxService;
 use crate::streaming::runtime::{BoxFuture, Process, ProcessControl, Resizer};
 use crate::streaming::session::{Input, Output, TerminalSize};
@@ -25,15 +27,9 @@ impl StreamRuntime for RuntimeBridge {
         cmd: &[String],
         io: ProcessIo,
     ) -> Result<Process, BackendError> {
-        let streams = ExecStreams {
-            stdin: io.stdin,
-            stdout: io.stdout,
-            stderr: io.stderr,
-            tty: io.tty,
-        };
         let mut process = self
             .containers
-            .exec(container_id, cmd, streams)
+            .exec(container_id, cmd, exec_streams(io))
             .map_err(BackendError::new)?;
         let empty = ExecIo::Pipes {
             stdin: None,
@@ -67,16 +63,37 @@ impl StreamRuntime for RuntimeBridge {
         })
     }
 
-    fn attach(&self, container_id: &str, _io: ProcessIo) -> Result<Process, BackendError> {
-        Err(BackendError::new(std::io::Error::other(format!(
-            "attach to container {container_id} is not implemented by carrack yet"
-        ))))
+    fn attach(&self, container_id: &str, io: ProcessIo) -> Result<Process, BackendError> {
+        let mut attached = self
+            .containers
+            .attach(container_id, exec_streams(io))
+            .map_err(BackendError::new)?;
+        Ok(Process {
+            stdin: attached.stdin.take().map(|pipe| Box::new(pipe) as Output),
+            stdout: attached.stdout.take().map(|pipe| Box::new(pipe) as Input),
+            stderr: attached.stderr.take().map(|pipe| Box::new(pipe) as Input),
+            resizer: attached
+                .resizer
+                .take()
+                .map(|resizer| Box::new(resizer) as Box<dyn Resizer>),
+            control: Box::new(attached),
+        })
     }
 
     fn connect(&self, pod_id: &str, port: u16) -> Result<std::net::TcpStream, BackendError> {
         self.sandboxes
             .connect_port(pod_id, port)
             .map_err(BackendError::new)
+    }
+}
+
+/// The container service's form of the streams asked for.
+fn exec_streams(io: ProcessIo) -> ExecStreams {
+    ExecStreams {
+        stdin: io.stdin,
+        stdout: io.stdout,
+        stderr: io.stderr,
+        tty: io.tty,
     }
 }
 
@@ -93,5 +110,25 @@ impl ProcessControl for ExecProcess {
 
     fn stop(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(ExecProcess::stop(self))
+    }
+}
+
+impl Resizer for AttachResizer {
+    fn resize(&self, size: TerminalSize) -> std::io::Result<()> {
+        AttachResizer::resize(self, size.width, size.height)
+    }
+}
+
+impl ProcessControl for Attached {
+    fn wait(&mut self) -> BoxFuture<'_, Result<i32, BackendError>> {
+        Box::pin(async move {
+            Attached::wait(self).await;
+            Ok(0)
+        })
+    }
+
+    fn stop(&mut self) -> BoxFuture<'_, ()> {
+        Attached::stop(self);
+        Box::pin(std::future::ready(()))
     }
 }

@@ -29,22 +29,10 @@ pub(super) struct ControlSocket {
 impl ControlSocket {
     /// Binds `path` (removing a stale socket first) and makes the listener non-blocking.
     pub(super) fn bind(path: &Path) -> Result<Self, MonitorError> {
-        match std::fs::remove_file(path) {
-            Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => return Err(io_at("remove stale socket", path)(err)),
-        }
-        let listener = super::protocol::with_socket_path(path, |short| UnixListener::bind(short))
-            .map_err(io_at("bind", path))?;
-        let socket = ControlSocket {
-            listener,
+        Ok(ControlSocket {
+            listener: bind_listener(path)?,
             path: path.to_owned(),
-        };
-        socket
-            .listener
-            .set_nonblocking(true)
-            .map_err(io_at("set non-blocking", path))?;
-        Ok(socket)
+        })
     }
 
     /// The listener, to poll.
@@ -84,6 +72,22 @@ impl Drop for ControlSocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Binds a non-blocking listener at `path`, removing a stale socket first (one left by a
+/// monitor that died).
+pub(super) fn bind_listener(path: &Path) -> Result<UnixListener, MonitorError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(io_at("remove stale socket", path)(err)),
+    }
+    let listener = super::protocol::with_socket_path(path, |short| UnixListener::bind(short))
+        .map_err(io_at("bind", path))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(io_at("set non-blocking", path))?;
+    Ok(listener)
 }
 
 /// Reads one request from `stream`, answers it, and closes the connection.

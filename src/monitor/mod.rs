@@ -13,17 +13,20 @@
 //! - `serve`: the `poll` loop and the wrap-up after the exit;
 //! - `stdio`: the pipes or the pseudo-terminal; `output`: reading them into the log file;
 //! - [`log`]: the CRI log line format (pure);
-//! - `control`: the control socket; `reaper`: reaping the container and orphans;
+//! - `control`: the control socket; `attach`: the attach socket (live output to clients,
+//!   their input to the container's stdin, terminal resizes), in [`frame`]s; `reaper`: reaping the container and orphans;
 //! - `oom`: the OOM-kill counters; `record`: `monitor.pid` and `exit.json`;
 //! - `diag`: the monitor's own diagnostics in `monitor.log`.
 //!
 //! [`pod_init`] is `carrack pod-init`, the reaping init of a pod's shared PID namespace.
 
+mod attach;
 pub mod client;
 mod control;
 mod diag;
 mod error;
 pub mod exec_helper;
+pub mod frame;
 pub mod log;
 mod oom;
 mod output;

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
-use rustix::termios::Winsize;
 
 use super::diag::note;
 use super::log::{CriLog, Stream};
@@ -116,8 +115,9 @@ impl Output {
             .filter_map(|(stream, fd)| fd.as_ref().map(|fd| (stream, fd.as_fd())))
     }
 
-    /// Reads once from `stream` and logs what came; closes the stream at its end.
-    pub(super) fn read(&mut self, stream: Stream) {
+    /// Reads once from `stream`, logs what came and hands it to `tap` (the attached clients);
+    /// closes the stream at its end.
+    pub(super) fn read(&mut self, stream: Stream, tap: &mut impl FnMut(Stream, &[u8])) {
         let index = stream.index();
         let Some(fd) = &self.streams[index] else {
             return;
@@ -132,6 +132,7 @@ impl Output {
         };
         match result {
             Ok(len) => {
+                tap(stream, &self.buf[..len]);
                 let written = self.log.write(stream, &self.buf[..len]);
                 self.track(written);
             }
@@ -148,8 +149,13 @@ impl Output {
 
     /// After the container has exited: reads what is left in the streams until they end, no
     /// data came for `idle`, or `limit` has passed (processes that escaped the container may
-    /// hold a pipe open forever).
-    pub(super) fn drain(&mut self, idle: Duration, limit: Duration) {
+    /// hold a pipe open forever). What is read also goes to `tap`.
+    pub(super) fn drain(
+        &mut self,
+        idle: Duration,
+        limit: Duration,
+        tap: &mut impl FnMut(Stream, &[u8]),
+    ) {
         let deadline = Instant::now() + limit;
         loop {
             let now = Instant::now();
@@ -181,7 +187,7 @@ impl Output {
                 .collect();
             drop(fds);
             for stream in ready {
-                self.read(stream);
+                self.read(stream, tap);
             }
         }
     }
@@ -219,14 +225,7 @@ impl Output {
         let Some(master) = &self.streams[0] else {
             return Err("the container's terminal is closed".to_owned());
         };
-        let size = Winsize {
-            ws_row: height,
-            ws_col: width,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        rustix::termios::tcsetwinsize(master, size)
-            .map_err(|errno| format!("resize terminal: {}", io::Error::from(errno)))
+        super::stdio::resize(master, width, height)
     }
 
     /// Notes a change between a working and a failing log.

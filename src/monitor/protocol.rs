@@ -6,7 +6,7 @@
 //! rootfs before it runs `carrack monitor <dir>`. The monitor prints one [`StartReport`] line
 //! on its stdout once the container process has exec'd (or failed to), then closes stdout and
 //! lives on as the container's parent: it writes the CRI log, answers [`Request`]s on
-//! [`SOCKET_FILE`], and when the container exits writes [`EXIT_FILE`] (an [`ExitRecord`],
+//! [`SOCKET_FILE`], serves attach clients on [`ATTACH_SOCKET_FILE`], and when the container exits writes [`EXIT_FILE`] (an [`ExitRecord`],
 //! atomically) and exits itself.
 
 use std::path::PathBuf;
@@ -27,6 +27,9 @@ pub const START_FILE: &str = "start.json";
 /// The monitor's control socket (a Unix stream socket; one [`Request`] line per connection,
 /// one [`Response`] line back).
 pub const SOCKET_FILE: &str = "monitor.sock";
+/// The monitor's attach socket (a Unix stream socket speaking [`frame`](super::frame)s):
+/// the container's live output, its stdin and terminal size, for any number of clients.
+pub const ATTACH_SOCKET_FILE: &str = "attach.sock";
 /// The mount point of the container's root filesystem (mounted by the daemon).
 pub const ROOTFS_DIR: &str = "rootfs";
 

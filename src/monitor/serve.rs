@@ -1,7 +1,8 @@
 //! Serving: the single-threaded event loop of a running container, on `poll(2)` over the
-//! container's pidfd, the control socket and the output streams (one-second timeout), and the
-//! wrap-up once the container has exited: drain the output, record the exit, remove the
-//! socket.
+//! container's pidfd, the control socket, the output streams and the attach socket with its
+//! clients (one-second timeout), and the wrap-up once the container has exited: drain the
+//! output (to the log and the attached clients), record the exit, close the attach clients and
+//! remove the sockets.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 
+use super::attach::Attach;
 use super::diag::note;
 use super::log::Stream;
 use super::oom::oom_kills;
@@ -23,6 +25,9 @@ use crate::executor::{Exit, Launched};
 
 /// How long one `poll` waits at most: orphans are reaped at least this often.
 const POLL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// After the exit, attached clients get this long to take the output still buffered for them.
+const ATTACH_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 /// After the exit, output is read until no data came for this long...
 const DRAIN_IDLE: Duration = Duration::from_millis(100);
@@ -43,6 +48,8 @@ struct Ready {
     control: bool,
     /// Output waits on stdout, stderr.
     streams: [bool; 2],
+    /// The events of the attach socket's descriptors.
+    attach: Vec<PollFlags>,
 }
 
 /// Runs the container until it exits, records the exit and returns the monitor's exit code.
@@ -53,11 +60,11 @@ pub(super) fn serve(running: Running) -> ExitCode {
         launched,
         socket,
         mut output,
-        stdin,
+        mut attach,
         oom_before,
     } = running;
     let exit = loop {
-        let ready = match wait(&launched, socket.listener(), &output) {
+        let ready = match wait(&launched, socket.listener(), &output, &attach) {
             Ok(ready) => ready,
             Err(Errno::INTR) => continue,
             Err(errno) => {
@@ -69,9 +76,10 @@ pub(super) fn serve(running: Running) -> ExitCode {
         };
         for stream in [Stream::Stdout, Stream::Stderr] {
             if ready.streams[stream.index()] {
-                output.read(stream);
+                output.read(stream, &mut |stream, data| attach.broadcast(stream, data));
             }
         }
+        attach.on_ready(&ready.attach);
         if ready.control {
             socket.serve_pending(
                 |request| handle(request, &launched, &mut output),
@@ -93,9 +101,11 @@ pub(super) fn serve(running: Running) -> ExitCode {
             }
         }
     };
-    drop(stdin);
-    output.drain(DRAIN_IDLE, DRAIN_LIMIT);
+    output.drain(DRAIN_IDLE, DRAIN_LIMIT, &mut |stream, data| {
+        attach.broadcast(stream, data);
+    });
     output.finish();
+    attach.finish(ATTACH_FLUSH_LIMIT);
     let (exit_code, signal) = match exit {
         Exit::Code(code) => (code, None),
         Exit::Signal(signal) => (128 + signal, Some(signal)),
@@ -118,8 +128,9 @@ pub(super) fn serve(running: Running) -> ExitCode {
         }
     );
     let recorded = record::write_exit(&dir, &record);
-    // The socket goes only after the record is down: a client that cannot connect any more
-    // finds the exit.
+    // The sockets go only after the record is down: a client that cannot connect any more (or
+    // whose attach ended) finds the exit.
+    drop(attach);
     drop(socket);
     match recorded {
         Ok(()) => ExitCode::SUCCESS,
@@ -130,9 +141,14 @@ pub(super) fn serve(running: Running) -> ExitCode {
     }
 }
 
-/// Polls the pidfd, the control socket and the open output streams.
-fn wait(launched: &Launched, listener: &impl AsFd, output: &Output) -> Result<Ready, Errno> {
-    let mut fds = Vec::with_capacity(4);
+/// Polls the pidfd, the control socket, the open output streams and the attach descriptors.
+fn wait(
+    launched: &Launched,
+    listener: &impl AsFd,
+    output: &Output,
+    attach: &Attach,
+) -> Result<Ready, Errno> {
+    let mut fds = Vec::with_capacity(8);
     fds.push(PollFd::new(&launched.pidfd, PollFlags::IN));
     fds.push(PollFd::from_borrowed_fd(listener.as_fd(), PollFlags::IN));
     let mut streams = [None; 2];
@@ -140,12 +156,15 @@ fn wait(launched: &Launched, listener: &impl AsFd, output: &Output) -> Result<Re
         streams[stream.index()] = Some(fds.len());
         fds.push(PollFd::from_borrowed_fd(fd, PollFlags::IN));
     }
+    let attach_at = fds.len();
+    fds.extend(attach.poll_fds());
     rustix::event::poll(&mut fds, Some(&timespec(POLL_TIMEOUT)))?;
     let is_ready = |index: usize| fds.get(index).is_some_and(|fd| !fd.revents().is_empty());
     Ok(Ready {
         exited: is_ready(0),
         control: is_ready(1),
         streams: streams.map(|slot| slot.is_some_and(is_ready)),
+        attach: fds[attach_at..].iter().map(PollFd::revents).collect(),
     })
 }
 

@@ -3,24 +3,26 @@
 //!
 //! In order: stderr to `monitor.log`; detach from the daemon (new session, child subreaper,
 //! the termination signals blocked, working directory `/`); `monitor.pid`; the two config
-//! files; the control socket (bound before the report, so it exists once the daemon reads
-//! it); the container's stdio and log; the OOM count; the launch. A failure anywhere is
+//! files; the control and attach sockets (bound before the report, so they exist once the
+//! daemon reads it); the container's stdio and log; the OOM count; the launch. A failure anywhere is
 //! recorded in `exit.json` before it is reported, and the monitor then exits.
 
 use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use serde::de::DeserializeOwned;
 
+use super::attach::Attach;
 use super::control::ControlSocket;
 use super::diag::{self, note};
 use super::error::{MonitorError, io_at};
 use super::oom::oom_kills;
 use super::output::Output;
 use super::protocol::{
-    CONFIG_FILE, ExitRecord, MONITOR_FILE, MonitorConfig, PhaseTiming, SOCKET_FILE, StartReport,
+    ATTACH_SOCKET_FILE, CONFIG_FILE, ExitRecord, MONITOR_FILE, MonitorConfig, PhaseTiming,
+    SOCKET_FILE, StartReport,
 };
 use super::record::{self, now_ns};
 use super::stdio;
@@ -52,8 +54,8 @@ pub(super) struct Running {
     pub socket: ControlSocket,
     /// The container's output and its log.
     pub output: Output,
-    /// The write end of the container's stdin pipe, kept for attach.
-    pub stdin: Option<OwnedFd>,
+    /// The attach socket, which holds the container's stdin.
+    pub attach: Attach,
     /// The OOM kill count before the start.
     pub oom_before: u64,
 }
@@ -157,7 +159,32 @@ fn launch_in(dir: &Path) -> Result<Running, MonitorError> {
     let spec: oci_spec::runtime::Spec = read_json(&dir.join(CONFIG_FILE))?;
     let socket = ControlSocket::bind(&dir.join(SOCKET_FILE))?;
     let (child_stdio, mut held) = stdio::create(config.tty, config.stdin)?;
-    let stdin = held.stdin.take();
+    // With a terminal, input and resizes go to (a duplicate of) the master.
+    let duplicate_master = || {
+        held.stdout
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|source| MonitorError::Stdio {
+                what: "duplicate terminal master",
+                source,
+            })
+    };
+    let (input, terminal) = if config.tty {
+        let input = if config.stdin {
+            Some(duplicate_master()?)
+        } else {
+            None
+        };
+        (input, Some(duplicate_master()?))
+    } else {
+        (held.stdin.take(), None)
+    };
+    let attach = Attach::bind(
+        &dir.join(ATTACH_SOCKET_FILE),
+        input,
+        terminal,
+        config.stdin_once,
+    )?;
     let output = Output::new(held, config.log_path.clone());
     let oom_before = oom_kills(&config.oom_counter_files);
     let launched = executor::launch(LaunchRequest {
@@ -172,7 +199,7 @@ fn launch_in(dir: &Path) -> Result<Running, MonitorError> {
         launched,
         socket,
         output,
-        stdin,
+        attach,
         oom_before,
     })
 }

@@ -6,10 +6,11 @@
 //! terminal merges the streams, so all output is logged as `stdout`.
 
 use std::fs::File;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::fs::{Mode, OFlags};
 use rustix::pty::OpenptFlags;
+use rustix::termios::Winsize;
 
 use super::error::MonitorError;
 use crate::executor::Stdio;
@@ -98,6 +99,19 @@ fn terminal() -> Result<(Stdio, Held), MonitorError> {
             tty: true,
         },
     ))
+}
+
+/// Sets the window size of the terminal whose master (or slave) is `fd` (the foreground
+/// process group gets `SIGWINCH`).
+pub(super) fn resize(fd: &impl AsFd, width: u16, height: u16) -> Result<(), String> {
+    let size = Winsize {
+        ws_row: height,
+        ws_col: width,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(fd, size)
+        .map_err(|errno| format!("resize terminal: {}", std::io::Error::from(errno)))
 }
 
 fn set_nonblocking(fd: &OwnedFd, what: &'static str) -> Result<(), MonitorError> {

@@ -20,6 +20,7 @@ pub mod status;
 mod stdio;
 mod tls;
 pub mod tokens;
+pub mod tunnel;
 mod urls;
 pub mod websocket;
 

@@ -21,8 +21,14 @@ pub const WEBSOCKET_STDIO_PROTOCOLS: [&str; 4] = [
     "channel.k8s.io",
     "",
 ];
-/// WebSocket subprotocols of port-forward (kubelet's channel-pair-per-port form).
-pub const WEBSOCKET_FORWARD_PROTOCOLS: [&str; 3] = ["v4.channel.k8s.io", "portforward.k8s.io", ""];
+/// WebSocket subprotocols of port-forward: SPDY tunneled through the WebSocket (KEP-4006,
+/// see [`super::tunnel`]), then kubelet's channel-pair-per-port form.
+pub const WEBSOCKET_FORWARD_PROTOCOLS: [&str; 4] = [
+    "SPDY/3.1+portforward.k8s.io",
+    "v4.channel.k8s.io",
+    "portforward.k8s.io",
+    "",
+];
 
 /// What a negotiated exec/attach protocol implies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

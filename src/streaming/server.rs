@@ -27,7 +27,7 @@ use super::runtime::{ProcessIo, StreamRuntime};
 use super::session::{ForwardSession, ForwardStream, StdioSession};
 use super::status::Outcome;
 use super::urls::StreamingUrls;
-use super::{forward, spdy_transport, stdio, websocket};
+use super::{forward, spdy_transport, stdio, tunnel, websocket};
 
 /// How long a client may take to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -244,6 +244,7 @@ fn upgrade_websocket(
     };
     if let PendingRequest::PortForward(forward) = &pending
         && forward.ports.is_empty()
+        && tunnel::tunneled_protocol(protocol).is_none()
     {
         return reply(StatusCode::BAD_REQUEST, "no port to forward");
     }
@@ -297,6 +298,9 @@ async fn serve_websocket<S>(
         PendingRequest::Attach(attach) => {
             let session = websocket_stdio(&state, socket, protocol, attach.streams);
             run_attach(&state, &attach.container_id, attach.streams, session).await;
+        }
+        PendingRequest::PortForward(_) if let Some(spdy) = tunnel::tunneled_protocol(protocol) => {
+            spdy_transport::serve(state, tunnel::byte_stream(socket), spdy, pending).await;
         }
         PendingRequest::PortForward(request) => {
             let mut layout = websocket::Layout {
