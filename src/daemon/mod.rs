@@ -92,6 +92,13 @@ pub async fn run(config: Config, telemetry: Telemetry) -> Result<(), DaemonError
         Arc::clone(&events),
     ));
     let pods_reconciled = sandboxes.reconcile();
+    for (kind, count) in [
+        ("pod_dirs", pods_reconciled.pod_dirs),
+        ("pod_cgroups", pods_reconciled.cgroups),
+        ("pod_inits", pods_reconciled.pod_inits),
+    ] {
+        metrics::global().reconciler_removed(kind, count as u64);
+    }
     if pods_reconciled != Default::default() {
         tracing::info!(
             pod_dirs = pods_reconciled.pod_dirs,
