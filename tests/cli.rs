@@ -100,6 +100,39 @@ fn on_terminal_at(node: &Node, socket: &Path, args: &str) -> Output {
         .expect("run script")
 }
 
+/// The log file of the one container `carrack run` made on `node`.
+fn container_log(node: &Node) -> PathBuf {
+    let dirs: Vec<PathBuf> = fs::read_dir(node.base_dir().join("cli-logs"))
+        .expect("the CLI's pod log directories")
+        .map(|entry| entry.expect("log dir entry").path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "one pod log directory: {dirs:?}");
+    dirs[0].join("container.log")
+}
+
+/// Rotates container `id`'s log the way kubelet does: renames the file away, then asks the
+/// runtime to reopen it (ReopenContainerLog), which makes a new file at the path.
+fn rotate_log(node: &Node, id: &str) {
+    let log = container_log(node);
+    fs::rename(&log, log.with_extension("log.1")).expect("rename the log away");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        node.cri()
+            .await
+            .runtime
+            .reopen_container_log(carrack::proto::ReopenContainerLogRequest {
+                container_id: id.to_owned(),
+            })
+            .await
+            .expect("ReopenContainerLog");
+    });
+    assert!(log.exists(), "the runtime made a new log file");
+}
+
 /// Runs `carrack ARGS…`, which must succeed; returns its stdout.
 fn ok(node: &Node, args: &[&str]) -> String {
     let output = cli(node, args);
@@ -437,13 +470,31 @@ fn detached_container_ps_logs_exec_stop_rm() {
     }
     assert_eq!(ps_ids(&node).len(), 1, "run --rm -i left its container");
 
-    // logs -f follows until the container exits: stop ends it with the trap's last line.
-    let follower = carrack(&node)
+    // logs -f follows until the container exits, across a rotation (what kubelet does: the
+    // file renamed away, then ReopenContainerLog): stop ends it with the trap's last line,
+    // written to the new file.
+    let mut follower = carrack(&node)
         .args(["logs", "-f", "ticker"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn logs -f");
+    let (lines, followed_lines) = std::sync::mpsc::channel();
+    let follower_stdout = follower.stdout.take().expect("logs -f stdout");
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(follower_stdout)) {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    assert_eq!(
+        followed_lines.recv_timeout(SETTLE).as_deref(),
+        Ok("started"),
+        "logs -f printed the log so far"
+    );
+    rotate_log(&node, &id);
     // rm refuses a running container without -f.
     let output = cli(&node, &["rm", "ticker"]);
     assert!(!output.status.success());
@@ -452,8 +503,16 @@ fn detached_container_ps_logs_exec_stop_rm() {
     let followed = follower
         .wait_with_output()
         .expect("logs -f exits when the container does");
-    assert!(followed.status.success());
-    assert_eq!(String::from_utf8_lossy(&followed.stdout), "started\nbye\n");
+    assert!(followed.status.success(), "{followed:?}");
+    reader.join().expect("logs -f reader");
+    let rest: Vec<String> = followed_lines.try_iter().collect();
+    assert_eq!(rest, ["bye"], "logs -f after the rotation");
+    assert!(
+        fs::read_to_string(container_log(&node).with_extension("log.1"))
+            .expect("the rotated log")
+            .contains(" stdout F started\n"),
+        "the rotated file kept the first line"
+    );
 
     let ps = ok(&node, &["ps"]);
     assert_eq!(ps.lines().count(), 1, "only the header: {ps}");
