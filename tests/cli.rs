@@ -607,7 +607,17 @@ fn images_history_and_inspect_output() {
         return;
     }
     let node = node();
-    let pulled = ok(&node, &["pull", "-q", "busybox"]);
+    let output = cli(&node, &["pull", "busybox"]);
+    assert!(output.status.success(), "{output:?}");
+    let pulled = String::from_utf8_lossy(&output.stdout).into_owned();
+    // Progress per layer from Carrack's reports: on a pipe, one line per layer when done.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let layers: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("busybox layer ") && line.contains(": done ("))
+        .collect();
+    assert_eq!(layers.len(), 1, "one line per layer:\n{stderr}");
+    assert!(stderr.starts_with("Pulling busybox\n"), "{stderr}");
     let image_id = pulled.trim().to_owned();
     assert!(image_id.starts_with("sha256:"), "{pulled:?}");
     let short = &image_id[7..19];
