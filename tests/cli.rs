@@ -80,6 +80,27 @@ fn piped_at(node: &Node, socket: &Path, args: &[&str], input: &str) -> Output {
     child.wait_with_output().expect("wait")
 }
 
+/// `carrack exec -i ticker …` against the runtime on `socket`: the line typed reaches the
+/// command, its stdout and stderr come back apart, and its exit code is the CLI's.
+fn exec_i_passes_the_streams(node: &Node, socket: &Path) {
+    let output = piped_at(
+        node,
+        socket,
+        &[
+            "exec",
+            "-i",
+            "ticker",
+            "sh",
+            "-c",
+            "read line; echo got $line; echo err >&2; exit 3",
+        ],
+        "typed\n",
+    );
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "got typed\n");
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "err\n");
+}
+
 /// Runs `carrack ARGS…` against the runtime on `socket` inside the node's network namespace
 /// on a terminal (`script` gives it one), as a person types `carrack exec -it …`.
 fn on_terminal_at(node: &Node, socket: &Path, args: &str) -> Output {
@@ -412,22 +433,7 @@ fn detached_container_ps_logs_exec_stop_rm() {
     assert_eq!(output.status.code(), Some(7));
     // Interactive sessions over Carrack's streaming server (WebSocket): stdin reaches the
     // command, stdout and stderr come back apart, the exit code too.
-    let output = piped_at(
-        &node,
-        &node.socket_path(),
-        &[
-            "exec",
-            "-i",
-            "ticker",
-            "sh",
-            "-c",
-            "read line; echo got $line; echo err >&2; exit 3",
-        ],
-        "typed\n",
-    );
-    assert_eq!(output.status.code(), Some(3), "{output:?}");
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "got typed\n");
-    assert_eq!(String::from_utf8_lossy(&output.stderr), "err\n");
+    exec_i_passes_the_streams(&node, &node.socket_path());
     // -t: the command's stdin and stdout are a terminal (`[ -t ]`: the pty is the daemon's,
     // so its name in the container's own /dev/pts means nothing, see `tty`).
     let output = on_terminal_at(
@@ -1038,20 +1044,7 @@ fn the_cli_drives_containerd_through_cri_alone() {
     // The CLI runs in the node's namespace, as on a real node: containerd's streaming server
     // listens on the loopback of the namespace it runs in.
     let piped = |args: &[&str], input: &str| piped_at(&node, &containerd.socket, args, input);
-    let output = piped(
-        &[
-            "exec",
-            "-i",
-            "ticker",
-            "sh",
-            "-c",
-            "read line; echo got $line; echo err >&2; exit 3",
-        ],
-        "typed\n",
-    );
-    assert_eq!(output.status.code(), Some(3), "{output:?}");
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "got typed\n");
-    assert_eq!(String::from_utf8_lossy(&output.stderr), "err\n");
+    exec_i_passes_the_streams(&node, &containerd.socket);
     // -t: a terminal on both ends (`script` gives this side one).
     let output = on_terminal_at(
         &node,

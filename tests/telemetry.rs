@@ -743,8 +743,14 @@ async fn sighup_applies_the_config_files_log_level() {
 
 /// Median RunPodSandbox latency over `rounds` run/stop/remove cycles, and the median of
 /// `rounds * 10` Version calls, on a node started with `config`.
-async fn rpc_latencies(config: &str, rounds: usize) -> (Duration, Duration) {
+async fn rpc_latencies(config: &str, rounds: usize, collector: bool) -> (Duration, Duration) {
     let node = Node::builder().config(config).start();
+    // With `collector`, a receiver listens where the daemon exports.
+    let receiver = if collector {
+        Some(Receiver::start(&node).await.1)
+    } else {
+        None
+    };
     let mut cri = node.cri().await;
     let median = |mut samples: Vec<Duration>| {
         samples.sort();
@@ -794,11 +800,15 @@ async fn rpc_latencies(config: &str, rounds: usize) -> (Duration, Duration) {
         runs.push(started.elapsed());
         remove_pod(&mut cri, &pod_id).await;
     }
+    if let Some(task) = receiver {
+        task.abort();
+    }
     (median(runs), median(versions))
 }
 
-/// A figure, not an assertion: RPC latency with trace export off, and with it on but the
-/// collector down (nothing listens on its port). Run with
+/// A figure, not an assertion: RPC latency with trace export off, on with a collector, and
+/// on with the collector down (nothing listens on its port), the three alternated in short
+/// runs so that a change in the machine's load hits them alike. Run with
 /// `cargo test --test telemetry collector_down -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "a benchmark figure; run by hand"]
@@ -806,16 +816,30 @@ async fn collector_down_latency_figure() {
     if !skip_unless_root() {
         return;
     }
-    let rounds = 40;
-    let off = rpc_latencies("[log]\nlevel = \"info\"\n", rounds).await;
-    let down = rpc_latencies(
-        "[log]\nlevel = \"info\"\n[traces]\nenabled = true\nendpoint = \"http://127.0.0.1:4317\"\n",
-        rounds,
-    )
-    .await;
-    println!(
-        "median RunPodSandbox: traces off {:?}, collector down {:?}; \
-         median Version: traces off {:?}, collector down {:?}",
-        off.0, down.0, off.1, down.1
+    let (rounds, repeats) = (10, 4);
+    let exporting = format!(
+        "[log]\nlevel = \"info\"\n[traces]\nenabled = true\nendpoint = \"http://{OTLP_ADDR}\"\n"
     );
+    let setups = [
+        ("traces off", "[log]\nlevel = \"info\"\n", false),
+        ("collector up", exporting.as_str(), true),
+        ("collector down", exporting.as_str(), false),
+    ];
+    let mut samples = vec![(Vec::new(), Vec::new()); setups.len()];
+    for _ in 0..repeats {
+        for (index, (_, config, collector)) in setups.iter().enumerate() {
+            let (run, version) = rpc_latencies(config, rounds, *collector).await;
+            samples[index].0.push(run);
+            samples[index].1.push(version);
+        }
+    }
+    for ((name, _, _), (mut runs, mut versions)) in setups.iter().zip(samples) {
+        runs.sort();
+        versions.sort();
+        println!(
+            "{name}: RunPodSandbox median of medians {:?}, Version {:?}",
+            runs[runs.len() / 2],
+            versions[versions.len() / 2]
+        );
+    }
 }
