@@ -188,7 +188,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("cannot start the async runtime")?;
             runtime.block_on(async {
                 // Inside the runtime: the trace export task runs on it.
-                let telemetry = carrack::telemetry::init(&config)?;
+                let telemetry = carrack::telemetry::init(&config, &cli.config)?;
                 carrack::daemon::run(config, telemetry).await?;
                 anyhow::Ok(())
             })?;

@@ -59,6 +59,106 @@ fn cli(node: &Node, args: &[&str]) -> Output {
     carrack(node).args(args).output().expect("run carrack")
 }
 
+/// Runs `carrack ARGS…` against the runtime on `socket` inside the node's network namespace
+/// (as on a real node: a streaming server listens on the loopback of its namespace), writes
+/// `input` to its stdin and closes it, and waits for it.
+fn piped_at(node: &Node, socket: &Path, args: &[&str], input: &str) -> Output {
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net={}", node.netns_path().display()))
+        .arg("--")
+        .arg(DAEMON_BIN)
+        .arg("--runtime-endpoint")
+        .arg(format!("unix://{}", socket.display()))
+        .env("CARRACK_LOG_DIR", node.base_dir().join("cli-logs"))
+        .env(
+            "CARRACK_CONFIG",
+            node.base_dir().join("no-such-config.toml"),
+        )
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn carrack");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+/// `carrack exec -i ticker …` against the runtime on `socket`: the line typed reaches the
+/// command, its stdout and stderr come back apart, and its exit code is the CLI's.
+fn exec_i_passes_the_streams(node: &Node, socket: &Path) {
+    let output = piped_at(
+        node,
+        socket,
+        &[
+            "exec",
+            "-i",
+            "ticker",
+            "sh",
+            "-c",
+            "read line; echo got $line; echo err >&2; exit 3",
+        ],
+        "typed\n",
+    );
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "got typed\n");
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "err\n");
+}
+
+/// Runs `carrack ARGS…` against the runtime on `socket` inside the node's network namespace
+/// on a terminal (`script` gives it one), as a person types `carrack exec -it …`.
+fn on_terminal_at(node: &Node, socket: &Path, args: &str) -> Output {
+    let command = format!(
+        "{DAEMON_BIN} --runtime-endpoint unix://{} {args}",
+        socket.display()
+    );
+    Command::new("nsenter")
+        .arg(format!("--net={}", node.netns_path().display()))
+        .args(["--", "script", "-qec", &command, "/dev/null"])
+        .env("CARRACK_LOG_DIR", node.base_dir().join("cli-logs"))
+        .env(
+            "CARRACK_CONFIG",
+            node.base_dir().join("no-such-config.toml"),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script")
+}
+
+/// The log file of the one container `carrack run` made on `node`.
+fn container_log(node: &Node) -> PathBuf {
+    let dirs: Vec<PathBuf> = fs::read_dir(node.base_dir().join("cli-logs"))
+        .expect("the CLI's pod log directories")
+        .map(|entry| entry.expect("log dir entry").path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "one pod log directory: {dirs:?}");
+    dirs[0].join("container.log")
+}
+
+/// Rotates container `id`'s log the way kubelet does: renames the file away, then asks the
+/// runtime to reopen it (ReopenContainerLog), which makes a new file at the path.
+fn rotate_log(node: &Node, id: &str) {
+    let log = container_log(node);
+    fs::rename(&log, log.with_extension("log.1")).expect("rename the log away");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        node.cri()
+            .await
+            .runtime
+            .reopen_container_log(carrack::proto::ReopenContainerLogRequest {
+                container_id: id.to_owned(),
+            })
+            .await
+            .expect("ReopenContainerLog");
+    });
+    assert!(log.exists(), "the runtime made a new log file");
+}
+
 /// Runs `carrack ARGS…`, which must succeed; returns its stdout.
 fn ok(node: &Node, args: &[&str]) -> String {
     let output = cli(node, args);
@@ -336,28 +436,69 @@ fn detached_container_ps_logs_exec_stop_rm() {
     assert_eq!(ok(&node, &["exec", "ticker", "hostname"]), "ticker\n");
     let output = cli(&node, &["exec", "ticker", "sh", "-c", "exit 7"]);
     assert_eq!(output.status.code(), Some(7));
-    // exec -i goes through the runtime's streaming server (Exec + WebSocket).
-    let output = cli(
+    // Interactive sessions over Carrack's streaming server (WebSocket): stdin reaches the
+    // command, stdout and stderr come back apart, the exit code too.
+    exec_i_passes_the_streams(&node, &node.socket_path());
+    // -t: the command's stdin and stdout are a terminal (`[ -t ]`: the pty is the daemon's,
+    // so its name in the container's own /dev/pts means nothing, see `tty`).
+    let output = on_terminal_at(
         &node,
-        &["exec", "-i", "ticker", "sh", "-c", "echo streamed; exit 3"],
+        &node.socket_path(),
+        "exec -it ticker sh -c '[ -t 0 ] && [ -t 1 ] && echo on a terminal; exit 5'",
     );
-    assert_eq!(
-        (
-            String::from_utf8_lossy(&output.stdout),
-            output.status.code()
-        ),
-        ("streamed\n".into(), Some(3)),
-        "stderr: {}",
-        String::from_utf8_lossy(&output.stderr)
+    assert_eq!(output.status.code(), Some(5), "{output:?}");
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(shown.contains("on a terminal\r\n"), "{output:?}");
+    // run -i attaches to the container's own stdin (CRI Attach): the line typed reaches the
+    // command, and --rm leaves nothing behind.
+    let output = piped_at(
+        &node,
+        &node.socket_path(),
+        &[
+            "run",
+            "--rm",
+            "-i",
+            "--name",
+            "attached",
+            "busybox",
+            "sh",
+            "-c",
+            "read line; echo got $line",
+        ],
+        "attached\n",
     );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("got attached"),
+        "{output:?}"
+    );
+    assert_eq!(ps_ids(&node).len(), 1, "run --rm -i left its container");
 
-    // logs -f follows until the container exits: stop ends it with the trap's last line.
-    let follower = carrack(&node)
+    // logs -f follows until the container exits, across a rotation (what kubelet does: the
+    // file renamed away, then ReopenContainerLog): stop ends it with the trap's last line,
+    // written to the new file.
+    let mut follower = carrack(&node)
         .args(["logs", "-f", "ticker"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn logs -f");
+    let (lines, followed_lines) = std::sync::mpsc::channel();
+    let follower_stdout = follower.stdout.take().expect("logs -f stdout");
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(follower_stdout)) {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    assert_eq!(
+        followed_lines.recv_timeout(SETTLE).as_deref(),
+        Ok("started"),
+        "logs -f printed the log so far"
+    );
+    rotate_log(&node, &id);
     // rm refuses a running container without -f.
     let output = cli(&node, &["rm", "ticker"]);
     assert!(!output.status.success());
@@ -366,8 +507,16 @@ fn detached_container_ps_logs_exec_stop_rm() {
     let followed = follower
         .wait_with_output()
         .expect("logs -f exits when the container does");
-    assert!(followed.status.success());
-    assert_eq!(String::from_utf8_lossy(&followed.stdout), "started\nbye\n");
+    assert!(followed.status.success(), "{followed:?}");
+    reader.join().expect("logs -f reader");
+    let rest: Vec<String> = followed_lines.try_iter().collect();
+    assert_eq!(rest, ["bye"], "logs -f after the rotation");
+    assert!(
+        fs::read_to_string(container_log(&node).with_extension("log.1"))
+            .expect("the rotated log")
+            .contains(" stdout F started\n"),
+        "the rotated file kept the first line"
+    );
 
     let ps = ok(&node, &["ps"]);
     assert_eq!(ps.lines().count(), 1, "only the header: {ps}");
@@ -462,7 +611,17 @@ fn images_history_and_inspect_output() {
         return;
     }
     let node = node();
-    let pulled = ok(&node, &["pull", "-q", "busybox"]);
+    let output = cli(&node, &["pull", "busybox"]);
+    assert!(output.status.success(), "{output:?}");
+    let pulled = String::from_utf8_lossy(&output.stdout).into_owned();
+    // Progress per layer from Carrack's reports: on a pipe, one line per layer when done.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let layers: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("busybox layer ") && line.contains(": done ("))
+        .collect();
+    assert_eq!(layers.len(), 1, "one line per layer:\n{stderr}");
+    assert!(stderr.starts_with("Pulling busybox\n"), "{stderr}");
     let image_id = pulled.trim().to_owned();
     assert!(image_id.starts_with("sha256:"), "{pulled:?}");
     let short = &image_id[7..19];
@@ -882,54 +1041,14 @@ fn the_cli_drives_containerd_through_cri_alone() {
     // stdin reaches the command, stdout and stderr come back apart, the exit code too.
     // The CLI runs in the node's namespace, as on a real node: containerd's streaming server
     // listens on the loopback of the namespace it runs in.
-    let piped = |args: &[&str], input: &str| {
-        let mut child = Command::new("nsenter")
-            .arg(format!("--net={}", node.netns_path().display()))
-            .arg("--")
-            .arg(DAEMON_BIN)
-            .arg("--runtime-endpoint")
-            .arg(format!("unix://{}", containerd.socket.display()))
-            .env("CARRACK_LOG_DIR", node.base_dir().join("cli-logs"))
-            .env(
-                "CARRACK_CONFIG",
-                node.base_dir().join("no-such-config.toml"),
-            )
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn carrack");
-        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), input.as_bytes())
-            .expect("write stdin");
-        child.wait_with_output().expect("wait")
-    };
-    let output = piped(
-        &[
-            "exec",
-            "-i",
-            "ticker",
-            "sh",
-            "-c",
-            "read line; echo got $line; echo err >&2; exit 3",
-        ],
-        "typed\n",
-    );
-    assert_eq!(output.status.code(), Some(3), "{output:?}");
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "got typed\n");
-    assert_eq!(String::from_utf8_lossy(&output.stderr), "err\n");
+    let piped = |args: &[&str], input: &str| piped_at(&node, &containerd.socket, args, input);
+    exec_i_passes_the_streams(&node, &containerd.socket);
     // -t: a terminal on both ends (`script` gives this side one).
-    let command = format!(
-        "{} --runtime-endpoint unix://{} exec -it ticker sh -c 'tty; exit 5'",
-        DAEMON_BIN,
-        containerd.socket.display()
+    let output = on_terminal_at(
+        &node,
+        &containerd.socket,
+        "exec -it ticker sh -c 'tty; exit 5'",
     );
-    let output = Command::new("nsenter")
-        .arg(format!("--net={}", node.netns_path().display()))
-        .args(["--", "script", "-qec", &command, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run script");
     assert_eq!(output.status.code(), Some(5), "{output:?}");
     assert!(
         String::from_utf8_lossy(&output.stdout).contains("/dev/pts/"),

@@ -38,9 +38,17 @@ const METRICS_ADDR: &str = "127.0.0.1:9464";
 /// Prometheus' own address inside the node's netns.
 const PROMETHEUS_ADDR: &str = "127.0.0.1:9090";
 
-/// The caller's trace: every RPC below carries this `traceparent`.
-const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+/// The caller's span: every RPC below carries a `traceparent` naming it.
 const PARENT_SPAN_ID: &str = "00f067aa0ba902b7";
+
+/// Pod starts tried at most until one has its phases account for each RPC's time (see the
+/// test: a preempted thread between two phases is noise, un-spanned work fails every try).
+const PHASE_SUM_TRIES: u8 = 5;
+
+/// The caller's trace id for the `attempt`-th pod start.
+fn trace_id(attempt: u8) -> String {
+    format!("4bf92f3577b34da6a3ce929d0e0e47{attempt:02x}")
+}
 
 /// Time of an RPC outside its phase spans that is tolerated even above 10 % (see the test).
 const SPAN_OVERHEAD: Duration = Duration::from_millis(2);
@@ -96,12 +104,17 @@ impl Receiver {
     }
 }
 
-/// A request carrying the test's `traceparent`.
+/// A request carrying the test's first `traceparent`.
 fn traced<T>(message: T) -> Request<T> {
+    traced_in(message, &trace_id(0))
+}
+
+/// A request carrying a `traceparent` of trace `trace`.
+fn traced_in<T>(message: T, trace: &str) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert(
         "traceparent",
-        format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-01")
+        format!("00-{trace}-{PARENT_SPAN_ID}-01")
             .parse()
             .expect("traceparent header value"),
     );
@@ -117,18 +130,21 @@ fn node_with_telemetry() -> Node {
         .start()
 }
 
-/// Pull, run pod (host network), create, start: each with the test's `traceparent`.
-async fn start_a_pod(node: &Node, cri: &mut CriClient) -> (String, String) {
+/// Pull, run pod (host network), create, start: each with a `traceparent` of trace `trace`.
+async fn start_a_pod(node: &Node, cri: &mut CriClient, trace: &str) -> (String, String) {
     node.push(images::busybox(), "library/busybox:latest")
         .expect("push busybox");
     cri.image
-        .pull_image(traced(proto::PullImageRequest {
-            image: Some(proto::ImageSpec {
-                image: "busybox".to_owned(),
+        .pull_image(traced_in(
+            proto::PullImageRequest {
+                image: Some(proto::ImageSpec {
+                    image: "busybox".to_owned(),
+                    ..Default::default()
+                }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        }))
+            },
+            trace,
+        ))
         .await
         .expect("PullImage");
     let pod_config = proto::PodSandboxConfig {
@@ -159,42 +175,51 @@ async fn start_a_pod(node: &Node, cri: &mut CriClient) -> (String, String) {
     };
     let pod_id = cri
         .runtime
-        .run_pod_sandbox(traced(proto::RunPodSandboxRequest {
-            config: Some(pod_config.clone()),
-            runtime_handler: String::new(),
-        }))
+        .run_pod_sandbox(traced_in(
+            proto::RunPodSandboxRequest {
+                config: Some(pod_config.clone()),
+                runtime_handler: String::new(),
+            },
+            trace,
+        ))
         .await
         .expect("RunPodSandbox")
         .into_inner()
         .pod_sandbox_id;
     let container_id = cri
         .runtime
-        .create_container(traced(proto::CreateContainerRequest {
-            pod_sandbox_id: pod_id.clone(),
-            config: Some(proto::ContainerConfig {
-                metadata: Some(proto::ContainerMetadata {
-                    name: "sleeper".to_owned(),
-                    attempt: 0,
-                }),
-                image: Some(proto::ImageSpec {
-                    image: "busybox".to_owned(),
+        .create_container(traced_in(
+            proto::CreateContainerRequest {
+                pod_sandbox_id: pod_id.clone(),
+                config: Some(proto::ContainerConfig {
+                    metadata: Some(proto::ContainerMetadata {
+                        name: "sleeper".to_owned(),
+                        attempt: 0,
+                    }),
+                    image: Some(proto::ImageSpec {
+                        image: "busybox".to_owned(),
+                        ..Default::default()
+                    }),
+                    command: vec!["sleep".to_owned(), "60".to_owned()],
+                    log_path: "sleeper/0.log".to_owned(),
+                    linux: Some(proto::LinuxContainerConfig::default()),
                     ..Default::default()
                 }),
-                command: vec!["sleep".to_owned(), "60".to_owned()],
-                log_path: "sleeper/0.log".to_owned(),
-                linux: Some(proto::LinuxContainerConfig::default()),
-                ..Default::default()
-            }),
-            sandbox_config: Some(pod_config),
-        }))
+                sandbox_config: Some(pod_config),
+            },
+            trace,
+        ))
         .await
         .expect("CreateContainer")
         .into_inner()
         .container_id;
     cri.runtime
-        .start_container(traced(proto::StartContainerRequest {
-            container_id: container_id.clone(),
-        }))
+        .start_container(traced_in(
+            proto::StartContainerRequest {
+                container_id: container_id.clone(),
+            },
+            trace,
+        ))
         .await
         .expect("StartContainer");
     (pod_id, container_id)
@@ -253,32 +278,26 @@ fn write_trace_json(path: &Path, spans: &[Span]) -> io::Result<()> {
     std::fs::write(path, serde_json::to_vec_pretty(&spans)?)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn pod_start_is_one_trace_with_phase_spans() {
-    if !skip_unless_root() {
-        return;
-    }
-    let node = node_with_telemetry();
-    let (receiver, server) = Receiver::start(&node).await;
-    let mut cri = node.cri().await;
-    let (pod_id, container_id) = start_a_pod(&node, &mut cri).await;
+/// The RPC spans of a pod start, for the trace checks.
+const POD_START_RPCS: [&str; 4] = [
+    "cri.PullImage",
+    "cri.RunPodSandbox",
+    "cri.CreateContainer",
+    "cri.StartContainer",
+];
 
+/// Waits until the receiver has every RPC span of trace `trace`; returns the trace's spans.
+async fn collect_trace(node: &Node, receiver: &Receiver, trace: &str) -> Vec<Span> {
     // The RPC spans come after their children; wait for the last RPC's.
-    let rpcs = [
-        "cri.PullImage",
-        "cri.RunPodSandbox",
-        "cri.CreateContainer",
-        "cri.StartContainer",
-    ];
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let spans = receiver.spans();
         let ours = |name: &str| {
             spans
                 .iter()
-                .any(|span| span.name == name && hex::encode(&span.trace_id) == TRACE_ID)
+                .any(|span| span.name == name && hex::encode(&span.trace_id) == trace)
         };
-        if rpcs.iter().all(|name| ours(name)) {
+        if POD_START_RPCS.iter().all(|name| ours(name)) {
             break;
         }
         assert!(
@@ -292,11 +311,78 @@ async fn pod_start_is_one_trace_with_phase_spans() {
     // Children end before their RPC span, so they were queued with or before it; give the
     // last batch one more interval anyway.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let spans: Vec<Span> = receiver
+    receiver
         .spans()
         .into_iter()
-        .filter(|span| hex::encode(&span.trace_id) == TRACE_ID)
-        .collect();
+        .filter(|span| hex::encode(&span.trace_id) == trace)
+        .collect()
+}
+
+/// The RPC span named `name` in `spans`.
+fn rpc_span<'a>(spans: &'a [Span], name: &str) -> &'a Span {
+    spans
+        .iter()
+        .find(|span| span.name == name)
+        .unwrap_or_else(|| panic!("no {name} span"))
+}
+
+/// The direct children of `parent` in `spans`.
+fn children_of<'a>(spans: &'a [Span], parent: &Span) -> Vec<&'a Span> {
+    spans
+        .iter()
+        .filter(|span| span.parent_span_id == parent.span_id)
+        .collect()
+}
+
+/// The RPCs whose phase spans do not account for their time: the phases are sequential, so
+/// they must sum to the RPC's duration within 10 %, or within SPAN_OVERHEAD for RPCs of a
+/// few milliseconds, where the fixed cost of dispatch and of recording each span (tens of µs
+/// per span in a debug build) exceeds 10 %. Each entry names the phases with their start
+/// offsets and durations, so a failure shows where the gap is.
+fn unaccounted_rpcs(spans: &[Span]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for name in POD_START_RPCS {
+        let span = rpc_span(spans, name);
+        let phases = children_of(spans, span);
+        let sum: u64 = phases.iter().map(|phase| duration_ns(phase)).sum();
+        let total = duration_ns(span);
+        let slack = (total / 10).max(SPAN_OVERHEAD.as_nanos() as u64);
+        if sum + slack >= total && sum <= total + slack {
+            continue;
+        }
+        let names: Vec<(&str, u64, u64)> = phases
+            .iter()
+            .map(|phase| {
+                (
+                    phase.name.as_str(),
+                    phase
+                        .start_time_unix_nano
+                        .saturating_sub(span.start_time_unix_nano)
+                        / 1000,
+                    duration_ns(phase) / 1000,
+                )
+            })
+            .collect();
+        failures.push(format!(
+            "{name}: phases {names:?} (name, start, duration in µs) sum to {} µs of {} µs",
+            sum / 1000,
+            total / 1000
+        ));
+    }
+    failures
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_start_is_one_trace_with_phase_spans() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = node_with_telemetry();
+    let (receiver, server) = Receiver::start(&node).await;
+    let mut cri = node.cri().await;
+    let trace = trace_id(0);
+    let (pod_id, container_id) = start_a_pod(&node, &mut cri, &trace).await;
+    let spans = collect_trace(&node, &receiver, &trace).await;
     if let Ok(path) = std::env::var("CARRACK_TRACE_JSON") {
         write_trace_json(Path::new(&path), &spans).expect("write the trace JSON");
     }
@@ -304,20 +390,10 @@ async fn pod_start_is_one_trace_with_phase_spans() {
         .iter()
         .map(|span| (span.span_id.clone(), span))
         .collect();
-    let children = |parent: &Span| -> Vec<&Span> {
-        spans
-            .iter()
-            .filter(|span| span.parent_span_id == parent.span_id)
-            .collect()
-    };
-    let rpc = |name: &str| -> &Span {
-        spans
-            .iter()
-            .find(|span| span.name == name)
-            .unwrap_or_else(|| panic!("no {name} span"))
-    };
+    let children = |parent: &Span| children_of(&spans, parent);
+    let rpc = |name: &str| rpc_span(&spans, name);
 
-    for name in rpcs {
+    for name in POD_START_RPCS {
         let span = rpc(name);
         // The RPC continues the caller's trace.
         assert_eq!(hex::encode(&span.parent_span_id), PARENT_SPAN_ID, "{name}");
@@ -327,27 +403,10 @@ async fn pod_start_is_one_trace_with_phase_spans() {
             "{name}"
         );
         // Every other span of the trace descends from one of the RPC spans.
-        let phases = children(span);
-        assert!(!phases.is_empty(), "{name} has no phase spans");
-        // The phases are sequential and account for the RPC's time: within 10 %, or within
-        // SPAN_OVERHEAD for RPCs of a few milliseconds, where the fixed cost of dispatch and of
-        // recording each span (tens of µs per span in a debug build) exceeds 10 %.
-        let sum: u64 = phases.iter().map(|phase| duration_ns(phase)).sum();
-        let total = duration_ns(span);
-        let slack = (total / 10).max(SPAN_OVERHEAD.as_nanos() as u64);
-        let names: Vec<(&str, u64)> = phases
-            .iter()
-            .map(|phase| (phase.name.as_str(), duration_ns(phase) / 1000))
-            .collect();
-        assert!(
-            sum + slack >= total && sum <= total + slack,
-            "{name}: phases {names:?} (µs) sum to {} µs of {} µs",
-            sum / 1000,
-            total / 1000
-        );
+        assert!(!children(span).is_empty(), "{name} has no phase spans");
     }
     for span in &spans {
-        if !rpcs.contains(&span.name.as_str()) {
+        if !POD_START_RPCS.contains(&span.name.as_str()) {
             assert!(
                 by_id.contains_key(&span.parent_span_id),
                 "{} has a parent outside the trace",
@@ -430,6 +489,22 @@ async fn pod_start_is_one_trace_with_phase_spans() {
     }
 
     remove_pod(&mut cri, &pod_id).await;
+
+    // The phases account for each RPC's time. A thread preempted for a few ms between two
+    // phases (a loaded 2-core CI machine) is not the runtime's doing, so another pod start
+    // (a fresh trace) gets a chance; work outside any phase span fails every try.
+    let mut failures = unaccounted_rpcs(&spans);
+    for attempt in 1..PHASE_SUM_TRIES {
+        if failures.is_empty() {
+            break;
+        }
+        eprintln!("phase sums, try {attempt}: {failures:#?}");
+        let trace = trace_id(attempt);
+        let (pod_id, _) = start_a_pod(&node, &mut cri, &trace).await;
+        failures = unaccounted_rpcs(&collect_trace(&node, &receiver, &trace).await);
+        remove_pod(&mut cri, &pod_id).await;
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
     server.abort();
 }
 
@@ -609,10 +684,73 @@ async fn sigusr1_and_sigusr2_step_the_log_level() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_applies_the_config_files_log_level() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = node_with_telemetry();
+    let pid = node.daemon_pid().expect("daemon pid");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid"));
+    let count = |needle: &str| node.daemon_log().matches(needle).count();
+    let wait_for_count = |needle: &str, at_least: usize| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while count(needle) < at_least {
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {at_least} `{needle}` in the daemon log:\n{}",
+                node.daemon_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let with_level = |level: &str| {
+        let mut config = node.config().clone();
+        let mut log = toml::Table::new();
+        log.insert("level".to_owned(), toml::Value::String(level.to_owned()));
+        config.insert("log".to_owned(), toml::Value::Table(log));
+        node.write_config(&node.config_path(), &config)
+            .expect("write the config");
+    };
+    let hangup = || nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    let mut cri = node.cri().await;
+    let mut version = async || {
+        cri.runtime
+            .version(proto::VersionRequest::default())
+            .await
+            .expect("Version");
+    };
+
+    // The fixture runs at debug; the file now says warn.
+    with_level("warn");
+    hangup();
+    wait_for_count("config reloaded: log level changed", 1);
+    let before = count("cri.Version");
+    version().await;
+    // A file that does not load keeps the level in force (and says why).
+    std::fs::write(node.config_path(), "[log]\nlevel = 7\n").expect("write a bad config");
+    hangup();
+    wait_for_count("config reload failed; log level kept", 1);
+    version().await;
+    assert_eq!(count("cri.Version"), before, "an RPC was logged at warn");
+    // Back to debug: the RPC gets its line again.
+    with_level("debug");
+    hangup();
+    wait_for_count("config reloaded: log level changed", 2);
+    version().await;
+    wait_for_count("cri.Version", before + 1);
+}
+
 /// Median RunPodSandbox latency over `rounds` run/stop/remove cycles, and the median of
 /// `rounds * 10` Version calls, on a node started with `config`.
-async fn rpc_latencies(config: &str, rounds: usize) -> (Duration, Duration) {
+async fn rpc_latencies(config: &str, rounds: usize, collector: bool) -> (Duration, Duration) {
     let node = Node::builder().config(config).start();
+    // With `collector`, a receiver listens where the daemon exports.
+    let receiver = if collector {
+        Some(Receiver::start(&node).await.1)
+    } else {
+        None
+    };
     let mut cri = node.cri().await;
     let median = |mut samples: Vec<Duration>| {
         samples.sort();
@@ -662,11 +800,15 @@ async fn rpc_latencies(config: &str, rounds: usize) -> (Duration, Duration) {
         runs.push(started.elapsed());
         remove_pod(&mut cri, &pod_id).await;
     }
+    if let Some(task) = receiver {
+        task.abort();
+    }
     (median(runs), median(versions))
 }
 
-/// A figure, not an assertion: RPC latency with trace export off, and with it on but the
-/// collector down (nothing listens on its port). Run with
+/// A figure, not an assertion: RPC latency with trace export off, on with a collector, and
+/// on with the collector down (nothing listens on its port), the three alternated in short
+/// runs so that a change in the machine's load hits them alike. Run with
 /// `cargo test --test telemetry collector_down -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "a benchmark figure; run by hand"]
@@ -674,16 +816,30 @@ async fn collector_down_latency_figure() {
     if !skip_unless_root() {
         return;
     }
-    let rounds = 40;
-    let off = rpc_latencies("[log]\nlevel = \"info\"\n", rounds).await;
-    let down = rpc_latencies(
-        "[log]\nlevel = \"info\"\n[traces]\nenabled = true\nendpoint = \"http://127.0.0.1:4317\"\n",
-        rounds,
-    )
-    .await;
-    println!(
-        "median RunPodSandbox: traces off {:?}, collector down {:?}; \
-         median Version: traces off {:?}, collector down {:?}",
-        off.0, down.0, off.1, down.1
+    let (rounds, repeats) = (10, 4);
+    let exporting = format!(
+        "[log]\nlevel = \"info\"\n[traces]\nenabled = true\nendpoint = \"http://{OTLP_ADDR}\"\n"
     );
+    let setups = [
+        ("traces off", "[log]\nlevel = \"info\"\n", false),
+        ("collector up", exporting.as_str(), true),
+        ("collector down", exporting.as_str(), false),
+    ];
+    let mut samples = vec![(Vec::new(), Vec::new()); setups.len()];
+    for _ in 0..repeats {
+        for (index, (_, config, collector)) in setups.iter().enumerate() {
+            let (run, version) = rpc_latencies(config, rounds, *collector).await;
+            samples[index].0.push(run);
+            samples[index].1.push(version);
+        }
+    }
+    for ((name, _, _), (mut runs, mut versions)) in setups.iter().zip(samples) {
+        runs.sort();
+        versions.sort();
+        println!(
+            "{name}: RunPodSandbox median of medians {:?}, Version {:?}",
+            runs[runs.len() / 2],
+            versions[versions.len() / 2]
+        );
+    }
 }

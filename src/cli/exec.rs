@@ -30,22 +30,19 @@ pub struct ExecArgs {
     command: Vec<String>,
 }
 
-/// The error for interactive sessions against a runtime that serves no streaming URLs.
-pub fn needs_streaming(what: &str) -> CliError {
-    CliError::Unsupported(format!(
-        "{what} needs the runtime's streaming server (CRI Exec/Attach URLs), which this \
-         runtime does not serve (Carrack's is not built yet); run without -i/-t"
-    ))
-}
-
-/// An `Exec`/`Attach` failure: `UNIMPLEMENTED` means no streaming server.
+/// An `Exec`/`Attach` failure. `UNIMPLEMENTED` means the runtime serves no streaming URL
+/// for `rpc` (no streaming server, or not that verb yet): say so, with the runtime's words.
 pub fn streaming_rpc(
     rpc: &'static str,
     what: &'static str,
 ) -> impl FnOnce(tonic::Status) -> CliError {
     move |status| {
         if status.code() == tonic::Code::Unimplemented {
-            needs_streaming(what)
+            CliError::Unsupported(format!(
+                "{what} needs the runtime's streaming server to serve {rpc}, and this runtime \
+                 does not ({}); run without -i/-t",
+                status.message()
+            ))
         } else {
             CliError::rpc(rpc)(status)
         }

@@ -26,6 +26,7 @@ pub mod output;
 mod pods;
 mod ps;
 mod pull;
+mod pull_progress;
 pub mod resolve;
 mod rm;
 mod rmi;

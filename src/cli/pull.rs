@@ -1,15 +1,13 @@
 //! `carrack pull IMAGE…`, and pulling on demand for `carrack run`.
 //!
-//! CRI's `PullImage` reports nothing until it is done, so the progress shown is honest about
-//! that: one spinner per image with the elapsed time (on a terminal; a plain line otherwise),
-//! not invented per-layer percentages.
+//! The pull itself is CRI's `PullImage`; while it runs, `pull_progress` shows a bar per layer
+//! from the runtime's progress reports (Carrack's), or one spinner when it has none.
 
-use std::time::{Duration, Instant};
-
-use indicatif::{ProgressBar, ProgressStyle};
+use std::time::Instant;
 
 use super::client::Cri;
 use super::error::CliError;
+use super::pull_progress::PullDisplay;
 use crate::proto;
 
 /// Arguments of `carrack pull`.
@@ -40,32 +38,30 @@ fn spec(image: &str) -> proto::ImageSpec {
     }
 }
 
-/// Pulls `image` with a spinner on stderr; returns the image id (`image_ref`).
+/// Pulls `image` with its progress on stderr; returns the image id (`image_ref`).
 pub async fn pull_one(cri: &mut Cri, image: &str, quiet: bool) -> Result<String, CliError> {
     let started = Instant::now();
-    let spinner = if quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new_spinner()
+    let mut display = PullDisplay::new(image, quiet);
+    let mut snapshots = display.open(cri.channel.clone()).await;
+    let pulled = cri.image.pull_image(proto::PullImageRequest {
+        image: Some(spec(image)),
+        auth: None,
+        sandbox_config: None,
+    });
+    tokio::pin!(pulled);
+    // The progress reports run alongside the pull; a runtime without them (or one that stops
+    // sending) leaves the spinner until the pull is done.
+    let reply = match snapshots.as_mut() {
+        Some(stream) => tokio::select! {
+            reply = &mut pulled => reply,
+            () = display.follow(stream) => pulled.await,
+        },
+        None => pulled.await,
     };
-    spinner.set_style(
-        ProgressStyle::with_template("{spinner} Pulling {msg} ({elapsed})")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    spinner.set_message(image.to_owned());
-    spinner.enable_steady_tick(Duration::from_millis(120));
-    if !quiet && spinner.is_hidden() {
-        eprintln!("Pulling {image}");
+    if let (Ok(_), Some(stream)) = (&reply, snapshots.as_mut()) {
+        display.settle(stream).await;
     }
-    let reply = cri
-        .image
-        .pull_image(proto::PullImageRequest {
-            image: Some(spec(image)),
-            auth: None,
-            sandbox_config: None,
-        })
-        .await;
-    spinner.finish_and_clear();
+    display.finish();
     let image_ref = reply
         .map_err(CliError::rpc("PullImage"))?
         .into_inner()

@@ -1,9 +1,11 @@
 //! The image transfer extension (`carrack.images.v1.Images`): import and export of image
-//! archives for `carrack image import`/`export`. Served on the CRI socket, but a separate
+//! archives for `carrack image import`/`export`, and layer progress of pulls in flight for
+//! `carrack pull`'s progress bars. Served on the CRI socket, but a separate
 //! service in its own proto package: CRI clients never see it.
 
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -13,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::ResponseStream;
 use super::instrument;
-use crate::image_service::ImageService;
+use crate::image_service::{ImageService, LayerProgress, LayerState};
 use crate::proto::images as proto;
 
 /// Chunk size of an exported archive's stream.
@@ -21,6 +23,12 @@ const CHUNK_BYTES: usize = 1 << 20;
 
 /// Chunks buffered between the archive writer and the gRPC stream.
 const CHUNKS_IN_FLIGHT: usize = 8;
+
+/// Time between pull progress snapshots when the client names none.
+const DEFAULT_PROGRESS_INTERVAL_MS: u64 = 100;
+
+/// The shortest time between pull progress snapshots a client may ask for.
+const MIN_PROGRESS_INTERVAL_MS: u64 = 20;
 
 /// Serves `carrack.images.v1.Images`.
 #[derive(Debug, Clone)]
@@ -137,5 +145,57 @@ impl proto::images_server::Images for ImageTransferServer {
             Ok(Box::pin(ReceiverStream::new(receiver)) as Self::ExportStream)
         })
         .await
+    }
+
+    type PullProgressStream = ResponseStream<proto::PullProgressResponse>;
+
+    async fn pull_progress(
+        &self,
+        request: Request<proto::PullProgressRequest>,
+    ) -> Result<Response<Self::PullProgressStream>, Status> {
+        let request = request.into_inner();
+        let interval = Duration::from_millis(match request.interval_ms {
+            0 => DEFAULT_PROGRESS_INTERVAL_MS,
+            ms => u64::from(ms).max(MIN_PROGRESS_INTERVAL_MS),
+        });
+        let images = Arc::clone(&self.images);
+        // Checked once here, so a bad name is an error reply rather than an empty stream.
+        images.pull_progress(&request.image).map_err(Status::from)?;
+        let (sender, receiver) = mpsc::channel(1);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            loop {
+                ticks.tick().await;
+                let reply = match images.pull_progress(&request.image).ok().flatten() {
+                    Some(snapshot) => proto::PullProgressResponse {
+                        layers: snapshot.layers.into_iter().map(layer_progress).collect(),
+                        pull: snapshot.pull,
+                        finished: snapshot.finished,
+                    },
+                    None => proto::PullProgressResponse::default(),
+                };
+                // Ends when the client has gone.
+                if sender.send(Ok(reply)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(
+            Box::pin(ReceiverStream::new(receiver)) as Self::PullProgressStream
+        ))
+    }
+}
+
+fn layer_progress(layer: LayerProgress) -> proto::LayerProgress {
+    proto::LayerProgress {
+        digest: layer.digest,
+        total_bytes: layer.total_bytes,
+        received_bytes: layer.received_bytes,
+        state: match layer.state {
+            LayerState::Waiting => "waiting",
+            LayerState::Downloading => "downloading",
+            LayerState::Done => "done",
+        }
+        .to_owned(),
     }
 }

@@ -14,6 +14,7 @@ mod export;
 mod import;
 mod lookup;
 pub mod manifest;
+mod progress;
 mod pull;
 pub mod reference;
 pub mod registry;
@@ -29,6 +30,7 @@ use bytes::Bytes;
 
 pub use error::ImageError;
 pub use import::ImportedImage;
+pub use progress::{LayerProgress, LayerState, PullSnapshot};
 
 use content::ContentStore;
 use digest::Digest;
@@ -66,6 +68,8 @@ pub struct ImageService {
     leases: Leases,
     /// Serialises changes to image records and the sweep of unreferenced content.
     metadata_lock: tokio::sync::Mutex<()>,
+    /// Layer progress of the pulls in flight.
+    progress: progress::PullProgress,
 }
 
 impl ImageService {
@@ -115,12 +119,19 @@ impl ImageService {
             layer_locks: KeyedLocks::default(),
             leases: Leases::default(),
             metadata_lock: tokio::sync::Mutex::new(()),
+            progress: progress::PullProgress::default(),
         })
     }
 
     /// The image `name` refers to (id, id prefix, tag or digest reference), or `None`.
     pub fn status(&self, name: &str) -> Result<Option<Arc<ImageRecord>>, ImageError> {
         lookup::find(&self.store.images, name)
+    }
+
+    /// The latest pull of `name`, in flight or just finished (`None`: none right now).
+    pub fn pull_progress(&self, name: &str) -> Result<Option<PullSnapshot>, ImageError> {
+        let image = reference::Reference::parse(name)?.to_string();
+        Ok(self.progress.snapshot(&image))
     }
 
     /// Every image, optionally only those `filter` names.

@@ -22,6 +22,7 @@ use super::ImageService;
 use super::digest::{Digest, HashingReader};
 use super::error::ImageError;
 use super::manifest::{self, Descriptor, Document, ImageConfig, Manifest};
+use super::progress::{LayerCounter, Registration};
 use super::reference::Reference;
 use super::registry::Credentials;
 use super::unpack::{Compression, unpack_layer};
@@ -39,6 +40,8 @@ struct LayerJob {
     chain_id: Digest,
     parent: Option<Digest>,
     credentials: Option<Credentials>,
+    /// Where the download counts its bytes for progress readers.
+    progress: Option<Arc<LayerCounter>>,
 }
 
 impl ImageService {
@@ -112,6 +115,15 @@ impl ImageService {
         })?;
         let chain_ids = manifest::chain_ids(&config.rootfs.diff_ids);
         let lease = self.leases.acquire(&chain_ids);
+        let progress = self.progress.register(
+            &image,
+            manifest.layers.iter().map(|layer| {
+                (
+                    layer.digest.to_string(),
+                    u64::try_from(layer.size).unwrap_or(0),
+                )
+            }),
+        );
 
         self.fetch_layers(
             &image,
@@ -120,6 +132,7 @@ impl ImageService {
             &config,
             &chain_ids,
             credentials,
+            &progress,
         )
         .instrument(tracing::info_span!(
             "pull.layers",
@@ -142,6 +155,7 @@ impl ImageService {
             .instrument(tracing::info_span!("pull.commit", id = %id))
             .await?;
         drop(lease);
+        drop(progress);
         tracing::info!(image = %image, id = %id, layers = chain_ids.len(), "image pulled");
         Ok(id)
     }
@@ -153,6 +167,8 @@ impl ImageService {
         })
     }
 
+    // The pull's parts, each needed by every layer task: a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     async fn fetch_layers(
         self: &Arc<Self>,
         image: &str,
@@ -161,6 +177,7 @@ impl ImageService {
         config: &ImageConfig,
         chain_ids: &[Digest],
         credentials: Option<Credentials>,
+        progress: &Registration<'_>,
     ) -> Result<(), ImageError> {
         let slots = Arc::new(Semaphore::new(self.max_concurrent_downloads));
         // Plain spawned tasks, not a JoinSet: a JoinSet would abort the downloads when a client's
@@ -175,6 +192,7 @@ impl ImageService {
                 chain_id: chain_ids[index].clone(),
                 parent: index.checked_sub(1).map(|parent| chain_ids[parent].clone()),
                 credentials: credentials.clone(),
+                progress: progress.layer(index),
             };
             let service = Arc::clone(self);
             let slots = Arc::clone(&slots);
@@ -212,6 +230,9 @@ impl ImageService {
         let chain_key = job.chain_id.to_string();
         let _held = self.layer_locks.lock(&chain_key).await;
         if self.snapshots.layer(&chain_key).is_some() {
+            if let Some(progress) = &job.progress {
+                progress.done();
+            }
             return Ok(());
         }
         let compression =
@@ -258,6 +279,9 @@ impl ImageService {
             match chunk {
                 Ok(chunk) => {
                     received += chunk.len() as u64;
+                    if let Some(progress) = &job.progress {
+                        progress.received(chunk.len() as u64);
+                    }
                     if received > declared_size {
                         transfer_error = Some(ImageError::LayerVerification {
                             image: job.image.clone(),
@@ -335,6 +359,9 @@ impl ImageService {
                 size: unpacked.uncompressed_bytes,
             })
         })?;
+        if let Some(progress) = &job.progress {
+            progress.done();
+        }
         tracing::debug!(layer = %job.descriptor.digest, bytes, "layer unpacked");
         Ok(())
     }

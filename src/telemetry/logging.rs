@@ -1,5 +1,5 @@
 //! The log filter, changeable while the daemon runs: SIGUSR1 makes the log one level more
-//! verbose, SIGUSR2 one level quieter.
+//! verbose, SIGUSR2 one level quieter, and SIGHUP applies the config file's `[log] level`.
 
 use std::sync::Mutex;
 
@@ -48,6 +48,21 @@ impl LogLevel {
     /// One level quieter (`info` → `warn` → `error`); returns the new level.
     pub fn lower(&self) -> &'static str {
         self.step(|index| index.saturating_sub(1))
+    }
+
+    /// Replaces the filter with `filter` (a level or directives, as in `[log] level`); the
+    /// steps of [`Self::raise`]/[`Self::lower`] go on from its base level. A filter that does
+    /// not parse changes nothing.
+    pub fn set(&self, filter: &str) -> Result<(), tracing_subscriber::filter::ParseError> {
+        let parsed = EnvFilter::try_new(filter)?;
+        let mut current = self
+            .current
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        *current = base_level(filter);
+        // Fails only when the subscriber is gone (process exit); nothing to log to then.
+        let _ = self.handle.reload(parsed);
+        Ok(())
     }
 
     fn step(&self, next: impl Fn(usize) -> usize) -> &'static str {
@@ -99,5 +114,15 @@ mod tests {
             level.lower();
         }
         assert_eq!(level.lower(), "error");
+    }
+
+    #[test]
+    fn set_replaces_the_filter_and_rebases_the_steps() {
+        let (_layer, handle) = reload::Layer::new(EnvFilter::new("info"));
+        let level = LogLevel::new(handle, "info");
+        level.set("carrack=warn,h2=error").unwrap();
+        assert_eq!(level.raise(), "info");
+        assert!(level.set("carrack=loud[").is_err());
+        assert_eq!(level.lower(), "warn");
     }
 }

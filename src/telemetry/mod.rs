@@ -1,7 +1,7 @@
 //! The daemon's observability: logs, traces and metrics.
 //!
 //! - Logs: a `tracing` subscriber writing text or JSON to stderr, its level changeable at
-//!   runtime (SIGUSR1 more verbose, SIGUSR2 quieter).
+//!   runtime (SIGUSR1 more verbose, SIGUSR2 quieter, SIGHUP re-reads the config file's level).
 //! - Traces: `tracing` spans exported over OTLP (gRPC or HTTP/protobuf) through a bounded queue
 //!   that drops rather than waits; a caller's W3C `traceparent` is continued.
 //! - Metrics: a Prometheus registry served at `/metrics` when an address is configured.
@@ -22,6 +22,7 @@ pub mod traceparent;
 pub mod traces;
 
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,15 +47,18 @@ use crate::config::{Config, LogFormat};
 #[derive(Debug)]
 pub struct Telemetry {
     level: Option<Arc<LogLevel>>,
+    /// The config file SIGHUP re-reads.
+    config_path: PathBuf,
     traces: Option<(SdkTracerProvider, Flusher)>,
 }
 
 /// Installs the global subscriber (logs, and trace export when configured or asked for by
 /// the `OTEL_*` variables). Must run inside the tokio runtime: the export task starts on it.
+/// `config_path` is the file `config` came from, re-read on SIGHUP for its log level.
 ///
 /// A second call in one process (tests running the daemon in-process) keeps the first
 /// subscriber and returns a handle without log-level control.
-pub fn init(config: &Config) -> Result<Telemetry, TelemetryError> {
+pub fn init(config: &Config, config_path: &Path) -> Result<Telemetry, TelemetryError> {
     let (filter, filter_text) = logging::initial_filter(&config.log);
     let (filter, handle) = reload::Layer::new(filter);
     let fmt = tracing_subscriber::fmt::layer()
@@ -90,29 +94,34 @@ pub fn init(config: &Config) -> Result<Telemetry, TelemetryError> {
     }
     Ok(Telemetry {
         level: installed.then(|| Arc::new(LogLevel::new(handle, &filter_text))),
+        config_path: config_path.to_owned(),
         traces: traces.map(|(_, built)| built),
     })
 }
 
 impl Telemetry {
-    /// Steps the log level on SIGUSR1 (more verbose) and SIGUSR2 (quieter) until aborted.
+    /// Steps the log level on SIGUSR1 (more verbose) and SIGUSR2 (quieter), and on SIGHUP
+    /// applies the `[log] level` of the re-read config file, until aborted. Other settings
+    /// of the file take effect at the next start (they size or bind things made at start).
     pub fn spawn_level_signals(&self) -> Option<JoinHandle<()>> {
         let level = Arc::clone(self.level.as_ref()?);
-        let (Ok(mut raise), Ok(mut lower)) = (
+        let config_path = self.config_path.clone();
+        let (Ok(mut raise), Ok(mut lower), Ok(mut hangup)) = (
             signal(SignalKind::user_defined1()),
             signal(SignalKind::user_defined2()),
+            signal(SignalKind::hangup()),
         ) else {
-            tracing::warn!("cannot install SIGUSR1/SIGUSR2 handlers; log level is fixed");
+            tracing::warn!("cannot install SIGUSR1/SIGUSR2/SIGHUP handlers; log level is fixed");
             return None;
         };
         Some(tokio::spawn(async move {
             loop {
-                let now = tokio::select! {
-                    _ = raise.recv() => level.raise(),
-                    _ = lower.recv() => level.lower(),
-                };
-                // At warn so that the change shows at the usual levels.
-                tracing::warn!(level = now, "log level changed");
+                // Changes are logged at warn so that they show at the usual levels.
+                tokio::select! {
+                    _ = raise.recv() => tracing::warn!(level = level.raise(), "log level changed"),
+                    _ = lower.recv() => tracing::warn!(level = level.lower(), "log level changed"),
+                    _ = hangup.recv() => reload_level(&level, &config_path).await,
+                }
             }
         }))
     }
@@ -122,5 +131,28 @@ impl Telemetry {
         if let Some((_, flusher)) = &self.traces {
             flusher.flush(timeout).await;
         }
+    }
+}
+
+/// Re-reads `path` and applies its `[log] level`; a file that does not load changes nothing.
+async fn reload_level(level: &LogLevel, path: &Path) {
+    let load = {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || Config::load(&path)).await
+    };
+    match load {
+        Ok(Ok(config)) => {
+            // Logged before the change: a quieter level could hide the line.
+            tracing::warn!(
+                path = %path.display(),
+                level = %config.log.level,
+                "config reloaded: log level changed"
+            );
+            if let Err(err) = level.set(&config.log.level) {
+                tracing::error!(level = %config.log.level, error = %err, "log level not applied");
+            }
+        }
+        Ok(Err(err)) => tracing::error!(error = %err, "config reload failed; log level kept"),
+        Err(err) => tracing::error!(error = %err, "config reload failed; log level kept"),
     }
 }
