@@ -72,7 +72,7 @@ enum Kind {
     Sandbox,
     /// A `containerd-shim*` serving this daemon's socket.
     Shim,
-    /// A `carrack monitor` child of the daemon.
+    /// A `carrack-monitor monitor` child of the daemon.
     Monitor,
 }
 

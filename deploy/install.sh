@@ -3,6 +3,7 @@
 # configuration, serving CRI on /run/carrack/carrack.sock. What it puts in place:
 #
 #   /usr/local/bin/carrack                     the daemon and the `carrack` command line
+#   /usr/local/bin/carrack-monitor             the per-container monitor (found beside the daemon)
 #   /etc/carrack/config.toml                   deploy/config.toml (kept if present)
 #   /etc/systemd/system/carrack.service        deploy/systemd/carrack.service (systemd hosts)
 #   /etc/cni/net.d/10-carrack.conflist         bridge + portmap, only if no CNI config exists
@@ -25,6 +26,7 @@ bash deploy/packages.sh
 
 cargo build --release --locked
 install -m 0755 "${CARGO_TARGET_DIR:-target}/release/carrack" /usr/local/bin/carrack
+install -m 0755 "${CARGO_TARGET_DIR:-target}/release/carrack-monitor" /usr/local/bin/carrack-monitor
 install -d -m 0755 /etc/carrack
 # The defaults are a working node; an existing config is the operator's and is kept.
 if [ ! -e /etc/carrack/config.toml ]; then

@@ -518,9 +518,10 @@ async fn pid_namespaces_are_shared_per_pod_or_kept_per_container() {
         .into_iter()
         .map(|(_, _, text)| text)
         .collect();
+    // PID 1 is the pod's init, `carrack-monitor pod-init`.
     assert_eq!(
         lines.first().map(String::as_str),
-        Some("carrack"),
+        Some("carrack-monitor"),
         "{lines:?}"
     );
 

@@ -1,7 +1,7 @@
-//! Root integration tests of `carrack monitor <dir>`: the real binary runs busybox containers
-//! from a runtime directory in a temp dir (a plain rootfs directory, which the executor
-//! bind-mounts; no cgroups), and the tests check its start report, the CRI log, the control
-//! socket and the exit record.
+//! Root integration tests of `carrack-monitor monitor <dir>`: the real binary runs busybox
+//! containers from a runtime directory in a temp dir (a plain rootfs directory, which the
+//! executor bind-mounts; no cgroups), and the tests check its start report, the CRI log, the
+//! control socket and the exit record.
 //!
 //! Every test returns early (passes) unless run as root with `/bin/busybox` present. A
 //! [`Monitor`] kills its container and its monitor on drop if a test fails half-way, and
@@ -104,14 +104,15 @@ impl Monitor {
         )
         .expect("monitor.json");
 
-        let mut child = Command::new(env!("CARGO_BIN_EXE_carrack"))
+        // The small binary the daemon starts monitors from (`carrack monitor` is the same code).
+        let mut child = Command::new(env!("CARGO_BIN_EXE_carrack-monitor"))
             .arg("monitor")
             .arg(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("spawn carrack monitor");
+            .expect("spawn carrack-monitor monitor");
         // The monitor closes its stdout after the report line: read to the end, bounded.
         let mut stdout = child.stdout.take().expect("stdout pipe");
         let (sender, receiver) = mpsc::channel();

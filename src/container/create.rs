@@ -20,7 +20,7 @@ use crate::rollback::Rollback;
 use crate::snapshot;
 use crate::store::{
     ContainerMount, ContainerRecord, ContainerState, ContainerUser, NamespaceMode, PodRecord,
-    PodState, container_name_key, now_ns, write_atomically,
+    PodState, container_name_key, now_ns, replace_runtime_file,
 };
 
 /// The file in the runtime dir holding the cgroup resources last applied (for status).
@@ -388,6 +388,8 @@ fn validate(request: &CreateRequest) -> Result<(), ContainerError> {
     Ok(())
 }
 
+/// Writes one of the runtime directory's JSON files (under the state dir: replaced
+/// atomically, not fsynced, as it does not outlive a boot).
 pub(super) fn write_json<T: serde::Serialize>(
     id: &str,
     path: &Path,
@@ -401,11 +403,13 @@ pub(super) fn write_json<T: serde::Serialize>(
     })?;
     let mut temp = path.as_os_str().to_owned();
     temp.push(".tmp");
-    write_atomically(Path::new(&temp), path, &bytes).map_err(|(path, source)| ContainerError::Io {
-        id: id.to_owned(),
-        action: "write",
-        path,
-        source,
+    replace_runtime_file(Path::new(&temp), path, &bytes).map_err(|(path, source)| {
+        ContainerError::Io {
+            id: id.to_owned(),
+            action: "write",
+            path,
+            source,
+        }
     })
 }
 

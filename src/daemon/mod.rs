@@ -8,6 +8,7 @@
 mod census;
 mod error;
 mod lock;
+mod monitor_binary;
 mod notify;
 mod reconcile;
 mod socket;
@@ -83,7 +84,7 @@ pub async fn run(config: Config, telemetry: Telemetry) -> Result<(), DaemonError
         config.cgroups.driver,
         config.cgroups.root.clone(),
     ))?);
-    let binary = monitor_binary()?;
+    let binary = monitor_binary::resolve()?;
     let events = Arc::new(EventHub::default());
     let sandboxes = Arc::new(build_sandboxes(
         &config,
@@ -257,17 +258,6 @@ fn streaming_settings(config: &Config) -> Result<StreamingSettings, DaemonError>
         tls,
         idle_timeout: Duration::from_secs(section.idle_timeout_secs),
         token_ttl: Duration::from_secs(section.token_ttl_secs),
-    })
-}
-
-/// The binary monitors and exec helpers run from: this one. Resolved once at start, so an
-/// upgrade that replaces the file on disk starts new monitors from the new binary while the
-/// running ones go on.
-fn monitor_binary() -> Result<PathBuf, DaemonError> {
-    std::env::current_exe().map_err(|source| DaemonError::Io {
-        action: "resolve own binary",
-        path: PathBuf::from("/proc/self/exe"),
-        source,
     })
 }
 

@@ -19,9 +19,12 @@
 //! - `diag`: the monitor's own diagnostics in `monitor.log`.
 //!
 //! [`pod_init`] is `carrack pod-init`, the reaping init of a pod's shared PID namespace.
+//! [`command`] parses these three command lines for the small `carrack-monitor` binary the
+//! daemon starts them from.
 
 mod attach;
 pub mod client;
+pub mod command;
 mod control;
 mod diag;
 mod error;

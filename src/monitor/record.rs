@@ -1,13 +1,13 @@
 //! The monitor's files in the runtime directory: its pid before it reports, and the exit
 //! record once the container has ended (or failed to start), each replaced atomically so the
-//! daemon never reads half a file.
+//! daemon never reads half a file (not fsynced: the runtime directory is stale after a reboot).
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::error::MonitorError;
 use super::protocol::{EXIT_FILE, ExitRecord, PID_FILE, START_FILE, StartReport};
-use crate::store::write_atomically;
+use crate::store::replace_runtime_file;
 
 /// Now, in nanoseconds since the epoch (0 before it, `i64::MAX` after 2262).
 pub(super) fn now_ns() -> i64 {
@@ -46,7 +46,8 @@ fn write_json<T: serde::Serialize>(dir: &Path, name: &str, value: &T) -> Result<
 fn replace(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), MonitorError> {
     let temp = dir.join(format!(".{name}.tmp"));
     let _ = std::fs::remove_file(&temp);
-    write_atomically(&temp, &dir.join(name), bytes).map_err(|(path, source)| MonitorError::Io {
+    // The runtime directory does not outlive a boot: no fsync on the start path.
+    replace_runtime_file(&temp, &dir.join(name), bytes).map_err(|(path, source)| MonitorError::Io {
         what: "write",
         path,
         source,

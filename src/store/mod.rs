@@ -15,7 +15,7 @@ mod registrar;
 
 use std::path::Path;
 
-pub use atomic::write_atomically;
+pub use atomic::{replace_runtime_file, write_atomically};
 pub use error::StoreError;
 pub use locks::KeyedLocks;
 pub use record_store::{Record, RecordStore, ScanReport};
