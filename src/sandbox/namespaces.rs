@@ -113,7 +113,7 @@ fn create_on_this_thread(
         if !wanted {
             continue;
         }
-        match pin(dir, kind) {
+        match pin(dir, kind, &format!("/proc/thread-self/ns/{kind}")) {
             Ok(path) => match kind {
                 "net" => pinned.net = Some(path),
                 "ipc" => pinned.ipc = Some(path),
@@ -128,14 +128,14 @@ fn create_on_this_thread(
     Ok(pinned)
 }
 
-fn pin(dir: &Path, kind: &str) -> Result<PathBuf, NamespaceError> {
+/// Bind-mounts the namespace file `source` onto the new pin file `<dir>/<kind>ns`.
+pub(super) fn pin(dir: &Path, kind: &str, source: &str) -> Result<PathBuf, NamespaceError> {
     let target = dir.join(format!("{kind}ns"));
     File::create(&target).map_err(|source| NamespaceError {
         step: format!("create pin file {}", target.display()),
         source,
     })?;
-    let source = format!("/proc/thread-self/ns/{kind}");
-    if let Err(err) = mount_bind(source.as_str(), &target) {
+    if let Err(err) = mount_bind(source, &target) {
         let _ = fs::remove_file(&target);
         return Err(NamespaceError {
             step: format!("pin {kind} namespace at {}", target.display()),

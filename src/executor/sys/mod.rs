@@ -2,6 +2,7 @@
 //! (`#[allow(unsafe_code)]` in `executor/mod.rs`); every block says why it is sound.
 //!
 //! What lives here: the fork-like `clone3` that starts a container process (with its pidfd),
+//! the process parked in a new user namespace for a pod,
 //! `mount_setattr`, installing a seccomp BPF program, marking inherited descriptors
 //! close-on-exec, `TIOCSCTTY`, polling a pidfd, `execve`, `_exit`, and thread-level
 //! `unshare`. Everything else the executor needs has a safe wrapper in `rustix`.
@@ -165,13 +166,98 @@ pub fn clone_process(namespaces: u64) -> io::Result<Cloned> {
         ..0 => Err(io::Error::last_os_error()),
         0 => Ok(Cloned::Child),
         pid => {
-            let pid = i32::try_from(pid)
-                .ok()
-                .and_then(Pid::from_raw)
-                .ok_or_else(|| io::Error::other(format!("clone returned pid {pid}")))?;
-            // SAFETY: the kernel just opened `pidfd` for us (CLONE_PIDFD) and nothing else owns it.
-            let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+            // SAFETY: the kernel just stored this clone's pidfd in `pidfd` (CLONE_PIDFD).
+            let (pid, pidfd) = unsafe { clone_parent_side(pid, pidfd) }?;
             Ok(Cloned::Parent { pid, pidfd })
+        }
+    }
+}
+
+/// The parent's side of a clone with `CLONE_PIDFD` that returned `ret` (> 0): the child's pid
+/// and its pidfd, owned.
+///
+/// # Safety
+/// `pidfd` must be the descriptor the kernel stored for that clone, owned by nothing else.
+unsafe fn clone_parent_side(ret: libc::c_long, pidfd: RawFd) -> io::Result<(Pid, OwnedFd)> {
+    // SAFETY: the caller guarantees the kernel just opened `pidfd` for us and nothing else
+    // owns it; owning it first means an odd `ret` below cannot leak it.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let pid = i32::try_from(ret)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| io::Error::other(format!("clone returned pid {ret}")))?;
+    Ok((pid, pidfd))
+}
+
+/// A process parked in a user namespace of its own, created by [`park_in_new_user_namespace`].
+/// It does nothing until `release` is dropped, then exits; its parent must reap it
+/// through `pidfd`.
+#[derive(Debug)]
+pub struct ParkedProcess {
+    /// The process id, in the caller's PID namespace.
+    pub pid: Pid,
+    /// A pidfd referring to it (close-on-exec).
+    pub pidfd: OwnedFd,
+    /// The write end of the pipe it waits on: dropping it lets the process exit.
+    pub release: OwnedFd,
+}
+
+/// Starts a child process in a new user namespace (with no id mappings yet) that waits until
+/// [`ParkedProcess::release`] is dropped and then exits.
+///
+/// Unlike [`clone_process`], callable from a multi-threaded process: the child runs only raw
+/// `close`, `read` and `_exit` system calls (async-signal-safe, no allocation, no lock), so the
+/// locks other threads held at the fork do not matter. A thread of a multi-threaded process
+/// cannot `unshare(CLONE_NEWUSER)` itself; a new process can be cloned into one.
+pub fn park_in_new_user_namespace() -> io::Result<ParkedProcess> {
+    // std's pipe is close-on-exec.
+    let (wait_end, release) = io::pipe()?;
+    let (wait_end, release) = (OwnedFd::from(wait_end), OwnedFd::from(release));
+    let wait_fd = wait_end.as_raw_fd();
+    let release_fd = release.as_raw_fd();
+    let mut pidfd: RawFd = -1;
+    // SAFETY: `clone_args` is a plain C struct for which all-zero bytes are a valid value.
+    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+    args.flags = libc::CLONE_NEWUSER as u64 | libc::CLONE_PIDFD as u64;
+    args.pidfd = &raw mut pidfd as u64;
+    args.exit_signal = libc::SIGCHLD as u64;
+    // SAFETY: a fork-like clone3 (no CLONE_VM, no new stack): the child continues here with a
+    // copy of the address space and return value 0. Other threads' locks may be held in that
+    // copy, so the child below only makes raw system calls and `_exit`s, never returning into
+    // Rust code that could allocate or lock. `args` and `pidfd` are valid for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &raw mut args,
+            size_of::<libc::clone_args>(),
+        )
+    };
+    match ret {
+        ..0 => Err(io::Error::last_os_error()),
+        0 => {
+            // SAFETY: closing this process's copy of the write end (a descriptor it owns), so
+            // EOF arrives once the parent drops its copy.
+            unsafe { libc::close(release_fd) };
+            let mut byte = 0u8;
+            loop {
+                // SAFETY: a raw read into `byte`, which outlives the call, from a descriptor
+                // this process owns. EOF (or a stray byte) ends the wait; EINTR repeats it.
+                let read = unsafe { libc::read(wait_fd, (&raw mut byte).cast(), 1) };
+                if read >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                    break;
+                }
+            }
+            exit_immediately(0)
+        }
+        pid => {
+            // SAFETY: the kernel just stored this clone's pidfd in `pidfd` (CLONE_PIDFD).
+            let (pid, pidfd) = unsafe { clone_parent_side(pid, pidfd) }?;
+            drop(wait_end);
+            Ok(ParkedProcess {
+                pid,
+                pidfd,
+                release,
+            })
         }
     }
 }
