@@ -2,14 +2,14 @@
 //! (`#[allow(unsafe_code)]` in `executor/mod.rs`); every block says why it is sound.
 //!
 //! What lives here: the fork-like `clone3` that starts a container process (with its pidfd),
-//! the process parked in a new user namespace for a pod,
+//! the process parked in a new user namespace for a pod, idmapped mount clones,
 //! `mount_setattr`, installing a seccomp BPF program, marking inherited descriptors
 //! close-on-exec, `TIOCSCTTY`, polling a pidfd, `execve`, `_exit`, and thread-level
 //! `unshare`. Everything else the executor needs has a safe wrapper in `rustix`.
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use rustix::io::Errno;
 use rustix::process::Pid;
@@ -278,6 +278,37 @@ pub fn mount_setattr(
     attr.attr_set = attr_set;
     attr.attr_clr = attr_clr;
     attr.propagation = propagation;
+    set_mount_attr(dirfd, path, flags, &attr)
+}
+
+/// A detached copy (`open_tree` with `OPEN_TREE_CLONE`) of the mount at `path` whose file
+/// owners are seen through the id mappings of the user namespace `userns`
+/// (`MOUNT_ATTR_IDMAP`): a file owned by id `k` on disk appears owned by the host id that `k`
+/// maps to, so inside that namespace it appears owned by `k`. Attach it with `move_mount`.
+///
+/// Only the mount itself is idmapped (not its submounts). The kernel refuses to idmap an
+/// overlay mount: idmap each layer and the upper/work directory, then stack the overlay.
+pub fn idmapped_clone(path: &CStr, userns: BorrowedFd<'_>) -> rustix::io::Result<OwnedFd> {
+    use rustix::mount::OpenTreeFlags;
+    let tree = rustix::mount::open_tree(
+        rustix::fs::CWD,
+        path,
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    )?;
+    // SAFETY: `mount_attr` is a plain C struct for which all-zero bytes are a valid value.
+    let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
+    attr.attr_set = libc::MOUNT_ATTR_IDMAP;
+    attr.userns_fd = u64::try_from(userns.as_raw_fd()).map_err(|_| Errno::BADF)?;
+    set_mount_attr(tree.as_fd(), c"", libc::AT_EMPTY_PATH as u32, &attr)?;
+    Ok(tree)
+}
+
+fn set_mount_attr(
+    dirfd: BorrowedFd<'_>,
+    path: &CStr,
+    flags: u32,
+    attr: &libc::mount_attr,
+) -> rustix::io::Result<()> {
     // SAFETY: `path` is a NUL-terminated string and `attr` a valid `mount_attr` whose size we
     // pass; both outlive the call, and the kernel only reads them. `dirfd` is an open fd.
     let ret = unsafe {
@@ -286,7 +317,7 @@ pub fn mount_setattr(
             dirfd.as_raw_fd(),
             path.as_ptr(),
             flags,
-            &raw const attr,
+            std::ptr::from_ref(attr),
             size_of::<libc::mount_attr>(),
         )
     };
@@ -572,6 +603,44 @@ pub mod test_support {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idmapped_clone_shows_owners_through_the_namespace_maps() {
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("root-file"), b"").unwrap();
+        std::fs::write(dir.path().join("user-file"), b"").unwrap();
+        rustix::fs::chown(
+            dir.path().join("user-file"),
+            Some(rustix::fs::Uid::from_raw(5)),
+            Some(rustix::fs::Gid::from_raw(7)),
+        )
+        .unwrap();
+        let parked = park_in_new_user_namespace().unwrap();
+        let proc_dir = format!("/proc/{}", parked.pid.as_raw_nonzero());
+        std::fs::write(format!("{proc_dir}/uid_map"), "0 100000 65536\n").unwrap();
+        std::fs::write(format!("{proc_dir}/gid_map"), "0 200000 65536\n").unwrap();
+        let userns = std::fs::File::open(format!("{proc_dir}/ns/user")).unwrap();
+        drop(parked.release);
+        rustix::process::waitid(
+            rustix::process::WaitId::PidFd(parked.pidfd.as_fd()),
+            rustix::process::WaitIdOptions::EXITED,
+        )
+        .unwrap();
+        let path = CString::new(dir.path().as_os_str().as_encoded_bytes()).unwrap();
+        let tree = idmapped_clone(&path, userns.as_fd()).unwrap();
+        let owner = |name: &str| {
+            let stat = rustix::fs::statat(&tree, name, rustix::fs::AtFlags::empty()).unwrap();
+            (stat.st_uid, stat.st_gid)
+        };
+        assert_eq!(owner("root-file"), (100_000, 200_000));
+        assert_eq!(owner("user-file"), (100_005, 200_007));
+        // On disk, and through the original path, nothing changed.
+        let plain = rustix::fs::stat(dir.path().join("user-file")).unwrap();
+        assert_eq!((plain.st_uid, plain.st_gid), (5, 7));
+    }
 
     #[test]
     fn loopback_comes_up_in_a_fresh_namespace() {
