@@ -6,6 +6,10 @@
 //! and gid ranges into the child's `uid_map` and `gid_map`, bind-mounts its
 //! `/proc/<pid>/ns/user` onto a pin file in the pod directory, then lets the child exit and
 //! reaps it. The pin holds the namespace until the pod is removed ([`super::namespaces::unpin`]).
+//!
+//! The pod's network, IPC and UTS namespaces are created by the same clone, so the user
+//! namespace owns them; a scratch thread joins them to bring up `lo`, set the hostname and
+//! write sysctls, and they are pinned from the child's `/proc/<pid>/ns` files.
 
 use std::fs;
 use std::io;
@@ -14,15 +18,35 @@ use std::path::{Path, PathBuf};
 
 use rustix::process::{WaitId, WaitIdOptions};
 
-use super::namespaces::{NamespaceError, pin};
-use crate::executor::sys;
+use rustix::thread::LinkNameSpaceType;
+
+use super::namespaces::{
+    NamespaceError, NamespaceSetup, PinnedNamespaces, configure_this_thread, on_scratch_thread,
+    pin, pin_all, unpin,
+};
+use crate::executor::sys::{self, NewNamespaces};
 use crate::store::UserNamespaceMappings;
 
-/// Creates the pod's user namespace with `mappings` and pins it at `<dir>/userns`.
-pub fn create(dir: &Path, mappings: &UserNamespaceMappings) -> Result<PathBuf, NamespaceError> {
+/// The pins of a pod's user namespace and of the namespaces it owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedUserNamespaces {
+    /// The user namespace pin, `<dir>/userns`.
+    pub user: PathBuf,
+    /// The network, IPC and UTS namespaces created inside it (owned by it, so the pod's
+    /// root can mount `sysfs` and `mqueue` for them).
+    pub owned: PinnedNamespaces,
+}
+
+/// Creates the pod's user namespace with `mappings`, and inside it the namespaces of `setup`
+/// (configured like [`super::namespaces::create`] does), and pins them all under `dir`.
+pub fn create(
+    dir: &Path,
+    mappings: &UserNamespaceMappings,
+    setup: NamespaceSetup,
+) -> Result<PinnedUserNamespaces, NamespaceError> {
     let step = |step: String| move |source| NamespaceError { step, source };
-    let parked =
-        sys::park_in_new_user_namespace().map_err(step("start user namespace holder".into()))?;
+    let parked = sys::park_in_new_user_namespace(setup.create)
+        .map_err(step("start user namespace holder".into()))?;
     let proc_dir = PathBuf::from(format!("/proc/{}", parked.pid.as_raw_nonzero()));
     let pinned = (|| {
         for (file, mapping) in [("uid_map", &mappings.uid), ("gid_map", &mappings.gid)] {
@@ -30,13 +54,65 @@ pub fn create(dir: &Path, mappings: &UserNamespaceMappings) -> Result<PathBuf, N
             fs::write(proc_dir.join(file), &line)
                 .map_err(step(format!("write {file} {:?}", line.trim_end())))?;
         }
-        pin(dir, "user", &proc_dir.join("ns/user").to_string_lossy())
+        let ns_dir = proc_dir.join("ns");
+        let create = setup.create;
+        let joined = ns_dir.clone();
+        on_scratch_thread(move || {
+            join_owned(&joined, create)?;
+            configure_this_thread(&setup)
+        })?;
+        let user = pin(dir, "user", &ns_dir.join("user").to_string_lossy())?;
+        match pin_all(dir, create, |kind| {
+            ns_dir.join(kind).to_string_lossy().into_owned()
+        }) {
+            Ok(owned) => Ok(PinnedUserNamespaces { user, owned }),
+            Err(err) => {
+                let _ = unpin(&user);
+                Err(err)
+            }
+        }
     })();
     drop(parked.release);
     let reaped = reap(&parked.pidfd).map_err(step("reap user namespace holder".into()));
     let pinned = pinned?;
     reaped?;
     Ok(pinned)
+}
+
+/// Moves the calling thread into the holder's network, IPC and UTS namespaces (those
+/// `create` made); the daemon's root may, as it owns every user namespace below it.
+fn join_owned(ns_dir: &Path, create: NewNamespaces) -> Result<(), NamespaceError> {
+    let kinds = [
+        ("net", create.net, LinkNameSpaceType::Network),
+        (
+            "ipc",
+            create.ipc,
+            LinkNameSpaceType::InterProcessCommunication,
+        ),
+        (
+            "uts",
+            create.uts,
+            LinkNameSpaceType::HostNameAndNISDomainName,
+        ),
+    ];
+    for (kind, wanted, link_type) in kinds {
+        if !wanted {
+            continue;
+        }
+        let path = ns_dir.join(kind);
+        let step = format!("join {}", path.display());
+        let file = fs::File::open(&path).map_err(|source| NamespaceError {
+            step: step.clone(),
+            source,
+        })?;
+        rustix::thread::move_into_link_name_space(file.as_fd(), Some(link_type)).map_err(
+            |errno| NamespaceError {
+                step,
+                source: errno.into(),
+            },
+        )?;
+    }
+    Ok(())
 }
 
 fn reap(pidfd: &impl AsFd) -> io::Result<()> {
@@ -72,19 +148,32 @@ mod tests {
                 length: 1000,
             },
         };
-        let pinned = create(dir.path(), &mappings).unwrap();
-        assert_eq!(pinned, dir.path().join("userns"));
-        let pinned_id = rustix::fs::stat(&pinned).unwrap().st_ino;
+        let setup = NamespaceSetup {
+            create: NewNamespaces {
+                net: true,
+                ipc: true,
+                uts: true,
+            },
+            hostname: "userns-pod".to_owned(),
+            sysctls: Vec::new(),
+        };
+        let pinned = create(dir.path(), &mappings, setup).unwrap();
+        assert_eq!(pinned.user, dir.path().join("userns"));
+        let pinned_id = rustix::fs::stat(&pinned.user).unwrap().st_ino;
         let own_id = rustix::fs::stat("/proc/self/ns/user").unwrap().st_ino;
         assert_ne!(pinned_id, own_id, "the pod user namespace must be new");
-        // A process that joins the pinned namespace sees the pod's maps.
-        let maps = sys::test_support::in_child_process(|| {
-            let ns = fs::File::open(&pinned).map_err(|e| e.to_string())?;
-            rustix::thread::move_into_link_name_space(
-                ns.as_fd(),
-                Some(rustix::thread::LinkNameSpaceType::User),
-            )
-            .map_err(|e| e.to_string())?;
+        // A process that joins the pinned user namespace sees the pod's maps, and may join
+        // the pod's UTS and network namespaces, which only their owner allows.
+        let user = pinned.user.clone();
+        let uts = pinned.owned.uts.clone().unwrap();
+        let net = pinned.owned.net.clone().unwrap();
+        let inside = sys::test_support::in_child_process(move || {
+            let join = |path: &Path, kind| {
+                let ns = fs::File::open(path).map_err(|e| e.to_string())?;
+                rustix::thread::move_into_link_name_space(ns.as_fd(), Some(kind))
+                    .map_err(|e| format!("join {}: {e}", path.display()))
+            };
+            join(&user, LinkNameSpaceType::User)?;
             let uid_map = fs::read_to_string("/proc/self/uid_map").map_err(|e| e.to_string())?;
             let gid_map = fs::read_to_string("/proc/self/gid_map").map_err(|e| e.to_string())?;
             let words = |map: &str| map.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -95,10 +184,22 @@ mod tests {
             if rustix::process::getuid().is_root() {
                 return Err("host root is mapped inside".to_owned());
             }
+            join(&uts, LinkNameSpaceType::HostNameAndNISDomainName)?;
+            join(&net, LinkNameSpaceType::Network)?;
+            let hostname = rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned();
+            if hostname != "userns-pod" {
+                return Err(format!("hostname {hostname:?}"));
+            }
             Ok(())
         });
-        super::super::namespaces::unpin(&pinned).unwrap();
-        maps.unwrap();
-        assert!(!pinned.exists());
+        unpin(&pinned.user).unwrap();
+        super::super::namespaces::release(&pinned.owned).unwrap();
+        inside.unwrap();
+        assert!(
+            !pinned.user.exists() && pinned.owned.net.as_ref().is_some_and(|net| !net.exists())
+        );
     }
 }

@@ -202,14 +202,15 @@ pub struct ParkedProcess {
     pub release: OwnedFd,
 }
 
-/// Starts a child process in a new user namespace (with no id mappings yet) that waits until
+/// Starts a child process in a new user namespace (with no id mappings yet), and in the new
+/// network/IPC/UTS namespaces of `owned`, which that user namespace owns; it waits until
 /// [`ParkedProcess::release`] is dropped and then exits.
 ///
 /// Unlike [`clone_process`], callable from a multi-threaded process: the child runs only raw
 /// `close`, `read` and `_exit` system calls (async-signal-safe, no allocation, no lock), so the
 /// locks other threads held at the fork do not matter. A thread of a multi-threaded process
 /// cannot `unshare(CLONE_NEWUSER)` itself; a new process can be cloned into one.
-pub fn park_in_new_user_namespace() -> io::Result<ParkedProcess> {
+pub fn park_in_new_user_namespace(owned: NewNamespaces) -> io::Result<ParkedProcess> {
     // std's pipe is close-on-exec.
     let (wait_end, release) = io::pipe()?;
     let (wait_end, release) = (OwnedFd::from(wait_end), OwnedFd::from(release));
@@ -218,7 +219,18 @@ pub fn park_in_new_user_namespace() -> io::Result<ParkedProcess> {
     let mut pidfd: RawFd = -1;
     // SAFETY: `clone_args` is a plain C struct for which all-zero bytes are a valid value.
     let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
-    args.flags = libc::CLONE_NEWUSER as u64 | libc::CLONE_PIDFD as u64;
+    let mut flags = libc::CLONE_NEWUSER | libc::CLONE_PIDFD;
+    for (wanted, flag) in [
+        (owned.net, libc::CLONE_NEWNET),
+        (owned.ipc, libc::CLONE_NEWIPC),
+        (owned.uts, libc::CLONE_NEWUTS),
+    ] {
+        if wanted {
+            flags |= flag;
+        }
+    }
+    // The kernel creates the user namespace first; the others are owned by it.
+    args.flags = u64::try_from(flags).map_err(io::Error::other)?;
     args.pidfd = &raw mut pidfd as u64;
     args.exit_signal = libc::SIGCHLD as u64;
     // SAFETY: a fork-like clone3 (no CLONE_VM, no new stack): the child continues here with a
@@ -618,7 +630,7 @@ mod tests {
             Some(rustix::fs::Gid::from_raw(7)),
         )
         .unwrap();
-        let parked = park_in_new_user_namespace().unwrap();
+        let parked = park_in_new_user_namespace(NewNamespaces::default()).unwrap();
         let proc_dir = format!("/proc/{}", parked.pid.as_raw_nonzero());
         std::fs::write(format!("{proc_dir}/uid_map"), "0 100000 65536\n").unwrap();
         std::fs::write(format!("{proc_dir}/gid_map"), "0 200000 65536\n").unwrap();
