@@ -21,6 +21,14 @@ mod status;
 mod stop;
 mod sysctl;
 mod update;
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "pods in their own user namespace are refused by the CRI layer until their net/IPC/UTS namespaces, containers and idmapped rootfs use it"
+    )
+)]
+mod userns;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

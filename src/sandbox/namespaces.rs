@@ -52,9 +52,17 @@ pub struct NamespaceError {
 /// Creates and pins the namespaces of `setup` under `dir` (which must exist).
 pub fn create(dir: &Path, setup: NamespaceSetup) -> Result<PinnedNamespaces, NamespaceError> {
     let dir = dir.to_owned();
+    on_scratch_thread(move || create_on_this_thread(&dir, &setup))
+}
+
+/// Runs `body` on a new OS thread that exits afterwards, so the namespaces it enters never
+/// reach a pooled thread.
+pub(super) fn on_scratch_thread<T: Send + 'static>(
+    body: impl FnOnce() -> Result<T, NamespaceError> + Send + 'static,
+) -> Result<T, NamespaceError> {
     std::thread::Builder::new()
         .name("carrack-podns".to_owned())
-        .spawn(move || create_on_this_thread(&dir, &setup))
+        .spawn(body)
         .map_err(|source| NamespaceError {
             step: "spawn namespace thread".to_owned(),
             source,
@@ -72,11 +80,23 @@ fn create_on_this_thread(
     dir: &Path,
     setup: &NamespaceSetup,
 ) -> Result<PinnedNamespaces, NamespaceError> {
+    sys::unshare_thread(setup.create).map_err(|source| NamespaceError {
+        step: "unshare namespaces".to_owned(),
+        source,
+    })?;
+    configure_this_thread(setup)?;
+    pin_all(dir, setup.create, |kind| {
+        format!("/proc/thread-self/ns/{kind}")
+    })
+}
+
+/// Brings up `lo`, sets the hostname and writes the sysctls of `setup` in the namespaces the
+/// calling thread is in (which must be the pod's).
+pub(super) fn configure_this_thread(setup: &NamespaceSetup) -> Result<(), NamespaceError> {
     let step = |step: &str| {
         let step = step.to_owned();
         move |source| NamespaceError { step, source }
     };
-    sys::unshare_thread(setup.create).map_err(step("unshare namespaces"))?;
     if setup.create.net {
         sys::set_loopback_up().map_err(step("bring up loopback"))?;
     }
@@ -103,17 +123,27 @@ fn create_on_this_thread(
             sysctl.name, sysctl.value
         )))?;
     }
+    Ok(())
+}
+
+/// Pins each namespace kind in `create` from the file `source_of(kind)`; on a failure the
+/// pins already made are released.
+pub(super) fn pin_all(
+    dir: &Path,
+    create: NewNamespaces,
+    source_of: impl Fn(&str) -> String,
+) -> Result<PinnedNamespaces, NamespaceError> {
     let mut pinned = PinnedNamespaces::default();
     let kinds = [
-        ("net", setup.create.net),
-        ("ipc", setup.create.ipc),
-        ("uts", setup.create.uts),
+        ("net", create.net),
+        ("ipc", create.ipc),
+        ("uts", create.uts),
     ];
     for (kind, wanted) in kinds {
         if !wanted {
             continue;
         }
-        match pin(dir, kind) {
+        match pin(dir, kind, &source_of(kind)) {
             Ok(path) => match kind {
                 "net" => pinned.net = Some(path),
                 "ipc" => pinned.ipc = Some(path),
@@ -128,14 +158,14 @@ fn create_on_this_thread(
     Ok(pinned)
 }
 
-fn pin(dir: &Path, kind: &str) -> Result<PathBuf, NamespaceError> {
+/// Bind-mounts the namespace file `source` onto the new pin file `<dir>/<kind>ns`.
+pub(super) fn pin(dir: &Path, kind: &str, source: &str) -> Result<PathBuf, NamespaceError> {
     let target = dir.join(format!("{kind}ns"));
     File::create(&target).map_err(|source| NamespaceError {
         step: format!("create pin file {}", target.display()),
         source,
     })?;
-    let source = format!("/proc/thread-self/ns/{kind}");
-    if let Err(err) = mount_bind(source.as_str(), &target) {
+    if let Err(err) = mount_bind(source, &target) {
         let _ = fs::remove_file(&target);
         return Err(NamespaceError {
             step: format!("pin {kind} namespace at {}", target.display()),

@@ -20,8 +20,9 @@ pub use error::StoreError;
 pub use locks::KeyedLocks;
 pub use record_store::{Record, RecordStore, ScanReport};
 pub use records::{
-    ContainerMount, ContainerRecord, ContainerState, ContainerUser, DnsConfig, ImageRecord,
-    NamespaceMode, NamespaceModes, ObjectMetadata, PodRecord, PodState, PortMapping, Protocol,
+    ContainerMount, ContainerRecord, ContainerState, ContainerUser, DnsConfig, IdMapping,
+    ImageRecord, NamespaceMode, NamespaceModes, ObjectMetadata, PodRecord, PodState, PortMapping,
+    Protocol, UserNamespaceMappings,
 };
 pub use registrar::{NameRegistrar, container_name_key, pod_name_key};
 

@@ -91,6 +91,41 @@ pub enum NamespaceMode {
     Target,
 }
 
+/// One contiguous range of ids mapped into a user namespace (a line of `uid_map`/`gid_map`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMapping {
+    /// First id inside the namespace.
+    pub container_id: u32,
+    /// The host id that `container_id` maps to.
+    pub host_id: u32,
+    /// How many consecutive ids are mapped.
+    pub length: u32,
+}
+
+impl IdMapping {
+    /// The mapping as a line of `/proc/<pid>/uid_map` or `gid_map`.
+    pub fn map_file_line(&self) -> String {
+        format!("{} {} {}\n", self.container_id, self.host_id, self.length)
+    }
+
+    /// The host id that `id` (inside the namespace) maps to, if it is in the range.
+    pub fn host_id_of(&self, id: u32) -> Option<u32> {
+        let offset = id.checked_sub(self.container_id)?;
+        (offset < self.length)
+            .then(|| self.host_id.checked_add(offset))
+            .flatten()
+    }
+}
+
+/// The id mappings of a pod's own user namespace (`hostUsers: false`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserNamespaceMappings {
+    /// The user id mapping.
+    pub uid: IdMapping,
+    /// The group id mapping.
+    pub gid: IdMapping,
+}
+
 /// The namespace options of a pod.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct NamespaceModes {
@@ -384,5 +419,31 @@ impl Record for ImageRecord {
     const SCHEMA_VERSION: u32 = 1;
     fn id(&self) -> &str {
         &self.id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdMapping;
+
+    #[test]
+    fn id_mapping_renders_a_map_line_and_translates_ids() {
+        let mapping = IdMapping {
+            container_id: 0,
+            host_id: 1000,
+            length: 100_000,
+        };
+        assert_eq!(mapping.map_file_line(), "0 1000 100000\n");
+        assert_eq!(mapping.host_id_of(0), Some(1000));
+        assert_eq!(mapping.host_id_of(99_999), Some(100_999));
+        assert_eq!(mapping.host_id_of(100_000), None);
+        let shifted = IdMapping {
+            container_id: 10,
+            host_id: u32::MAX - 1,
+            length: 5,
+        };
+        assert_eq!(shifted.host_id_of(9), None);
+        assert_eq!(shifted.host_id_of(11), Some(u32::MAX));
+        assert_eq!(shifted.host_id_of(12), None, "overflow is not a mapping");
     }
 }

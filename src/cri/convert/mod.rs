@@ -6,3 +6,4 @@ pub mod event;
 pub mod metrics;
 pub mod pod;
 pub mod resources;
+pub mod userns;

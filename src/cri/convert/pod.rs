@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use tonic::Status;
 
-use super::resources;
+use super::{resources, userns};
 use crate::proto;
 use crate::sandbox::{PodFilter, PodSpec};
 use crate::store::{
@@ -94,13 +94,9 @@ fn namespace_mode(value: i32) -> Result<NamespaceMode, Status> {
 
 /// Namespace options of a pod or container.
 pub fn namespace_modes(options: &proto::NamespaceOption) -> Result<NamespaceModes, Status> {
-    if options
-        .userns_options
-        .as_ref()
-        .is_some_and(|userns| userns.mode != proto::NamespaceMode::Node as i32)
-    {
+    if userns::user_namespace(options.userns_options.as_ref())?.is_some() {
         return Err(Status::unimplemented(
-            "user namespaces are not supported by carrack yet",
+            "pods in their own user namespace (hostUsers: false) are not supported by carrack yet",
         ));
     }
     Ok(NamespaceModes {
@@ -312,13 +308,19 @@ mod tests {
 
     #[test]
     fn user_namespaces_are_refused_as_unimplemented() {
+        let mapping = proto::IdMapping {
+            host_id: 1000,
+            container_id: 0,
+            length: 100_000,
+        };
         let mut req = request();
         req.config.as_mut().unwrap().linux = Some(proto::LinuxPodSandboxConfig {
             security_context: Some(proto::LinuxSandboxSecurityContext {
                 namespace_options: Some(proto::NamespaceOption {
                     userns_options: Some(proto::UserNamespace {
                         mode: proto::NamespaceMode::Pod.into(),
-                        ..Default::default()
+                        uids: vec![mapping],
+                        gids: vec![mapping],
                     }),
                     ..Default::default()
                 }),

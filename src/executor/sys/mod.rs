@@ -2,13 +2,14 @@
 //! (`#[allow(unsafe_code)]` in `executor/mod.rs`); every block says why it is sound.
 //!
 //! What lives here: the fork-like `clone3` that starts a container process (with its pidfd),
+//! the process parked in a new user namespace for a pod, idmapped mount clones,
 //! `mount_setattr`, installing a seccomp BPF program, marking inherited descriptors
 //! close-on-exec, `TIOCSCTTY`, polling a pidfd, `execve`, `_exit`, and thread-level
 //! `unshare`. Everything else the executor needs has a safe wrapper in `rustix`.
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use rustix::io::Errno;
 use rustix::process::Pid;
@@ -165,13 +166,110 @@ pub fn clone_process(namespaces: u64) -> io::Result<Cloned> {
         ..0 => Err(io::Error::last_os_error()),
         0 => Ok(Cloned::Child),
         pid => {
-            let pid = i32::try_from(pid)
-                .ok()
-                .and_then(Pid::from_raw)
-                .ok_or_else(|| io::Error::other(format!("clone returned pid {pid}")))?;
-            // SAFETY: the kernel just opened `pidfd` for us (CLONE_PIDFD) and nothing else owns it.
-            let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+            // SAFETY: the kernel just stored this clone's pidfd in `pidfd` (CLONE_PIDFD).
+            let (pid, pidfd) = unsafe { clone_parent_side(pid, pidfd) }?;
             Ok(Cloned::Parent { pid, pidfd })
+        }
+    }
+}
+
+/// The parent's side of a clone with `CLONE_PIDFD` that returned `ret` (> 0): the child's pid
+/// and its pidfd, owned.
+///
+/// # Safety
+/// `pidfd` must be the descriptor the kernel stored for that clone, owned by nothing else.
+unsafe fn clone_parent_side(ret: libc::c_long, pidfd: RawFd) -> io::Result<(Pid, OwnedFd)> {
+    // SAFETY: the caller guarantees the kernel just opened `pidfd` for us and nothing else
+    // owns it; owning it first means an odd `ret` below cannot leak it.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let pid = i32::try_from(ret)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| io::Error::other(format!("clone returned pid {ret}")))?;
+    Ok((pid, pidfd))
+}
+
+/// A process parked in a user namespace of its own, created by [`park_in_new_user_namespace`].
+/// It does nothing until `release` is dropped, then exits; its parent must reap it
+/// through `pidfd`.
+#[derive(Debug)]
+pub struct ParkedProcess {
+    /// The process id, in the caller's PID namespace.
+    pub pid: Pid,
+    /// A pidfd referring to it (close-on-exec).
+    pub pidfd: OwnedFd,
+    /// The write end of the pipe it waits on: dropping it lets the process exit.
+    pub release: OwnedFd,
+}
+
+/// Starts a child process in a new user namespace (with no id mappings yet), and in the new
+/// network/IPC/UTS namespaces of `owned`, which that user namespace owns; it waits until
+/// [`ParkedProcess::release`] is dropped and then exits.
+///
+/// Unlike [`clone_process`], callable from a multi-threaded process: the child runs only raw
+/// `close`, `read` and `_exit` system calls (async-signal-safe, no allocation, no lock), so the
+/// locks other threads held at the fork do not matter. A thread of a multi-threaded process
+/// cannot `unshare(CLONE_NEWUSER)` itself; a new process can be cloned into one.
+pub fn park_in_new_user_namespace(owned: NewNamespaces) -> io::Result<ParkedProcess> {
+    // std's pipe is close-on-exec.
+    let (wait_end, release) = io::pipe()?;
+    let (wait_end, release) = (OwnedFd::from(wait_end), OwnedFd::from(release));
+    let wait_fd = wait_end.as_raw_fd();
+    let release_fd = release.as_raw_fd();
+    let mut pidfd: RawFd = -1;
+    // SAFETY: `clone_args` is a plain C struct for which all-zero bytes are a valid value.
+    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+    let mut flags = libc::CLONE_NEWUSER | libc::CLONE_PIDFD;
+    for (wanted, flag) in [
+        (owned.net, libc::CLONE_NEWNET),
+        (owned.ipc, libc::CLONE_NEWIPC),
+        (owned.uts, libc::CLONE_NEWUTS),
+    ] {
+        if wanted {
+            flags |= flag;
+        }
+    }
+    // The kernel creates the user namespace first; the others are owned by it.
+    args.flags = u64::try_from(flags).map_err(io::Error::other)?;
+    args.pidfd = &raw mut pidfd as u64;
+    args.exit_signal = libc::SIGCHLD as u64;
+    // SAFETY: a fork-like clone3 (no CLONE_VM, no new stack): the child continues here with a
+    // copy of the address space and return value 0. Other threads' locks may be held in that
+    // copy, so the child below only makes raw system calls and `_exit`s, never returning into
+    // Rust code that could allocate or lock. `args` and `pidfd` are valid for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &raw mut args,
+            size_of::<libc::clone_args>(),
+        )
+    };
+    match ret {
+        ..0 => Err(io::Error::last_os_error()),
+        0 => {
+            // SAFETY: closing this process's copy of the write end (a descriptor it owns), so
+            // EOF arrives once the parent drops its copy.
+            unsafe { libc::close(release_fd) };
+            let mut byte = 0u8;
+            loop {
+                // SAFETY: a raw read into `byte`, which outlives the call, from a descriptor
+                // this process owns. EOF (or a stray byte) ends the wait; EINTR repeats it.
+                let read = unsafe { libc::read(wait_fd, (&raw mut byte).cast(), 1) };
+                if read >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                    break;
+                }
+            }
+            exit_immediately(0)
+        }
+        pid => {
+            // SAFETY: the kernel just stored this clone's pidfd in `pidfd` (CLONE_PIDFD).
+            let (pid, pidfd) = unsafe { clone_parent_side(pid, pidfd) }?;
+            drop(wait_end);
+            Ok(ParkedProcess {
+                pid,
+                pidfd,
+                release,
+            })
         }
     }
 }
@@ -192,6 +290,37 @@ pub fn mount_setattr(
     attr.attr_set = attr_set;
     attr.attr_clr = attr_clr;
     attr.propagation = propagation;
+    set_mount_attr(dirfd, path, flags, &attr)
+}
+
+/// A detached copy (`open_tree` with `OPEN_TREE_CLONE`) of the mount at `path` whose file
+/// owners are seen through the id mappings of the user namespace `userns`
+/// (`MOUNT_ATTR_IDMAP`): a file owned by id `k` on disk appears owned by the host id that `k`
+/// maps to, so inside that namespace it appears owned by `k`. Attach it with `move_mount`.
+///
+/// Only the mount itself is idmapped (not its submounts). The kernel refuses to idmap an
+/// overlay mount: idmap each layer and the upper/work directory, then stack the overlay.
+pub fn idmapped_clone(path: &CStr, userns: BorrowedFd<'_>) -> rustix::io::Result<OwnedFd> {
+    use rustix::mount::OpenTreeFlags;
+    let tree = rustix::mount::open_tree(
+        rustix::fs::CWD,
+        path,
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    )?;
+    // SAFETY: `mount_attr` is a plain C struct for which all-zero bytes are a valid value.
+    let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
+    attr.attr_set = libc::MOUNT_ATTR_IDMAP;
+    attr.userns_fd = u64::try_from(userns.as_raw_fd()).map_err(|_| Errno::BADF)?;
+    set_mount_attr(tree.as_fd(), c"", libc::AT_EMPTY_PATH as u32, &attr)?;
+    Ok(tree)
+}
+
+fn set_mount_attr(
+    dirfd: BorrowedFd<'_>,
+    path: &CStr,
+    flags: u32,
+    attr: &libc::mount_attr,
+) -> rustix::io::Result<()> {
     // SAFETY: `path` is a NUL-terminated string and `attr` a valid `mount_attr` whose size we
     // pass; both outlive the call, and the kernel only reads them. `dirfd` is an open fd.
     let ret = unsafe {
@@ -200,7 +329,7 @@ pub fn mount_setattr(
             dirfd.as_raw_fd(),
             path.as_ptr(),
             flags,
-            &raw const attr,
+            std::ptr::from_ref(attr),
             size_of::<libc::mount_attr>(),
         )
     };
@@ -486,6 +615,44 @@ pub mod test_support {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idmapped_clone_shows_owners_through_the_namespace_maps() {
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("root-file"), b"").unwrap();
+        std::fs::write(dir.path().join("user-file"), b"").unwrap();
+        rustix::fs::chown(
+            dir.path().join("user-file"),
+            Some(rustix::fs::Uid::from_raw(5)),
+            Some(rustix::fs::Gid::from_raw(7)),
+        )
+        .unwrap();
+        let parked = park_in_new_user_namespace(NewNamespaces::default()).unwrap();
+        let proc_dir = format!("/proc/{}", parked.pid.as_raw_nonzero());
+        std::fs::write(format!("{proc_dir}/uid_map"), "0 100000 65536\n").unwrap();
+        std::fs::write(format!("{proc_dir}/gid_map"), "0 200000 65536\n").unwrap();
+        let userns = std::fs::File::open(format!("{proc_dir}/ns/user")).unwrap();
+        drop(parked.release);
+        rustix::process::waitid(
+            rustix::process::WaitId::PidFd(parked.pidfd.as_fd()),
+            rustix::process::WaitIdOptions::EXITED,
+        )
+        .unwrap();
+        let path = CString::new(dir.path().as_os_str().as_encoded_bytes()).unwrap();
+        let tree = idmapped_clone(&path, userns.as_fd()).unwrap();
+        let owner = |name: &str| {
+            let stat = rustix::fs::statat(&tree, name, rustix::fs::AtFlags::empty()).unwrap();
+            (stat.st_uid, stat.st_gid)
+        };
+        assert_eq!(owner("root-file"), (100_000, 200_000));
+        assert_eq!(owner("user-file"), (100_005, 200_007));
+        // On disk, and through the original path, nothing changed.
+        let plain = rustix::fs::stat(dir.path().join("user-file")).unwrap();
+        assert_eq!((plain.st_uid, plain.st_gid), (5, 7));
+    }
 
     #[test]
     fn loopback_comes_up_in_a_fresh_namespace() {
