@@ -567,6 +567,56 @@ mod tests {
         assert_eq!(config.cgroups.driver, CgroupDriver::Systemd);
     }
 
+    /// Equality with the defaults cannot notice a key the file leaves out (absent keys take
+    /// their defaults), so every key the defaults serialize must be written in its table,
+    /// set or commented out.
+    #[test]
+    fn shipped_config_file_names_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/config.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut keys_by_table: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut table = String::new();
+        for line in text.lines() {
+            let line = line.trim_start_matches('#').trim();
+            if line.starts_with("[registry") {
+                // The commented mirror example is not a table of the defaults.
+                table = "registry".to_owned();
+            } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                table = name.to_owned();
+            } else if let Some((key, _)) = line.split_once(" = ") {
+                keys_by_table
+                    .entry(table.clone())
+                    .or_default()
+                    .push(key.to_owned());
+            }
+        }
+        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        let mut missing = Vec::new();
+        for (key, value) in defaults.as_table().unwrap() {
+            let written = |table: &str, key: &str| {
+                keys_by_table
+                    .get(table)
+                    .is_some_and(|keys| keys.iter().any(|k| k == key))
+            };
+            match value.as_table() {
+                // Mirrors are a map of hosts, not keys with defaults.
+                Some(_) if key == "registry" => {}
+                Some(inner) => missing.extend(
+                    inner
+                        .keys()
+                        .filter(|inner_key| !written(key, inner_key))
+                        .map(|inner_key| format!("{key}.{inner_key}")),
+                ),
+                None if !written("", key) => missing.push(key.clone()),
+                None => {}
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "deploy/config.toml leaves out {missing:?}"
+        );
+    }
+
     #[test]
     fn empty_file_gives_defaults() {
         let config = parse("").unwrap();
