@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Builds the stand-ins of critest's test images and pushes them to the node's registry.
 
-critest pulls its images from registry.k8s.io, k8s.gcr.io and gcr.io; `critest/run` mirrors
-those hosts to a local registry, so each image is pushed here under its repository path
+critest pulls its images from registry.k8s.io, k8s.gcr.io and gcr.io (its image benchmarks
+from public.ecr.aws); `critest/run` mirrors those hosts to a local registry, so each image is pushed here under its repository path
 (`registry.k8s.io/e2e-test-images/busybox:1.29-2` -> `e2e-test-images/busybox:1.29-2`).
 Nothing is downloaded: every layer is a tar written here from files on this machine
 (Debian's busybox-static and busybox packages, a few shell scripts, and the static `nnp`
@@ -400,9 +400,13 @@ def build_images(args):
          on_base({"Cmd": ["sh"], "User": "www-data:1004"})),
         (staging + "test-image-predefined-group", ["latest"],
          on_base({"Cmd": ["sh"], "User": "1000"}, predefined)),
+        # The image benchmarks' defaults (pkg/benchmark/image.go): the first is pulled, status'd
+        # and removed over and over, all of them are removed after the listing benchmark.
+        # Distinct images, as upstream: base + a marker naming the tag.
+        *[("docker/library/busybox", [tag], on_base({"Cmd": ["sh"]}, marker("busybox-" + tag)))
+          for tag in ["1.35.0-glibc", "1-uclibc", "1", "1-glibc", "1-musl"]],
         # Not built: gcr.io/k8s-staging-cri-tools/test-image-digest@sha256:9700f9a2...: only
-        # the published image has that digest. public.ecr.aws/docker/library/busybox:* are
-        # only pulled by the image benchmarks, which critest/run does not run.
+        # the published image has that digest.
     ]
 
 
