@@ -708,3 +708,47 @@ async fn the_image_verify_and_the_leak_check_find_damage_and_strays() {
         );
     }
 }
+
+/// The daemon's Prometheus text, fetched inside the node's network namespace from `addr`.
+fn scrape(node: &Node, addr: &str) -> String {
+    use std::io::{Read, Write};
+    node.run_in_netns(|| {
+        let mut stream = std::net::TcpStream::connect(addr)?;
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: metrics\r\n\r\n")?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply)?;
+        Ok::<String, std::io::Error>(reply)
+    })
+    .expect("enter the node's netns")
+    .expect("GET /metrics")
+}
+
+/// What the stores remove as they open (half-written records, blobs and layers left by a
+/// crash) is counted in `carrack_reconciler_removals_total`, each under its own kind.
+#[tokio::test(flavor = "multi_thread")]
+async fn leftovers_the_stores_remove_at_start_are_counted() {
+    if !skip_unless_root() {
+        return;
+    }
+    const METRICS_ADDR: &str = "127.0.0.1:9464";
+    let mut node = Node::builder()
+        .config(&format!("[metrics]\naddress = \"{METRICS_ADDR}\"\n"))
+        .start();
+    node.stop_daemon().expect("stop daemon");
+    let root = node.root_dir();
+    fs::write(
+        root.join("content").join("ingest").join("blob-1-0"),
+        b"half",
+    )
+    .expect("blob");
+    fs::create_dir(root.join("snapshots").join("ingest").join("layer-7")).expect("layer");
+    fs::write(root.join("store").join("pods").join(".x.0.tmp"), b"{").expect("record");
+    node.start_daemon().expect("start daemon");
+    let _cri = node.cri().await;
+    let text = scrape(&node, METRICS_ADDR);
+    for kind in ["content_ingest", "snapshot_ingest", "store_temp_records"] {
+        let line = format!("carrack_reconciler_removals_total{{state=\"{kind}\"}} 1");
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+    assert_no_leaks(&node, None, &[]);
+}
