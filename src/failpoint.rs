@@ -15,16 +15,22 @@ pub const ALL: &[&str] = &[
     RUN_POD_AFTER_NAMESPACES,
     RUN_POD_AFTER_CGROUP,
     RUN_POD_AFTER_RECORD,
+    RUN_POD_MID_NETWORK,
     RUN_POD_AFTER_NETWORK,
     CREATE_CONTAINER_AFTER_SNAPSHOT,
     CREATE_CONTAINER_AFTER_CGROUP,
     START_CONTAINER_AFTER_SPAWN,
     STOP_CONTAINER_AFTER_SIGNAL,
+    REMOVE_CONTAINER_MID_TEARDOWN,
     REMOVE_CONTAINER_AFTER_TEARDOWN,
     STOP_POD_AFTER_NETWORK,
+    STOP_POD_AFTER_INIT_KILL,
     REMOVE_POD_AFTER_TEARDOWN,
+    PULL_AFTER_FIRST_LAYER,
     PULL_AFTER_LAYERS,
     REMOVE_IMAGE_AFTER_RECORD,
+    GC_AFTER_FIRST_LAYER,
+    GC_AFTER_LAYERS,
 ];
 
 /// `RunPodSandbox`: namespaces pinned and `/dev/shm` mounted, no cgroup or record yet.
@@ -33,6 +39,9 @@ pub const RUN_POD_AFTER_NAMESPACES: &str = "run-pod.after-namespaces";
 pub const RUN_POD_AFTER_CGROUP: &str = "run-pod.after-cgroup";
 /// `RunPodSandbox`: not-ready record written, CNI ADD not run.
 pub const RUN_POD_AFTER_RECORD: &str = "run-pod.after-record";
+/// `RunPodSandbox`: the first plugin of the network's chain added the pod, the others not
+/// yet (only reached with a chain of two plugins or more).
+pub const RUN_POD_MID_NETWORK: &str = "run-pod.mid-network";
 /// `RunPodSandbox`: CNI ADD done, record not yet ready.
 pub const RUN_POD_AFTER_NETWORK: &str = "run-pod.after-network";
 /// `CreateContainer`: writable layer prepared and rootfs mounted, no record yet.
@@ -43,16 +52,30 @@ pub const CREATE_CONTAINER_AFTER_CGROUP: &str = "create-container.after-cgroup";
 pub const START_CONTAINER_AFTER_SPAWN: &str = "start-container.after-spawn";
 /// `StopContainer`: stop signal sent, exit not yet recorded.
 pub const STOP_CONTAINER_AFTER_SIGNAL: &str = "stop-container.after-signal";
+/// `RemoveContainer`: rootfs unmounted and writable layer removed; cgroup, runtime dir and
+/// record still there.
+pub const REMOVE_CONTAINER_MID_TEARDOWN: &str = "remove-container.mid-teardown";
 /// `RemoveContainer`: rootfs, writable layer and cgroup removed, record still there.
 pub const REMOVE_CONTAINER_AFTER_TEARDOWN: &str = "remove-container.after-teardown";
 /// `StopPodSandbox`: CNI DEL done, record still says ready.
 pub const STOP_POD_AFTER_NETWORK: &str = "stop-pod.after-network";
+/// `StopPodSandbox`: CNI DEL done and the pod init killed; the record still names the init
+/// and the network namespace is still pinned.
+pub const STOP_POD_AFTER_INIT_KILL: &str = "stop-pod.after-init-kill";
 /// `RemovePodSandbox`: namespaces, cgroup and pod dir released, record still there.
 pub const REMOVE_POD_AFTER_TEARDOWN: &str = "remove-pod.after-teardown";
+/// `PullImage`: one layer committed, the others in flight or not started, no image record.
+pub const PULL_AFTER_FIRST_LAYER: &str = "pull.after-first-layer";
 /// `PullImage`: every layer fetched and unpacked, image record not written.
 pub const PULL_AFTER_LAYERS: &str = "pull.after-layers";
 /// `RemoveImage`: image record removed, content and layers not yet collected.
 pub const REMOVE_IMAGE_AFTER_RECORD: &str = "remove-image.after-record";
+
+/// Image garbage collection: the image record is gone and one unreferenced layer removed,
+/// the other layers and the documents not yet.
+pub const GC_AFTER_FIRST_LAYER: &str = "gc.after-first-layer";
+/// Image garbage collection: every unreferenced layer removed, the documents not yet.
+pub const GC_AFTER_LAYERS: &str = "gc.after-layers";
 
 /// The environment variable that arms crash points (test builds only).
 pub const ENV: &str = "CARRACK_FAILPOINTS";

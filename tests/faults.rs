@@ -1,10 +1,14 @@
 //! Fault injection: the daemon is killed with SIGKILL at every crash point of
 //! `carrack::failpoint` (each step of RunPodSandbox, CreateContainer, StartContainer,
 //! StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox, PullImage and image
-//! removal), restarted, and the interrupted operation is retried. After each step the test
-//! checks the invariants: the retry succeeds, nothing leaked (mounts, pod and container dirs,
-//! cgroups, IP leases, monitors and pod inits outside a record), and a sentinel container
-//! that was running before the first crash still runs with the same pid.
+//! removal and its garbage collection), restarted, and the interrupted operation is retried.
+//! After each step the test checks the invariants: the retry succeeds, nothing leaked (mounts,
+//! pod and container dirs, cgroups, IP leases, monitors and pod inits, and any file of the
+//! root and state dirs outside a record: writable layers, CNI cache entries, temp files),
+//! the image store passes a full verify (every blob re-hashed, every image's documents and
+//! layers present and consistent, no blob or layer that no image owns), the image pulled
+//! before still lists and runs a container, and a sentinel container that was running before
+//! the first crash still runs with the same pid.
 //!
 //! Pause points (`<name>=pause:<ms>`) hold a create half-way instead: the periodic
 //! reconciler must spare it, and a client that gave up meanwhile gets it on its retry.
@@ -22,7 +26,7 @@ use carrack::proto;
 use support::client::CriClient;
 use support::cni::write_bridge_conflist;
 use support::images;
-use support::leaks::leaks;
+use support::leaks::{image_store_problems, leaks};
 use support::node::Node;
 use support::skip_unless_root;
 use support::workload::{
@@ -139,6 +143,7 @@ async fn step(node: &mut Node, point: &str) -> Result<String, String> {
         failpoint::RUN_POD_AFTER_NAMESPACES
         | failpoint::RUN_POD_AFTER_CGROUP
         | failpoint::RUN_POD_AFTER_RECORD
+        | failpoint::RUN_POD_MID_NETWORK
         | failpoint::RUN_POD_AFTER_NETWORK => {
             let mut cri = arm(node, point).await;
             let rpc = run_pod(&mut cri, &step_name).await.map(drop);
@@ -244,7 +249,7 @@ async fn step(node: &mut Node, point: &str) -> Result<String, String> {
                 .map_err(|e| fail("remove", e))?;
             Ok("retried StopContainer: exited".to_owned())
         }
-        failpoint::REMOVE_CONTAINER_AFTER_TEARDOWN => {
+        failpoint::REMOVE_CONTAINER_MID_TEARDOWN | failpoint::REMOVE_CONTAINER_AFTER_TEARDOWN => {
             let mut cri = node.cri().await;
             let pod = run_pod(&mut cri, &step_name)
                 .await
@@ -270,7 +275,9 @@ async fn step(node: &mut Node, point: &str) -> Result<String, String> {
                 .map_err(|e| fail("remove", e))?;
             Ok("retried RemoveContainer: gone".to_owned())
         }
-        failpoint::STOP_POD_AFTER_NETWORK | failpoint::REMOVE_POD_AFTER_TEARDOWN => {
+        failpoint::STOP_POD_AFTER_NETWORK
+        | failpoint::STOP_POD_AFTER_INIT_KILL
+        | failpoint::REMOVE_POD_AFTER_TEARDOWN => {
             let mut cri = node.cri().await;
             let pod = run_pod(&mut cri, &step_name)
                 .await
@@ -287,10 +294,10 @@ async fn step(node: &mut Node, point: &str) -> Result<String, String> {
                     .map_err(|e| fail("stop", e))?;
             }
             let mut cri = arm(node, point).await;
-            let rpc = if point == failpoint::STOP_POD_AFTER_NETWORK {
-                stop_pod(&mut cri, &pod).await
-            } else {
+            let rpc = if point == failpoint::REMOVE_POD_AFTER_TEARDOWN {
                 remove_pod(&mut cri, &pod).await
+            } else {
+                stop_pod(&mut cri, &pod).await
             };
             let mut cri = crashed(node, rpc).await?;
             stop_pod(&mut cri, &pod)
@@ -305,7 +312,13 @@ async fn step(node: &mut Node, point: &str) -> Result<String, String> {
             }
             Ok("retried stop and remove: gone".to_owned())
         }
-        failpoint::PULL_AFTER_LAYERS => {
+        failpoint::PULL_AFTER_FIRST_LAYER | failpoint::PULL_AFTER_LAYERS => {
+            let mut cri = node.cri().await;
+            if image_present(&mut cri, SECOND_IMAGE).await {
+                remove_image(&mut cri, SECOND_IMAGE)
+                    .await
+                    .map_err(|e| fail("RemoveImage before the pull", e))?;
+            }
             let mut cri = arm(node, point).await;
             let rpc = pull(&mut cri, SECOND_IMAGE).await.map(drop);
             let mut cri = crashed(node, rpc).await?;
@@ -317,7 +330,15 @@ async fn step(node: &mut Node, point: &str) -> Result<String, String> {
                 .map_err(|e| fail("retried PullImage", e))?;
             Ok("retried PullImage: image present".to_owned())
         }
-        failpoint::REMOVE_IMAGE_AFTER_RECORD => {
+        failpoint::REMOVE_IMAGE_AFTER_RECORD
+        | failpoint::GC_AFTER_FIRST_LAYER
+        | failpoint::GC_AFTER_LAYERS => {
+            let mut cri = node.cri().await;
+            if !image_present(&mut cri, SECOND_IMAGE).await {
+                pull(&mut cri, SECOND_IMAGE)
+                    .await
+                    .map_err(|e| fail("PullImage before the removal", e))?;
+            }
             let mut cri = arm(node, point).await;
             let rpc = remove_image(&mut cri, SECOND_IMAGE).await;
             let mut cri = crashed(node, rpc).await?;
@@ -372,7 +393,7 @@ async fn a_crash_at_every_step_leaks_nothing_and_the_retry_succeeds() {
         .expect("sentinel status");
 
     let mut rows = Vec::new();
-    for point in failpoint::ALL {
+    for (index, point) in failpoint::ALL.iter().enumerate() {
         let result = step(&mut node, point).await;
         let mut cri = node.cri().await;
         let mut problems = Vec::new();
@@ -384,6 +405,10 @@ async fn a_crash_at_every_step_leaks_nothing_and_the_retry_succeeds() {
         }
         // The sentinel pod runs in the node's network (no lease of its own).
         problems.extend(leaks(&node, Some(&ipam_dir), &[&sentinel_pod, &sentinel]));
+        problems.extend(image_store_problems(&node).await);
+        if let Err(problem) = image_still_runs(&mut cri, &sentinel_pod, index).await {
+            problems.push(problem);
+        }
         rows.push((*point, result, problems));
     }
 
@@ -421,6 +446,37 @@ async fn a_crash_at_every_step_leaks_nothing_and_the_retry_succeeds() {
     remove_pod(&mut cri, &sentinel_pod)
         .await
         .expect("remove sentinel");
+}
+
+/// The image pulled before the first crash still lists and runs: a container of it starts in
+/// the sentinel pod, then goes.
+async fn image_still_runs(cri: &mut CriClient, pod: &str, index: usize) -> Result<(), String> {
+    if !image_present(cri, IMAGE).await {
+        return Err(format!("image {IMAGE} is no longer listed"));
+    }
+    let name = format!("probe-{index}");
+    let id = create_container(cri, pod, &name, &[])
+        .await
+        .map_err(|e| fail("probe CreateContainer", e))?;
+    start_container(cri, &id)
+        .await
+        .map_err(|e| fail("probe StartContainer", e))?;
+    let (state, _) = container_state(cri, &id)
+        .await
+        .map_err(|e| fail("probe status", e))?;
+    stop_container(cri, &id, 0)
+        .await
+        .map_err(|e| fail("probe StopContainer", e))?;
+    remove_container(cri, &id)
+        .await
+        .map_err(|e| fail("probe RemoveContainer", e))?;
+    if state == proto::ContainerState::ContainerRunning as i32 {
+        Ok(())
+    } else {
+        Err(format!(
+            "a container of {IMAGE} is in state {state} after its start"
+        ))
+    }
 }
 
 /// A node whose reconciler runs every second and whose daemon pauses `pauses` (fail point

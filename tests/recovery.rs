@@ -1,7 +1,8 @@
 //! Faults from outside the daemon, and what recovery makes of them: a container's monitor
 //! SIGKILLed (while the daemon runs and while it is down), a container killed behind
 //! Carrack's back, a CNI plugin hanging past its timeout, the disk filling up during a pull,
-//! corrupted state records, and leftovers that appear while the daemon runs (removed by the
+//! corrupted state records and records of a newer Carrack (what they own is kept, never
+//! reconciled away), and leftovers that appear while the daemon runs (removed by the
 //! periodic reconciler, which must never touch what a concurrent create is building).
 //!
 //! Each test checks the node-wide invariant afterwards: nothing outside the objects the test
@@ -19,8 +20,8 @@ use nix::unistd::Pid;
 use support::client::CriClient;
 use support::cni::{write_conflist_with_bridge, write_plugin};
 use support::images;
-use support::leaks::{cgroup_dirs, leaks};
-use support::node::Node;
+use support::leaks::{cgroup_dirs, image_store_problems, leaks};
+use support::node::{DAEMON_BIN, Node};
 use support::skip_unless_root;
 use support::workload::{
     self, BUSYBOX, container_config, create, exec_sync, pull, pull_busybox, remove_pod, run_pod,
@@ -285,23 +286,6 @@ fn files_below(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// Checks every blob of the content store against the digest it is stored under.
-fn verify_content(root_dir: &Path) {
-    let blobs = root_dir.join("content").join("blobs").join("sha256");
-    let mut checked = 0;
-    for entry in fs::read_dir(&blobs).expect("content blobs").flatten() {
-        let bytes = fs::read(entry.path()).expect("read blob");
-        assert_eq!(
-            images::sha256_digest(&bytes),
-            format!("sha256:{}", entry.file_name().to_string_lossy()),
-            "blob {} does not match its digest",
-            entry.path().display()
-        );
-        checked += 1;
-    }
-    assert!(checked > 0, "no blobs in {}", blobs.display());
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_fails_the_pull_cleanly_and_existing_images_still_work() {
     if !skip_unless_root() {
@@ -343,7 +327,8 @@ async fn a_full_disk_fails_the_pull_cleanly_and_existing_images_still_work() {
     assert!(new.is_empty(), "the failed pull left {new:#?}");
 
     // The image pulled before is whole and runs.
-    verify_content(&node.root_dir());
+    let problems = image_store_problems(&node).await;
+    assert!(problems.is_empty(), "{problems:#?}");
     assert!(workload::image_status(&mut cri, BUSYBOX).await.is_some());
     let (pod, pod_config) = run_pod(&node, &mut cri, "after-full").await;
     let id = create(
@@ -431,16 +416,32 @@ async fn corrupted_records_are_quarantined_and_the_rest_loads() {
         .await
         .expect_err("a quarantined pod");
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
-    // What the quarantined records owned was reconciled away (but for the pod a container
-    // still runs in); their names are free again.
-    assert_no_leaks(&node, None, &[&pod, &survivor, &headless, &tenant]);
+    // What the quarantined records owned is kept (it is not known what they were), and
+    // nothing else is left; their names are free again.
+    assert!(
+        runtime_dir(&node, &victim).exists(),
+        "the quarantined container's dir went"
+    );
+    assert!(
+        !cgroup_dirs(&node, &broken_pod).is_empty(),
+        "the quarantined pod's cgroup went"
+    );
+    assert_no_leaks(
+        &node,
+        None,
+        &[&pod, &survivor, &headless, &tenant, &victim, &broken_pod],
+    );
     let echo = exec_sync(&mut cri, &tenant, &["echo", "still"], 10)
         .await
         .expect("ExecSync in the container of the lost pod");
     assert_eq!(echo.stdout, b"still\n");
-    // Once its last container is removed, the lost pod's leftovers go with the next pass.
+    // Once an operator has removed the quarantined files (and the lost pod's last container
+    // is gone), what they owned goes with the next pass.
     workload::stop(&mut cri, &tenant, 0).await;
     workload::remove(&mut cri, &tenant).await;
+    for record in [&victim_record, &pod_record, &headless_record] {
+        fs::remove_file(record.with_extension("json.corrupt")).expect("remove quarantined");
+    }
     wait_for("the lost pod's leftovers to be reconciled", async || {
         leaks(&node, None, &[&pod, &survivor])
             .is_empty()
@@ -523,5 +524,231 @@ async fn the_periodic_reconciler_removes_leftovers_but_never_a_create_in_flight(
     assert!(node.daemon_log().contains("reconciler removed"));
     assert_no_leaks(&node, None, &[&pod, &steady]);
     remove_pods(&mut cri, &[&pod]).await;
+    assert_no_leaks(&node, None, &[]);
+}
+
+/// Sets the schema version of a pod record on disk (the daemon must be stopped).
+fn set_schema_version(record: &Path, version: u64) {
+    let mut envelope: serde_json::Value =
+        serde_json::from_slice(&fs::read(record).expect("read record")).expect("record json");
+    envelope["schema_version"] = serde_json::Value::from(version);
+    fs::write(record, serde_json::to_vec(&envelope).expect("encode")).expect("write record");
+}
+
+/// A record written by a newer Carrack is left untouched and not loaded; what it owns (here a
+/// pod's directory with its pinned namespaces, its cgroup and its pod init) is unknown to
+/// this binary, so the reconcilers keep it instead of removing it as an orphan.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_newer_carracks_record_owns_is_kept() {
+    if !skip_unless_root() {
+        return;
+    }
+    let mut node = Node::builder()
+        .config("[recovery]\nreconcile_interval_secs = 1\n")
+        .start();
+    let mut cri = node.cri().await;
+    let (pod, _) = run_pod_with(&node, &mut cri, "future", proto::NamespaceMode::Pod).await;
+    let pod_dir = node.state_dir().join("pods").join(&pod);
+    let record = node
+        .root_dir()
+        .join("store")
+        .join("pods")
+        .join(format!("{pod}.json"));
+    let original: serde_json::Value =
+        serde_json::from_slice(&fs::read(&record).expect("read record")).expect("record json");
+    let version = original["schema_version"].as_u64().expect("schema version");
+
+    node.stop_daemon().expect("stop daemon");
+    set_schema_version(&record, version + 100);
+    // A leftover the passes must remove: proof that they ran.
+    let leftover = node.state_dir().join("pods").join("d1".repeat(32));
+    fs::create_dir_all(&leftover).expect("leftover");
+    node.start_daemon().expect("start daemon");
+    let mut cri = node.cri().await;
+    wait_for("a reconciler pass", async || {
+        (!leftover.exists()).then_some(())
+    })
+    .await;
+    assert!(
+        node.daemon_log()
+            .contains("record written by a newer carrack"),
+        "no log line for the newer record"
+    );
+    let err = workload::pod_status(&mut cri, &pod)
+        .await
+        .expect_err("a pod this binary cannot read");
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    assert!(pod_dir.exists(), "the newer pod's dir was removed");
+    assert!(
+        !cgroup_dirs(&node, &pod).is_empty(),
+        "the newer pod's cgroup was removed"
+    );
+    let init_alive = fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .any(|entry| {
+            fs::read(entry.path().join("cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(&pod))
+        });
+    assert!(init_alive, "the newer pod's init was killed");
+    let kept: serde_json::Value =
+        serde_json::from_slice(&fs::read(&record).expect("read record")).expect("record json");
+    assert_eq!(
+        kept["schema_version"].as_u64(),
+        Some(version + 100),
+        "the record was not left untouched"
+    );
+    assert_no_leaks(&node, None, &[&pod]);
+
+    // Back to a version this binary reads: the pod is whole and goes the normal way.
+    node.stop_daemon().expect("stop daemon");
+    set_schema_version(&record, version);
+    node.start_daemon().expect("start daemon");
+    let mut cri = node.cri().await;
+    remove_pods(&mut cri, &[&pod]).await;
+    assert_no_leaks(&node, None, &[]);
+}
+
+/// `carrack image verify` (the image store's full verify, which the fault tests run after
+/// every crash) and the leak check find what they claim to: a blob whose bytes changed, a
+/// blob no image owns, a layer missing its files, ingest leftovers; and files outside any
+/// record (a writable layer, a CNI cache entry, a temp record, an unknown file).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_image_verify_and_the_leak_check_find_damage_and_strays() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    let mut cri = node.cri().await;
+    pull_busybox(&node, &mut cri).await;
+    let verify = || {
+        std::process::Command::new(DAEMON_BIN)
+            .arg("--runtime-endpoint")
+            .arg(format!("unix://{}", node.socket_path().display()))
+            .args(["image", "verify"])
+            .env(
+                "CARRACK_CONFIG",
+                node.base_dir().join("no-such-config.toml"),
+            )
+            .output()
+            .expect("run carrack image verify")
+    };
+    let clean = verify();
+    let stdout = String::from_utf8_lossy(&clean.stdout);
+    assert!(clean.status.success(), "{clean:?}");
+    assert!(
+        stdout.contains("1 images") && stdout.ends_with("ok\n"),
+        "{stdout}"
+    );
+
+    let root = node.root_dir();
+    let blobs = root.join("content").join("blobs").join("sha256");
+    let tampered = fs::read_dir(&blobs)
+        .expect("blobs")
+        .flatten()
+        .next()
+        .expect("a blob")
+        .path();
+    fs::write(&tampered, b"tampered").expect("tamper");
+    let orphan = b"owned by no image";
+    let orphan_digest = images::sha256_digest(orphan);
+    let orphan_hex = orphan_digest.trim_start_matches("sha256:");
+    fs::write(blobs.join(orphan_hex), orphan).expect("orphan blob");
+    let layer = fs::read_dir(root.join("snapshots").join("layers"))
+        .expect("layers")
+        .flatten()
+        .next()
+        .expect("a layer")
+        .path();
+    fs::remove_dir_all(layer.join("fs")).expect("remove layer content");
+    fs::write(root.join("content").join("ingest").join("junk"), b"x").expect("ingest junk");
+    fs::create_dir(root.join("snapshots").join("ingest").join("junk")).expect("ingest junk");
+
+    let problems = image_store_problems(&node).await;
+    for needle in [
+        format!(
+            "{}",
+            tampered.file_name().unwrap_or_default().to_string_lossy()
+        ),
+        format!("blob {orphan_digest} is owned by no image"),
+        format!("{} is missing", layer.join("fs").display()),
+        "content ingest leftover".to_owned(),
+        "snapshot ingest leftover".to_owned(),
+    ] {
+        assert!(
+            problems.iter().any(|problem| problem.contains(&needle)),
+            "no problem mentions {needle:?}: {problems:#?}"
+        );
+    }
+    let damaged = verify();
+    let stdout = String::from_utf8_lossy(&damaged.stdout);
+    assert!(!damaged.status.success(), "{damaged:?}");
+    assert!(stdout.contains("problem: "), "{stdout}");
+
+    let writable = root.join("snapshots").join("active").join("f0".repeat(32));
+    let cni_entry = root
+        .join("cni")
+        .join("results")
+        .join(format!("{}.json", "f1".repeat(32)));
+    let temp_record = root.join("store").join("pods").join(".x.0.tmp");
+    let unknown = root.join("surprise");
+    fs::create_dir_all(&writable).expect("stray writable layer");
+    for file in [&cni_entry, &temp_record, &unknown] {
+        if let Some(parent) = file.parent() {
+            fs::create_dir_all(parent).expect("parent");
+        }
+        fs::write(file, b"{}").expect("stray file");
+    }
+    let found = leaks(&node, None, &[]);
+    for stray in [&writable, &cni_entry, &temp_record, &unknown] {
+        let text = stray.to_string_lossy();
+        assert!(
+            found.iter().any(|leak| leak.contains(&*text)),
+            "{text} not reported: {found:#?}"
+        );
+    }
+}
+
+/// The daemon's Prometheus text, fetched inside the node's network namespace from `addr`.
+fn scrape(node: &Node, addr: &str) -> String {
+    use std::io::{Read, Write};
+    node.run_in_netns(|| {
+        let mut stream = std::net::TcpStream::connect(addr)?;
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: metrics\r\n\r\n")?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply)?;
+        Ok::<String, std::io::Error>(reply)
+    })
+    .expect("enter the node's netns")
+    .expect("GET /metrics")
+}
+
+/// What the stores remove as they open (half-written records, blobs and layers left by a
+/// crash) is counted in `carrack_reconciler_removals_total`, each under its own kind.
+#[tokio::test(flavor = "multi_thread")]
+async fn leftovers_the_stores_remove_at_start_are_counted() {
+    if !skip_unless_root() {
+        return;
+    }
+    const METRICS_ADDR: &str = "127.0.0.1:9464";
+    let mut node = Node::builder()
+        .config(&format!("[metrics]\naddress = \"{METRICS_ADDR}\"\n"))
+        .start();
+    node.stop_daemon().expect("stop daemon");
+    let root = node.root_dir();
+    fs::write(
+        root.join("content").join("ingest").join("blob-1-0"),
+        b"half",
+    )
+    .expect("blob");
+    fs::create_dir(root.join("snapshots").join("ingest").join("layer-7")).expect("layer");
+    fs::write(root.join("store").join("pods").join(".x.0.tmp"), b"{").expect("record");
+    node.start_daemon().expect("start daemon");
+    let _cri = node.cri().await;
+    let text = scrape(&node, METRICS_ADDR);
+    for kind in ["content_ingest", "snapshot_ingest", "store_temp_records"] {
+        let line = format!("carrack_reconciler_removals_total{{state=\"{kind}\"}} 1");
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
     assert_no_leaks(&node, None, &[]);
 }

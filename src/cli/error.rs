@@ -81,6 +81,14 @@ pub enum CliError {
     /// The runtime does not offer something the command needs.
     #[error("{0}")]
     Unsupported(String),
+    /// A verify found problems (they were printed).
+    #[error("{what}: {count} problem(s) found")]
+    Damaged {
+        /// What was verified.
+        what: &'static str,
+        /// How many problems.
+        count: usize,
+    },
     /// The runtime answered with something the command cannot use.
     #[error("unexpected reply from {rpc}: {reason}")]
     Reply {

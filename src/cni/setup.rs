@@ -90,7 +90,12 @@ impl CniManager {
                 Err(err) => Err(err),
             };
             match outcome {
-                Ok(result) => prev = Some(result),
+                Ok(result) => {
+                    if prev.is_none() && list.plugins.len() > 1 {
+                        crate::failpoint::hit(crate::failpoint::RUN_POD_MID_NETWORK);
+                    }
+                    prev = Some(result);
+                }
                 Err(err) => {
                     self.rollback(&list, &binaries, &pod, prev.as_ref().map(|r| &r.raw))
                         .await;

@@ -31,10 +31,17 @@ impl ContainerService {
         // Judged per thing found, after finding it: a create in flight reserved its name
         // before it made anything, and a record exists before the reservation goes, so what a
         // live container owns always has a record or a reservation by the time it is seen.
+        // A container whose record is on disk but could not be read (a newer schema, or
+        // quarantined) keeps everything: what it owns is unknown, not orphaned.
         let orphan = |id: &str| {
-            crate::store::is_object_id(id)
+            let candidate = crate::store::is_object_id(id)
                 && self.store.containers.get(id).is_none()
-                && !self.store.container_names.holds(id)
+                && !self.store.container_names.holds(id);
+            if candidate && self.store.containers.has_unreadable(id) {
+                tracing::debug!(container = %id, "kept: its record is on disk but unreadable");
+                return false;
+            }
+            candidate
         };
 
         let containers_dir = self.settings.state_dir.join("containers");

@@ -46,6 +46,7 @@ impl ContainerService {
                 id: id.clone(),
                 source,
             })?;
+        crate::failpoint::hit(crate::failpoint::REMOVE_CONTAINER_MID_TEARDOWN);
         if let Ok(path) = CgroupPath::parse(&container.cgroup_path) {
             let created = Created::from_dirs(container.cgroup_created.iter().map(PathBuf::from));
             let cgroups = Arc::clone(&self.cgroups);

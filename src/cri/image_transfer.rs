@@ -1,6 +1,7 @@
 //! The image transfer extension (`carrack.images.v1.Images`): import and export of image
 //! archives for `carrack image import`/`export`, and layer progress of pulls in flight for
-//! `carrack pull`'s progress bars. Served on the CRI socket, but a separate
+//! `carrack pull`'s progress bars, and a full verify of the image store for
+//! `carrack image verify`. Served on the CRI socket, but a separate
 //! service in its own proto package: CRI clients never see it.
 
 use std::io::Write;
@@ -143,6 +144,23 @@ impl proto::images_server::Images for ImageTransferServer {
         });
         instrument::rpc(span, async {
             Ok(Box::pin(ReceiverStream::new(receiver)) as Self::ExportStream)
+        })
+        .await
+    }
+
+    async fn verify(
+        &self,
+        _request: Request<proto::VerifyRequest>,
+    ) -> Result<Response<proto::VerifyResponse>, Status> {
+        let span = tracing::info_span!("images.Verify");
+        instrument::rpc(span, async {
+            let report = self.images.verify().await?;
+            Ok(proto::VerifyResponse {
+                images: report.images as u64,
+                blobs: report.blobs as u64,
+                layers: report.layers as u64,
+                problems: report.problems,
+            })
         })
         .await
     }

@@ -41,7 +41,7 @@ use crate::proto::image_service_server::ImageServiceServer;
 use crate::proto::images::images_server::ImagesServer;
 use crate::proto::runtime_service_server::RuntimeServiceServer;
 use crate::sandbox::{SandboxService, SandboxSettings};
-use crate::snapshot::Snapshotter;
+use crate::snapshot::{Snapshotter, SnapshotterOptions};
 use crate::store::Store;
 use crate::streaming::{StreamingServer, StreamingSettings, TlsSource};
 use crate::telemetry::traceparent::TraceParentLayer;
@@ -69,6 +69,10 @@ pub async fn run(config: Config, telemetry: Telemetry) -> Result<(), DaemonError
 
     let recovery = tracing::info_span!("daemon.recovery");
     let (store, report) = recovery.in_scope(|| Store::open(&config.root_dir))?;
+    reconcile::leftover_removed(
+        "store_temp_records",
+        report.pods.removed_temp + report.containers.removed_temp + report.images.removed_temp,
+    );
     tracing::info!(
         pods = report.pods.loaded,
         containers = report.containers.loaded,
@@ -99,12 +103,17 @@ pub async fn run(config: Config, telemetry: Telemetry) -> Result<(), DaemonError
         tracing::info!(pods = undone, "interrupted pod creates undone");
     }
     let teardowns = tokio::spawn(retry_network_teardowns(Arc::clone(&sandboxes)));
-    let snapshots = Arc::new(Snapshotter::open(&config.root_dir)?);
+    let (snapshots, snapshot_report) =
+        Snapshotter::open_with(&config.root_dir, SnapshotterOptions::default())?;
+    reconcile::leftover_removed("snapshot_ingest", snapshot_report.removed_ingest);
+    reconcile::leftover_removed("broken_snapshots", snapshot_report.removed_broken);
+    let snapshots = Arc::new(snapshots);
     let images = Arc::new(ImageService::new(
         &config,
         Arc::clone(&store),
         Arc::clone(&snapshots),
     )?);
+    reconcile::leftover_removed("content_ingest", images.ingest_leftovers_removed());
     let containers = ContainerService::new(
         ContainerSettings {
             state_dir: config.state_dir.clone(),
@@ -298,6 +307,7 @@ const TEARDOWN_RETRY_INTERVAL: Duration = Duration::from_secs(30);
 async fn retry_network_teardowns(sandboxes: Arc<SandboxService>) {
     loop {
         let report = sandboxes.finish_pending_teardowns().await;
+        reconcile::leftover_removed("cni_teardowns", report.released);
         if report.released + report.failed > 0 {
             tracing::info!(
                 released = report.released,

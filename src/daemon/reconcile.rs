@@ -1,7 +1,9 @@
 //! Reconciler passes: the pod and container reconcilers remove what no record and no create in
 //! flight owns. One pass runs at start (before serving); with
 //! `[recovery] reconcile_interval_secs` set, more run while RPCs are served. Each pass logs and
-//! counts (the `reconciler_removals` metric) what it removed.
+//! counts (the `reconciler_removals` metric) what it removed. The leftovers the stores remove
+//! when they open (half-written records, blobs and layers) and the CNI DELs owed by a crash
+//! that the teardown retries finish are counted in the same metric, each under its own kind.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +48,12 @@ pub(super) async fn periodic(
             tracing::error!(error = %err, "reconciler pass failed");
         }
     }
+}
+
+/// Counts `count` leftovers of `kind` removed outside a reconciler pass (by a store as it
+/// opened, or a finished CNI DEL).
+pub(super) fn leftover_removed(kind: &str, count: usize) {
+    metrics::global().reconciler_removed(kind, count as u64);
 }
 
 fn record_pods(report: &PodReconcileReport) {

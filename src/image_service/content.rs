@@ -53,6 +53,8 @@ pub struct ContentStore {
     blobs: PathBuf,
     ingest: PathBuf,
     counter: AtomicU64,
+    /// Half-written blobs removed by [`ContentStore::open`].
+    removed_at_open: usize,
 }
 
 impl ContentStore {
@@ -71,16 +73,25 @@ impl ContentStore {
             path: ingest.clone(),
             source,
         })?;
+        let mut removed_at_open = 0;
         for entry in leftovers.flatten() {
             let path = entry.path();
             tracing::info!(path = %path.display(), "removing half-written blob");
-            let _ = fs::remove_file(&path);
+            if fs::remove_file(&path).is_ok() {
+                removed_at_open += 1;
+            }
         }
         Ok(Self {
             blobs,
             ingest,
             counter: AtomicU64::new(0),
+            removed_at_open,
         })
+    }
+
+    /// How many half-written blobs [`ContentStore::open`] removed (for the reconciler metric).
+    pub fn removed_at_open(&self) -> usize {
+        self.removed_at_open
     }
 
     /// Stores `bytes` under `digest` after checking they match. Storing again is a no-op.
@@ -198,6 +209,65 @@ impl ContentStore {
         digests
     }
 
+    /// Re-reads the stored blob and checks it still hashes to `digest` (`Ok(false)`: not
+    /// stored).
+    pub fn verify(&self, digest: &Digest) -> Result<bool, ContentError> {
+        let Some(file) = self.open_blob(digest)? else {
+            return Ok(false);
+        };
+        let mut hashing =
+            super::digest::HashingReader::new(std::io::BufReader::new(file), digest.algorithm());
+        std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|source| ContentError::Io {
+            path: self.path(digest),
+            source,
+        })?;
+        let (actual, _) = hashing.finish();
+        if actual == *digest {
+            Ok(true)
+        } else {
+            Err(ContentError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            })
+        }
+    }
+
+    /// What is in the ingest directory: temporary files of imports in flight, or debris a
+    /// crash left (the next open removes it).
+    pub fn ingest_entries(&self) -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = fs::read_dir(&self.ingest)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Files under `blobs/` that are not named like a digest (nothing the store writes).
+    pub fn stray_files(&self) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for algorithm in fs::read_dir(&self.blobs).into_iter().flatten().flatten() {
+            let algorithm_name = algorithm.file_name().to_string_lossy().into_owned();
+            for entry in fs::read_dir(algorithm.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if format!("{algorithm_name}:{name}")
+                    .parse::<Digest>()
+                    .is_err()
+                {
+                    found.push(entry.path());
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
     /// Total bytes of stored blobs.
     pub fn usage_bytes(&self) -> u64 {
         self.list()
@@ -250,7 +320,27 @@ mod tests {
         drop(ContentStore::open(root.path()).unwrap());
         let leftover = root.path().join("content/ingest/abc-0");
         fs::write(&leftover, b"half").unwrap();
-        drop(ContentStore::open(root.path()).unwrap());
+        let store = ContentStore::open(root.path()).unwrap();
         assert!(!leftover.exists());
+        assert_eq!(store.removed_at_open(), 1);
+    }
+
+    #[test]
+    fn verify_rehashes_stored_blobs() {
+        let root = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(root.path()).unwrap();
+        let digest = Digest::sha256_of(b"config");
+        assert!(!store.verify(&digest).unwrap());
+        store.put(&digest, b"config").unwrap();
+        assert!(store.verify(&digest).unwrap());
+        fs::write(store.path(&digest), b"tampered").unwrap();
+        assert!(matches!(
+            store.verify(&digest),
+            Err(ContentError::DigestMismatch { .. })
+        ));
+        fs::write(root.path().join("content/blobs/sha256/not-a-digest"), b"x").unwrap();
+        assert_eq!(store.stray_files().len(), 1);
+        fs::write(store.temp_path("blob"), b"x").unwrap();
+        assert_eq!(store.ingest_entries().len(), 1);
     }
 }

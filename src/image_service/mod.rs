@@ -20,6 +20,7 @@ pub mod reference;
 pub mod registry;
 mod remove;
 pub mod unpack;
+mod verify;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ use bytes::Bytes;
 pub use error::ImageError;
 pub use import::ImportedImage;
 pub use progress::{LayerProgress, LayerState, PullSnapshot};
+pub use verify::VerifyReport;
 
 use content::ContentStore;
 use digest::Digest;
@@ -126,6 +128,11 @@ impl ImageService {
     /// The image `name` refers to (id, id prefix, tag or digest reference), or `None`.
     pub fn status(&self, name: &str) -> Result<Option<Arc<ImageRecord>>, ImageError> {
         lookup::find(&self.store.images, name)
+    }
+
+    /// How many half-written blobs opening the content store removed (debris of a crash).
+    pub fn ingest_leftovers_removed(&self) -> usize {
+        self.content.removed_at_open()
     }
 
     /// The latest pull of `name`, in flight or just finished (`None`: none right now).

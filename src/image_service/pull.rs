@@ -359,6 +359,7 @@ impl ImageService {
                 size: unpacked.uncompressed_bytes,
             })
         })?;
+        crate::failpoint::hit(crate::failpoint::PULL_AFTER_FIRST_LAYER);
         if let Some(progress) = &job.progress {
             progress.done();
         }

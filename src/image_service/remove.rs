@@ -1,10 +1,12 @@
 //! Removing an image and collecting what no image needs any more.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use super::ImageService;
 use super::error::ImageError;
 use crate::snapshot::{LayerInfo, SnapshotError};
+use crate::store::ImageRecord;
 
 impl ImageService {
     /// Removes the image `name` refers to, with all its tags. An unknown image succeeds
@@ -44,9 +46,17 @@ impl ImageService {
         let depths = depths(&layers);
         unused.sort_by_key(|layer| std::cmp::Reverse(depths.get(layer.chain_id.as_str())));
         let mut first_error = None;
+        // Crash points only where this collection removed something: the one at start
+        // usually finds nothing, and a daemon armed for a removal must get that far.
+        let mut removed_any = false;
         for layer in unused {
             match self.snapshots.remove_layer(&layer.chain_id) {
-                Ok(_) => {}
+                Ok(removed) => {
+                    if removed && !removed_any {
+                        crate::failpoint::hit(crate::failpoint::GC_AFTER_FIRST_LAYER);
+                    }
+                    removed_any |= removed;
+                }
                 Err(SnapshotError::LayerInUse { chain_id, user }) => {
                     tracing::debug!(%chain_id, %user, "unreferenced layer still in use; kept");
                 }
@@ -60,10 +70,27 @@ impl ImageService {
             return Err(err.into());
         }
 
-        let mut used_documents: HashSet<String> = HashSet::new();
-        for image in &images {
-            used_documents.insert(image.id.clone());
-            used_documents.insert(image.manifest_digest.clone());
+        if removed_any {
+            crate::failpoint::hit(crate::failpoint::GC_AFTER_LAYERS);
+        }
+        let used_documents = self.used_documents(&images);
+        for digest in self.content.list() {
+            if !used_documents.contains(&digest.to_string()) {
+                self.content.remove(&digest)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ImageService {
+    /// The digests of the documents (and kept layer blobs) `images` own: what collection
+    /// keeps and what a verify expects to find nothing beyond.
+    pub(super) fn used_documents(&self, images: &[Arc<ImageRecord>]) -> HashSet<String> {
+        let mut used: HashSet<String> = HashSet::new();
+        for image in images {
+            used.insert(image.id.clone());
+            used.insert(image.manifest_digest.clone());
             // Layer blobs are kept only for imported images (for export); the manifest
             // names them.
             if let Ok(digest) = image.manifest_digest.parse()
@@ -72,21 +99,16 @@ impl ImageService {
                     super::manifest::parse_document("", &bytes)
             {
                 for layer in &manifest.layers {
-                    used_documents.insert(layer.digest.to_string());
+                    used.insert(layer.digest.to_string());
                 }
             }
             for repo_digest in &image.repo_digests {
                 if let Some((_, digest)) = repo_digest.split_once('@') {
-                    used_documents.insert(digest.to_owned());
+                    used.insert(digest.to_owned());
                 }
             }
         }
-        for digest in self.content.list() {
-            if !used_documents.contains(&digest.to_string()) {
-                self.content.remove(&digest)?;
-            }
-        }
-        Ok(())
+        used
     }
 }
 

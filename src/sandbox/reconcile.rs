@@ -72,8 +72,10 @@ impl SandboxService {
         // what a live pod owns always has a record or a reservation by the time it is seen.
         // A pod whose record was lost (quarantined) while containers of it remain keeps its
         // namespaces, cgroup and init until those are removed: they still run in them.
+        // A pod whose record is on disk but could not be read (a newer schema, or
+        // quarantined) keeps everything: what it owns is unknown, not orphaned.
         let orphan = |id: &str| {
-            crate::store::is_object_id(id)
+            let candidate = crate::store::is_object_id(id)
                 && self.store.pods.get(id).is_none()
                 && !self.store.pod_names.holds(id)
                 && !self
@@ -81,7 +83,12 @@ impl SandboxService {
                     .containers
                     .list()
                     .iter()
-                    .any(|container| container.pod_id == id)
+                    .any(|container| container.pod_id == id);
+            if candidate && self.store.pods.has_unreadable(id) {
+                tracing::debug!(pod = %id, "kept: its record is on disk but unreadable");
+                return false;
+            }
+            candidate
         };
 
         // Inits first: a cgroup cannot go while they are in it.

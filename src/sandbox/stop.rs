@@ -50,6 +50,7 @@ impl SandboxService {
                 path: record.pidns_path.clone().unwrap_or_default().into(),
                 source,
             })?;
+            crate::failpoint::hit(crate::failpoint::STOP_POD_AFTER_INIT_KILL);
             record.pid_init = 0;
             record.pidns_path = None;
             self.store.pods.put(record.clone())?;

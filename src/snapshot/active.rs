@@ -13,7 +13,7 @@ use super::{
 };
 
 /// Name of the record of an active snapshot's lowers.
-const LOWERS_FILE: &str = "lowers.json";
+pub(super) const LOWERS_FILE: &str = "lowers.json";
 /// Empty lower used when a container's image has no layers (overlayfs needs one).
 const EMPTY_LOWER: &str = "empty";
 

@@ -23,6 +23,7 @@
 //! about registries, images or containers.
 
 mod active;
+mod audit;
 mod error;
 mod ingest;
 mod layer;
@@ -41,6 +42,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub use active::MountSpec;
+pub use audit::SnapshotFinding;
 pub use error::SnapshotError;
 pub use ingest::LayerIngest;
 pub use layer::{LayerInfo, LayerMeta};

@@ -485,3 +485,45 @@ fn mount_errors_name_the_target_and_step() {
     );
     assert!(error.to_string().contains("failed"), "{error}");
 }
+
+#[test]
+fn audit_reports_leftovers_unindexed_dirs_and_missing_parts() {
+    let tmp = TempDir::new().unwrap();
+    let snapshotter = open(tmp.path());
+    add_layer(&snapshotter, "base", None, &[("a", "1")]);
+    let top = add_layer(&snapshotter, "top", Some("base"), &[("b", "2")]);
+    snapshotter
+        .prepare_active("c1", &ids(&["base", "top"]))
+        .unwrap();
+    assert_eq!(snapshotter.audit(), Vec::new());
+    assert_eq!(
+        snapshotter.active_lowers().get("c1"),
+        Some(&ids(&["base", "top"]))
+    );
+
+    let base = tmp.path().join("snapshots");
+    let held = snapshotter.begin_layer("pending").unwrap();
+    fs::create_dir(base.join("layers").join("999")).unwrap();
+    fs::create_dir(base.join("active").join("stray")).unwrap();
+    fs::remove_dir_all(&top.path).unwrap();
+    fs::remove_dir_all(base.join("active").join("c1").join("work")).unwrap();
+    let findings = snapshotter.audit();
+    let text: Vec<String> = findings.iter().map(ToString::to_string).collect();
+    assert_eq!(findings.len(), 5, "{text:#?}");
+    assert!(matches!(
+        &findings[0],
+        SnapshotFinding::IngestLeftover { path } if path.starts_with(base.join("ingest"))
+    ));
+    assert!(findings.contains(&SnapshotFinding::Unindexed {
+        path: base.join("layers").join("999")
+    }));
+    assert!(findings.contains(&SnapshotFinding::Unindexed {
+        path: base.join("active").join("stray")
+    }));
+    assert!(findings.contains(&SnapshotFinding::LayerIncomplete {
+        chain_id: "top".to_owned(),
+        path: top.path.clone()
+    }));
+    assert!(text.iter().any(|t| t.contains("c1") && t.contains("work")));
+    drop(held);
+}

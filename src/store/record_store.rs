@@ -148,6 +148,20 @@ impl<T: Record> RecordStore<T> {
         self.index().is_empty()
     }
 
+    /// Whether a record of `id` is on disk that this store did not load: one written by a
+    /// newer schema (left untouched) or one quarantined as unreadable (`<id>.json.corrupt`).
+    /// What such a record describes is not known, so what it may own (a pod's namespaces and
+    /// cgroup, a container's writable layer) must be kept, never reconciled away, until an
+    /// operator (or a newer binary) deals with the file. Reads the directory, so an operator
+    /// removing the file is seen at once. Ids that cannot name a record are `false`.
+    pub fn has_unreadable(&self, id: &str) -> bool {
+        if validate_id(T::KIND, id).is_err() {
+            return false;
+        }
+        let path = self.record_path(id);
+        (self.get(id).is_none() && path.exists()) || path.with_extension("json.corrupt").exists()
+    }
+
     fn scan(&self) -> Result<ScanReport, StoreError> {
         let mut report = ScanReport::default();
         let entries = fs::read_dir(&self.dir).map_err(|source| StoreError::Io {
@@ -179,7 +193,7 @@ impl<T: Record> RecordStore<T> {
                     tracing::warn!(
                         path = %path.display(),
                         version = envelope.schema_version,
-                        "record written by a newer carrack; left untouched"
+                        "record written by a newer carrack; left untouched, and what it owns is kept"
                     );
                     report.newer_schema += 1;
                 }
@@ -217,7 +231,7 @@ impl<T: Record> RecordStore<T> {
             path = %path.display(),
             moved_to = %aside.display(),
             reason,
-            "unreadable {} record quarantined; the rest of the state loads without it",
+            "unreadable {} record quarantined; the rest of the state loads without it, and what it owns is kept until the file is removed",
             T::KIND
         );
         Ok(())
@@ -369,6 +383,13 @@ mod tests {
         assert!(store.is_empty());
         assert!(dir.join("bad.json.corrupt").exists());
         assert!(!dir.join(".a.0.tmp").exists());
+        assert!(store.has_unreadable("bad"));
+        assert!(store.has_unreadable("x"));
+        // Still known after a restart, when the scan no longer reads the quarantined file.
+        drop(store);
+        let (store, report) = RecordStore::<Thing>::open(root.path()).unwrap();
+        assert_eq!(report.quarantined, 0);
+        assert!(store.has_unreadable("bad"));
     }
 
     #[test]
@@ -391,6 +412,12 @@ mod tests {
         assert_eq!(report.newer_schema, 1);
         assert_eq!(store.get("old").unwrap().added_later, None);
         assert!(dir.join("new.json").exists());
+        assert!(store.has_unreadable("new"));
+        assert!(!store.has_unreadable("old"));
+        assert!(!store.has_unreadable("absent"));
+        assert!(!store.has_unreadable("../new"));
+        fs::remove_file(dir.join("new.json")).unwrap();
+        assert!(!store.has_unreadable("new"));
     }
 
     #[test]

@@ -201,7 +201,7 @@ impl Metrics {
         );
         registry.register(
             "reconciler_removals",
-            "Leftovers removed by the reconciler (at start and periodically), by kind",
+            "Leftovers removed by the reconcilers (at start and periodically) and by the stores as they open, and CNI DELs owed after a crash that a retry finished, by kind",
             reconciler_removals.clone(),
         );
         let traces = registry.sub_registry_with_prefix("trace");

@@ -1,9 +1,10 @@
-//! `carrack image import|export`: image archives through Carrack's image transfer extension
+//! `carrack image import|export|verify`: image archives through Carrack's image transfer extension
 //! (`carrack.images.v1`, on the same socket as CRI). Only Carrack serves it: against another
 //! runtime these verbs say so.
 
 mod export;
 mod import;
+mod verify;
 
 use super::client::Cri;
 use super::error::CliError;
@@ -19,6 +20,9 @@ pub enum ImageCommand {
     Import(import::ImportArgs),
     /// Export images to an archive (OCI layout with Docker's manifest.json).
     Export(export::ExportArgs),
+    /// Verify the whole image store (every blob re-hashed, every image's documents and
+    /// layers, nothing stored that no image owns); exits non-zero on any problem.
+    Verify,
 }
 
 /// Runs an `image` subcommand.
@@ -26,6 +30,7 @@ pub async fn image(cri: &mut Cri, command: ImageCommand) -> Result<(), CliError>
     match command {
         ImageCommand::Import(args) => import::import(cri, args).await,
         ImageCommand::Export(args) => export::export(cri, args).await,
+        ImageCommand::Verify => verify::verify(cri).await,
     }
 }
 
