@@ -662,7 +662,8 @@ mod tests {
             Arc::clone(&events),
         );
         let urls = StreamingUrls::new(
-            "127.0.0.1:10250".parse().expect("address"),
+            "127.0.0.1",
+            10250,
             false,
             std::time::Duration::from_secs(60),
         );
