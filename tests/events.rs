@@ -14,7 +14,9 @@ use prost::Message;
 use support::client::CriClient;
 use support::node::Node;
 use support::skip_unless_root;
-use support::workload::{container_config, create, pull_busybox, remove, run_pod, start, stop};
+use support::workload::{
+    container_config, create, pull, pull_busybox, remove, run_pod, start, stop,
+};
 use tonic::{Code, Streaming};
 
 /// A hang guard for reading one event (never an assertion about speed).
@@ -282,6 +284,14 @@ async fn streamed_lists_stay_under_the_limit_and_unary_lists_over_it_are_refused
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("StreamContainerStats"), "{err:?}");
+    // One pod whose eight containers' stats exceed the limit.
+    let err = cri
+        .runtime
+        .list_pod_sandbox_stats(proto::ListPodSandboxStatsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("StreamPodSandboxStats"), "{err:?}");
     // A filter that makes the reply small passes.
     let one = created.first().unwrap().clone();
     let listed = cri
@@ -375,6 +385,36 @@ async fn streamed_lists_stay_under_the_limit_and_unary_lists_over_it_are_refused
     .await;
     assert_eq!(stats.len(), 1);
     assert_eq!(stats[0].linux.as_ref().expect("linux").containers.len(), 2);
+
+    // Enough pods, and enough tags of the one image, to go over the limit too.
+    let mut extra = Vec::new();
+    for n in 0..10 {
+        extra.push(run_pod(&node, &mut cri, &format!("extra-{n}")).await.0);
+    }
+    let err = cri
+        .runtime
+        .list_pod_sandbox(proto::ListPodSandboxRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("StreamPodSandboxes"), "{err:?}");
+    for id in extra {
+        remove_pod(&mut cri, &id).await;
+    }
+    for n in 0..40 {
+        node.push(support::images::busybox(), &format!("library/busybox:t{n}"))
+            .expect("push busybox");
+        pull(&mut cri, &format!("busybox:t{n}"))
+            .await
+            .expect("PullImage");
+    }
+    let err = cri
+        .image
+        .list_images(proto::ListImagesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("StreamImages"), "{err:?}");
     remove_pod(&mut cri, &pod.0).await;
 }
 

@@ -37,6 +37,21 @@ fn pod_config(name: &str) -> proto::PodSandboxConfig {
     }
 }
 
+/// `config` in the node's network namespace (no netns, no CNI).
+fn on_node_network(mut config: proto::PodSandboxConfig) -> proto::PodSandboxConfig {
+    config.linux = Some(proto::LinuxPodSandboxConfig {
+        security_context: Some(proto::LinuxSandboxSecurityContext {
+            namespace_options: Some(proto::NamespaceOption {
+                network: proto::NamespaceMode::Node.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    config
+}
+
 fn run_request(config: proto::PodSandboxConfig) -> proto::RunPodSandboxRequest {
     proto::RunPodSandboxRequest {
         config: Some(config),
@@ -274,17 +289,7 @@ async fn host_network_pod_has_no_netns_and_no_ip() {
     let node = Node::start();
     write_bridge_conflist(&node);
     let mut cri = node.cri().await;
-    let mut config = pod_config("hostnet");
-    config.linux = Some(proto::LinuxPodSandboxConfig {
-        security_context: Some(proto::LinuxSandboxSecurityContext {
-            namespace_options: Some(proto::NamespaceOption {
-                network: proto::NamespaceMode::Node.into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    let config = on_node_network(pod_config("hostnet"));
     let id = cri
         .runtime
         .run_pod_sandbox(run_request(config))
@@ -793,19 +798,7 @@ async fn host_port_answers_on_node_loopback_and_host_network_pods_see_node_links
 
     // A host-network pod's container sees the node netns's links: the bridge and the
     // published pod's veth, which the test's node netns alone has.
-    let host_config = proto::PodSandboxConfig {
-        linux: Some(proto::LinuxPodSandboxConfig {
-            security_context: Some(proto::LinuxSandboxSecurityContext {
-                namespace_options: Some(proto::NamespaceOption {
-                    network: proto::NamespaceMode::Node.into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..logged_pod_config(&node, "hostnet")
-    };
+    let host_config = on_node_network(logged_pod_config(&node, "hostnet"));
     let host_pod = workload::run_pod_config(&mut cri, &host_config)
         .await
         .expect("RunPodSandbox");
