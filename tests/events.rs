@@ -14,7 +14,9 @@ use prost::Message;
 use support::client::CriClient;
 use support::node::Node;
 use support::skip_unless_root;
-use support::workload::{container_config, create, pull_busybox, remove, run_pod, start, stop};
+use support::workload::{
+    container_config, create, pull, pull_busybox, remove, run_pod, start, stop,
+};
 use tonic::{Code, Streaming};
 
 /// A hang guard for reading one event (never an assertion about speed).
@@ -282,6 +284,14 @@ async fn streamed_lists_stay_under_the_limit_and_unary_lists_over_it_are_refused
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("StreamContainerStats"), "{err:?}");
+    // One pod whose eight containers' stats exceed the limit.
+    let err = cri
+        .runtime
+        .list_pod_sandbox_stats(proto::ListPodSandboxStatsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("StreamPodSandboxStats"), "{err:?}");
     // A filter that makes the reply small passes.
     let one = created.first().unwrap().clone();
     let listed = cri
@@ -375,6 +385,36 @@ async fn streamed_lists_stay_under_the_limit_and_unary_lists_over_it_are_refused
     .await;
     assert_eq!(stats.len(), 1);
     assert_eq!(stats[0].linux.as_ref().expect("linux").containers.len(), 2);
+
+    // Enough pods, and enough tags of the one image, to go over the limit too.
+    let mut extra = Vec::new();
+    for n in 0..10 {
+        extra.push(run_pod(&node, &mut cri, &format!("extra-{n}")).await.0);
+    }
+    let err = cri
+        .runtime
+        .list_pod_sandbox(proto::ListPodSandboxRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("StreamPodSandboxes"), "{err:?}");
+    for id in extra {
+        remove_pod(&mut cri, &id).await;
+    }
+    for n in 0..40 {
+        node.push(support::images::busybox(), &format!("library/busybox:t{n}"))
+            .expect("push busybox");
+        pull(&mut cri, &format!("busybox:t{n}"))
+            .await
+            .expect("PullImage");
+    }
+    let err = cri
+        .image
+        .list_images(proto::ListImagesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("StreamImages"), "{err:?}");
     remove_pod(&mut cri, &pod.0).await;
 }
 
@@ -488,4 +528,90 @@ async fn pod_metrics_match_their_descriptors_for_a_running_pod() {
     stop(&mut cri, &id, 1).await;
     remove(&mut cri, &id).await;
     remove_pod(&mut cri, &pod.0).await;
+}
+
+/// A connection to `node` whose HTTP/2 stream window is small, so a stream the test does not
+/// read stops taking events after a few kilobytes (tonic's default window is megabytes).
+async fn small_window_client(node: &Node) -> CriClient {
+    let socket = node.socket_path();
+    let channel = tonic::transport::Endpoint::from_static("http://[::]:50051")
+        .initial_stream_window_size(Some(4096))
+        .connect_with_connector(tower::service_fn(move |_uri| {
+            let socket = socket.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(socket).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
+        .await
+        .expect("connect with a small window");
+    CriClient {
+        runtime: proto::runtime_service_client::RuntimeServiceClient::new(channel.clone()),
+        image: proto::image_service_client::ImageServiceClient::new(channel),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subscriber_that_does_not_read_is_dropped_without_blocking_the_runtime() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    let mut cri = node.cri().await;
+    let mut slow = small_window_client(&node).await;
+    let mut unread = subscribe(&mut slow).await;
+    // A subscriber that keeps reading, counting.
+    let mut fast = subscribe(&mut cri).await;
+    let (count_tx, mut count_rx) = tokio::sync::watch::channel(0_usize);
+    let reader = tokio::spawn(async move {
+        let mut seen = 0;
+        while let Ok(Some(_)) = fast.message().await {
+            seen += 1;
+            let _ = count_tx.send(seen);
+        }
+    });
+
+    // Pod churn (four events a cycle) until the daemon gives up on the unread subscriber:
+    // its queue (1024 events) and the transport's buffers fill; the runtime never waits.
+    let dropped = "container event subscriber is not reading; dropping it";
+    let mut cycles = 0;
+    while !node.daemon_log().contains(dropped) {
+        assert!(cycles < 1000, "the unread subscriber was never dropped");
+        for _ in 0..20 {
+            let (id, _) = run_pod(&node, &mut cri, &format!("churn-{cycles}")).await;
+            stop_pod(&mut cri, &id).await;
+            remove_pod(&mut cri, &id).await;
+            cycles += 1;
+        }
+    }
+    // The reading subscriber got every event.
+    let expected = cycles * 4;
+    tokio::time::timeout(EVENT_WAIT, count_rx.wait_for(|seen| *seen >= expected))
+        .await
+        .expect("hang guard: the reading subscriber's events")
+        .expect("reader alive");
+    // The unread one gets what was queued, then the end of its stream saying why.
+    let mut delivered = 0;
+    let err = loop {
+        match tokio::time::timeout(EVENT_WAIT, unread.message())
+            .await
+            .expect("hang guard: the dropped stream ends")
+        {
+            Ok(Some(_)) => delivered += 1,
+            Ok(None) => panic!("the dropped stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(delivered < expected, "{delivered} of {expected}");
+    reader.abort();
+}
+
+async fn stop_pod(cri: &mut CriClient, id: &str) {
+    cri.runtime
+        .stop_pod_sandbox(proto::StopPodSandboxRequest {
+            pod_sandbox_id: id.to_owned(),
+        })
+        .await
+        .expect("StopPodSandbox");
 }

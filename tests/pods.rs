@@ -9,9 +9,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use carrack::proto;
-use support::cni::{leased_ips, write_bridge_conflist, write_plugin};
+use support::cni::{leased_ips, write_bridge_conflist, write_conflist, write_plugin};
 use support::node::Node;
-use support::{netns, skip_unless_root};
+use support::{netns, skip_unless_root, workload};
 use tonic::Code;
 
 fn pod_config(name: &str) -> proto::PodSandboxConfig {
@@ -35,6 +35,21 @@ fn pod_config(name: &str) -> proto::PodSandboxConfig {
         }),
         ..Default::default()
     }
+}
+
+/// `config` in the node's network namespace (no netns, no CNI).
+fn on_node_network(mut config: proto::PodSandboxConfig) -> proto::PodSandboxConfig {
+    config.linux = Some(proto::LinuxPodSandboxConfig {
+        security_context: Some(proto::LinuxSandboxSecurityContext {
+            namespace_options: Some(proto::NamespaceOption {
+                network: proto::NamespaceMode::Node.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    config
 }
 
 fn run_request(config: proto::PodSandboxConfig) -> proto::RunPodSandboxRequest {
@@ -274,17 +289,7 @@ async fn host_network_pod_has_no_netns_and_no_ip() {
     let node = Node::start();
     write_bridge_conflist(&node);
     let mut cri = node.cri().await;
-    let mut config = pod_config("hostnet");
-    config.linux = Some(proto::LinuxPodSandboxConfig {
-        security_context: Some(proto::LinuxSandboxSecurityContext {
-            namespace_options: Some(proto::NamespaceOption {
-                network: proto::NamespaceMode::Node.into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    let config = on_node_network(pod_config("hostnet"));
     let id = cri
         .runtime
         .run_pod_sandbox(run_request(config))
@@ -570,4 +575,280 @@ async fn two_hundred_cycles_leak_no_ip_dir_or_cgroup() {
             .unwrap_or_default();
         assert!(children.is_empty(), "{children:?}");
     }
+}
+
+/// `tc qdisc show` in the node's network namespace.
+fn node_qdiscs(node: &Node) -> String {
+    let output = std::process::Command::new("ip")
+        .args(["netns", "exec", node.netns_name(), "tc", "qdisc", "show"])
+        .output()
+        .expect("run tc");
+    assert!(output.status.success(), "tc: {output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A pod on the bridge whose containers log under the node's temp dir.
+fn logged_pod_config(node: &Node, name: &str) -> proto::PodSandboxConfig {
+    let mut config = pod_config(name);
+    config.log_directory = node
+        .base_dir()
+        .join("pod-logs")
+        .join(name)
+        .display()
+        .to_string();
+    config
+}
+
+/// Creates and starts a busybox container running `command` in the pod.
+async fn start_container(
+    cri: &mut support::client::CriClient,
+    pod_id: &str,
+    pod_config: &proto::PodSandboxConfig,
+    name: &str,
+    command: &[&str],
+) -> String {
+    let id = workload::create(
+        cri,
+        pod_id,
+        pod_config,
+        workload::container_config(name, command),
+    )
+    .await
+    .expect("CreateContainer");
+    workload::start(cri, &id).await.expect("StartContainer");
+    id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bandwidth_annotations_and_pod_cidr_reach_the_cni_plugins() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    // The bridge declares `ipRanges` (host-local then allocates from the pod CIDR), and the
+    // bandwidth plugin shapes the pod's host-side veth (ingress) and an ifb device (egress).
+    write_conflist(
+        &node,
+        "bridge",
+        serde_json::json!({"ipRanges": true}),
+        vec![serde_json::json!({"type": "bandwidth", "capabilities": {"bandwidth": true}})],
+    );
+    let mut cri = node.cri().await;
+    cri.runtime
+        .update_runtime_config(proto::UpdateRuntimeConfigRequest {
+            runtime_config: Some(proto::RuntimeConfig {
+                network_config: Some(proto::NetworkConfig {
+                    pod_cidr: "10.98.7.0/24".to_owned(),
+                }),
+            }),
+        })
+        .await
+        .expect("UpdateRuntimeConfig");
+
+    let mut bad = pod_config("bad-bandwidth");
+    bad.annotations.insert(
+        "kubernetes.io/ingress-bandwidth".to_owned(),
+        "fast".to_owned(),
+    );
+    let err = cri
+        .runtime
+        .run_pod_sandbox(run_request(bad))
+        .await
+        .expect_err("an unparsable bandwidth");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("ingress-bandwidth"), "{err:?}");
+
+    let mut config = pod_config("shaped");
+    config.annotations.extend([
+        (
+            "kubernetes.io/ingress-bandwidth".to_owned(),
+            "3M".to_owned(),
+        ),
+        ("kubernetes.io/egress-bandwidth".to_owned(), "5M".to_owned()),
+    ]);
+    let id = cri
+        .runtime
+        .run_pod_sandbox(run_request(config))
+        .await
+        .expect("RunPodSandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    let (status, _) = verbose_status(&mut cri, &id).await;
+    let ip = status.network.expect("network").ip;
+    assert!(ip.starts_with("10.98.7."), "the pod CIDR's address: {ip}");
+    let qdiscs = node_qdiscs(&node);
+    assert!(
+        qdiscs.contains("tbf") && qdiscs.contains("rate 3Mbit") && qdiscs.contains("rate 5Mbit"),
+        "{qdiscs}"
+    );
+    assert!(qdiscs.contains("qdisc ingress"), "{qdiscs}");
+    cri.runtime
+        .remove_pod_sandbox(proto::RemovePodSandboxRequest { pod_sandbox_id: id })
+        .await
+        .expect("RemovePodSandbox");
+    let qdiscs = node_qdiscs(&node);
+    assert!(!qdiscs.contains("rate 5Mbit"), "ifb left: {qdiscs}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dev_shm_is_shared_within_a_pod_and_not_across_pods() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    write_bridge_conflist(&node);
+    let mut cri = node.cri().await;
+    workload::pull_busybox(&node, &mut cri).await;
+    let mut containers = Vec::new();
+    let mut pods = Vec::new();
+    for (pod, names) in [
+        ("shm-a", &["writer", "reader"][..]),
+        ("shm-b", &["other"][..]),
+    ] {
+        let config = logged_pod_config(&node, pod);
+        let pod_id = workload::run_pod_config(&mut cri, &config)
+            .await
+            .expect("RunPodSandbox");
+        for name in names {
+            containers
+                .push(start_container(&mut cri, &pod_id, &config, name, &["sleep", "1000"]).await);
+        }
+        pods.push(pod_id);
+    }
+    let (writer, reader, other) = (&containers[0], &containers[1], &containers[2]);
+    let wrote = workload::exec_sync(
+        &mut cri,
+        writer,
+        &["sh", "-c", "echo from-writer > /dev/shm/marker"],
+        10,
+    )
+    .await
+    .expect("ExecSync");
+    assert_eq!(wrote.exit_code, 0, "{wrote:?}");
+    let read = workload::exec_sync(&mut cri, reader, &["cat", "/dev/shm/marker"], 10)
+        .await
+        .expect("ExecSync");
+    assert_eq!(
+        (
+            read.exit_code,
+            String::from_utf8_lossy(&read.stdout).as_ref()
+        ),
+        (0, "from-writer\n"),
+        "the pod's containers share /dev/shm: {read:?}"
+    );
+    let absent = workload::exec_sync(&mut cri, other, &["cat", "/dev/shm/marker"], 10)
+        .await
+        .expect("ExecSync");
+    assert_ne!(absent.exit_code, 0, "another pod's /dev/shm: {absent:?}");
+    for pod_id in pods {
+        workload::stop_pod(&mut cri, &pod_id)
+            .await
+            .expect("StopPodSandbox");
+        workload::remove_pod(&mut cri, &pod_id)
+            .await
+            .expect("RemovePodSandbox");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_port_answers_on_node_loopback_and_host_network_pods_see_node_links() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    write_bridge_conflist(&node);
+    let mut cri = node.cri().await;
+    workload::pull_busybox(&node, &mut cri).await;
+
+    // httpd on port 80 of a bridged pod, published as the node's 18081.
+    let mut config = logged_pod_config(&node, "published");
+    config.port_mappings = vec![proto::PortMapping {
+        protocol: proto::Protocol::Tcp.into(),
+        container_port: 80,
+        host_port: 18081,
+        host_ip: String::new(),
+    }];
+    let pod_id = workload::run_pod_config(&mut cri, &config)
+        .await
+        .expect("RunPodSandbox");
+    start_container(
+        &mut cri,
+        &pod_id,
+        &config,
+        "web",
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www && echo via-host-port > /www/index.html && exec httpd -f -p 80 -h /www",
+        ],
+    )
+    .await;
+    let mut answer = Err(std::io::Error::other("not tried"));
+    for _ in 0..100 {
+        answer = node
+            .run_in_netns(|| http_get("127.0.0.1:18081"))
+            .expect("enter the node netns");
+        if answer.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let body = answer.expect("the host port answers on the node's 127.0.0.1");
+    assert!(body.ends_with("via-host-port\n"), "{body:?}");
+
+    // A host-network pod's container sees the node netns's links: the bridge and the
+    // published pod's veth, which the test's node netns alone has.
+    let host_config = on_node_network(logged_pod_config(&node, "hostnet"));
+    let host_pod = workload::run_pod_config(&mut cri, &host_config)
+        .await
+        .expect("RunPodSandbox");
+    let container = start_container(
+        &mut cri,
+        &host_pod,
+        &host_config,
+        "links",
+        &["sleep", "1000"],
+    )
+    .await;
+    let links = workload::exec_sync(&mut cri, &container, &["cat", "/proc/net/dev"], 10)
+        .await
+        .expect("ExecSync");
+    let links = String::from_utf8_lossy(&links.stdout).into_owned();
+    let node_links = node
+        // `thread-self`: `/proc/self/net` is the main thread's namespace.
+        .run_in_netns(|| fs::read_to_string("/proc/thread-self/net/dev"))
+        .expect("enter the node netns")
+        .expect("node links");
+    assert!(links.contains("cr0:") && links.contains("veth"), "{links}");
+    let names = |table: &str| -> Vec<String> {
+        let mut names: Vec<String> = table
+            .lines()
+            .filter_map(|line| line.split_once(':').map(|(name, _)| name.trim().to_owned()))
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&links), names(&node_links));
+    for id in [pod_id, host_pod] {
+        workload::stop_pod(&mut cri, &id)
+            .await
+            .expect("StopPodSandbox");
+        workload::remove_pod(&mut cri, &id)
+            .await
+            .expect("RemovePodSandbox");
+    }
+}
+
+/// `GET /` over plain TCP, returning the whole response.
+fn http_get(addr: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(
+        &addr.parse().map_err(std::io::Error::other)?,
+        std::time::Duration::from_secs(2),
+    )?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    stream.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body)?;
+    Ok(body)
 }

@@ -6,6 +6,7 @@
 mod support;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use carrack::proto;
@@ -16,7 +17,7 @@ use support::images;
 use support::node::Node;
 use support::skip_unless_root;
 use support::workload;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -175,9 +176,12 @@ async fn exec_url(cri: &mut CriClient, request: proto::ExecRequest) -> String {
         .url
 }
 
-/// `host:port` and path of an `http://` URL.
+/// `host:port` and path of an `http://` or `https://` URL.
 fn split_url(url: &str) -> (String, String) {
-    let rest = url.strip_prefix("http://").expect("an http URL");
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .expect("an http(s) URL");
     let (host, path) = rest.split_once('/').expect("a path");
     (host.to_owned(), format!("/{path}"))
 }
@@ -195,6 +199,15 @@ fn tcp(node: &Node, host: &str) -> TcpStream {
 
 /// Opens `url` as a websocket offering `protocol`.
 async fn websocket(node: &Node, url: &str, protocol: &str) -> WebSocketStream<TcpStream> {
+    let (host, _) = split_url(url);
+    websocket_over(tcp(node, &host), url, protocol).await
+}
+
+/// Opens `url` as a websocket offering `protocol` over `stream` (TCP or TLS).
+async fn websocket_over<S>(stream: S, url: &str, protocol: &str) -> WebSocketStream<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let (host, path) = split_url(url);
     let mut request = format!("ws://{host}{path}")
         .into_client_request()
@@ -203,7 +216,7 @@ async fn websocket(node: &Node, url: &str, protocol: &str) -> WebSocketStream<Tc
         "Sec-WebSocket-Protocol",
         protocol.parse().expect("header value"),
     );
-    let (socket, response) = tokio_tungstenite::client_async(request, tcp(node, &host))
+    let (socket, response) = tokio_tungstenite::client_async(request, stream)
         .await
         .expect("websocket handshake");
     assert_eq!(
@@ -236,7 +249,10 @@ async fn get_status(node: &Node, url: &str) -> u16 {
 }
 
 /// Everything received per channel until the server closes.
-async fn drain(socket: &mut WebSocketStream<TcpStream>) -> HashMap<u8, Vec<u8>> {
+async fn drain<S>(socket: &mut WebSocketStream<S>) -> HashMap<u8, Vec<u8>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut channels: HashMap<u8, Vec<u8>> = HashMap::new();
     while let Some(message) = socket.next().await {
         match message.expect("websocket message") {
@@ -259,7 +275,10 @@ fn text(channels: &HashMap<u8, Vec<u8>>, channel: u8) -> String {
     String::from_utf8_lossy(channels.get(&channel).map_or(&[][..], Vec::as_slice)).into_owned()
 }
 
-async fn send(socket: &mut WebSocketStream<TcpStream>, channel: u8, data: &[u8]) {
+async fn send<S>(socket: &mut WebSocketStream<S>, channel: u8, data: &[u8])
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut frame = vec![channel];
     frame.extend_from_slice(data);
     socket
@@ -549,9 +568,18 @@ async fn port_forward_reaches_a_server_in_a_host_network_pod() {
 
 /// Upgrades `url` to SPDY/3.1 offering `protocol`; the connection's handle.
 async fn spdy_connect(node: &Node, url: &str, protocol: &str) -> spdy::ConnectionHandle {
-    let (host, path) = split_url(url);
-    let mut socket = tcp(node, &host);
+    let (host, _) = split_url(url);
+    let socket = tcp(node, &host);
     socket.set_nodelay(true).expect("nodelay");
+    spdy_connect_over(socket, url, protocol).await
+}
+
+/// Upgrades `url` to SPDY/3.1 offering `protocol` over `socket` (TCP or TLS).
+async fn spdy_connect_over<S>(mut socket: S, url: &str, protocol: &str) -> spdy::ConnectionHandle
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (host, path) = split_url(url);
     socket
         .write_all(
             format!(
@@ -738,9 +766,9 @@ async fn attach_passes_live_output_and_stdin_to_several_clients() {
     let spdy_b = spdy_connect(&node, &url, "v4.channel.k8s.io").await;
     let error_b = open(&spdy_b, &[("streamType", "error")]).await;
     let mut stdout_b = open(&spdy_b, &[("streamType", "stdout")]).await;
-    let seen_b = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let seen_b = Arc::new(std::sync::Mutex::new(String::new()));
     let reader_b = {
-        let seen_b = std::sync::Arc::clone(&seen_b);
+        let seen_b = Arc::clone(&seen_b);
         tokio::spawn(async move {
             let mut chunk = [0u8; 1024];
             loop {
@@ -986,4 +1014,222 @@ async fn port_forward_over_spdy_tunneled_in_a_websocket() {
     handle.close();
 
     remove_pod(&mut cri, &pod_id).await;
+}
+
+/// Accepts any server certificate (the daemon's is self-signed and generated at start) while
+/// still checking the handshake signatures: the session is real TLS.
+#[derive(Debug)]
+struct AcceptSelfSigned(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptSelfSigned {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A TLS connection to the `https` URL's server, made inside the node's netns.
+async fn tls(node: &Node, url: &str) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let (host, _) = split_url(url);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptSelfSigned(provider)))
+        .with_no_client_auth();
+    let ip = host.rsplit_once(':').expect("host:port").0.to_owned();
+    let name = rustls::pki_types::ServerName::try_from(ip).expect("server name");
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp(node, &host))
+        .await
+        .expect("TLS handshake with the streaming server")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_over_https_with_the_self_signed_certificate() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::builder()
+        .config("[streaming]\ntls = \"self-signed\"\n")
+        .start();
+    let (mut cri, pod_id, id) = container(&node, &["sleep", "3600"]).await;
+    let script = "read line; echo out:$line; exit 6";
+
+    // WebSocket.
+    let url = exec_url(&mut cri, exec_request(&id, &["sh", "-c", script], false)).await;
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let mut socket = websocket_over(tls(&node, &url).await, &url, "v5.channel.k8s.io").await;
+    send(&mut socket, 0, b"wss\n").await;
+    send(&mut socket, 255, &[0]).await;
+    let channels = drain(&mut socket).await;
+    assert_eq!(text(&channels, 1), "out:wss\n");
+    let status: serde_json::Value = serde_json::from_slice(&channels[&3]).expect("status");
+    assert_eq!(status["details"]["causes"][0]["message"], "6");
+
+    // SPDY.
+    let url = exec_url(&mut cri, exec_request(&id, &["sh", "-c", script], false)).await;
+    let handle = spdy_connect_over(tls(&node, &url).await, &url, "v4.channel.k8s.io").await;
+    let error = open(&handle, &[("streamType", "error")]).await;
+    let mut stdin = open(&handle, &[("streamType", "stdin")]).await;
+    let stdout = open(&handle, &[("streamType", "stdout")]).await;
+    let stderr = open(&handle, &[("streamType", "stderr")]).await;
+    stdin.write_all(b"spdy-tls\n").await.expect("stdin");
+    stdin.shutdown().await.expect("close stdin");
+    let (out, _, status) = tokio::join!(read_all(stdout), read_all(stderr), read_all(error));
+    assert_eq!(out, "out:spdy-tls\n", "status {status:?}");
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status");
+    assert_eq!(status["details"]["causes"][0]["message"], "6");
+    drop(stdin);
+    handle.close();
+
+    // Plain HTTP is not served on the TLS port.
+    let (host, path) = split_url(&url);
+    let mut plain = tcp(&node, &host);
+    plain
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .expect("send");
+    let mut reply = Vec::new();
+    let _ = plain.read_to_end(&mut reply).await;
+    assert!(!reply.starts_with(b"HTTP/1.1 "), "{reply:?}");
+
+    remove_pod(&mut cri, &pod_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_websocket_exec_is_closed_after_the_idle_timeout() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::builder()
+        .config("[streaming]\nidle_timeout_secs = 2\n")
+        .start();
+    let (mut cri, pod_id, id) = container(&node, &["sleep", "3600"]).await;
+    let mut request = exec_request(&id, &["sleep", "3600"], false);
+    request.stdin = false;
+    let url = exec_url(&mut cri, request).await;
+    let mut socket = websocket(&node, &url, "v5.channel.k8s.io").await;
+    // Nothing flows either way: the server closes the stream, saying why. (The bound is a
+    // hang guard far above the timeout, not a measurement.)
+    let close = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(message) = socket.next().await {
+            match message.expect("websocket message") {
+                Message::Close(frame) => return frame,
+                // The empty frame each channel gets when the stream opens.
+                Message::Binary(data) if data.len() == 1 => {}
+                other => panic!("nothing was due: {other:?}"),
+            }
+        }
+        None
+    })
+    .await
+    .expect("the idle stream is closed by the server")
+    .expect("a close frame");
+    assert_eq!(close.reason.as_str(), "idle timeout", "{close:?}");
+    remove_pod(&mut cri, &pod_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_over_the_older_spdy_protocol_versions() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    let (mut cri, pod_id, id) = container(&node, &["sleep", "3600"]).await;
+    let script = "read line; echo out:$line; echo err:$line >&2; exit 3";
+    for protocol in ["v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"] {
+        let url = exec_url(&mut cri, exec_request(&id, &["sh", "-c", script], false)).await;
+        let handle = spdy_connect(&node, &url, protocol).await;
+        let error = open(&handle, &[("streamType", "error")]).await;
+        let mut stdin = open(&handle, &[("streamType", "stdin")]).await;
+        let stdout = open(&handle, &[("streamType", "stdout")]).await;
+        let stderr = open(&handle, &[("streamType", "stderr")]).await;
+        stdin.write_all(protocol.as_bytes()).await.expect("stdin");
+        stdin.write_all(b"\n").await.expect("stdin");
+        stdin.shutdown().await.expect("close stdin");
+        let (out, err, status) = tokio::join!(read_all(stdout), read_all(stderr), read_all(error));
+        assert_eq!(
+            out,
+            format!("out:{protocol}\n"),
+            "{protocol}: status {status:?}"
+        );
+        assert_eq!(err, format!("err:{protocol}\n"), "{protocol}");
+        // Before v4 the error stream carries the message as text, not a Status object.
+        assert!(
+            status.starts_with("command terminated with non-zero exit code")
+                && status.ends_with("exit code 3"),
+            "{protocol}: {status:?}"
+        );
+        drop(stdin);
+        handle.close();
+        handle.closed().await;
+    }
+    remove_pod(&mut cri, &pod_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_bound_to_any_address_advertises_a_dialable_host() {
+    if !skip_unless_root() {
+        return;
+    }
+    for (extra, host) in [
+        // The node's netns has no default route: loopback, with a warning.
+        ("", "127.0.0.1"),
+        ("advertise_address = \"localhost\"\n", "localhost"),
+    ] {
+        let node = Node::builder()
+            .config(&format!("[streaming]\naddress = \"0.0.0.0:0\"\n{extra}"))
+            .start();
+        let mut cri = node.cri().await;
+        let (pod_id, _) = workload::run_pod(&node, &mut cri, "advertised").await;
+        let url = forward_url(&mut cri, &pod_id, 80).await;
+        assert!(url.starts_with(&format!("http://{host}:")), "{url}");
+        // Dialable: the server answers there (the token is good for one upgrade, so a plain
+        // GET of an unknown one is the probe).
+        let (authority, _) = split_url(&url);
+        let port = authority.rsplit_once(':').expect("port").1;
+        let probe = format!("http://127.0.0.1:{port}/portforward/no-such-token");
+        assert_eq!(get_status(&node, &probe).await, 404);
+        remove_pod(&mut cri, &pod_id).await;
+    }
 }

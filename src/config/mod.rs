@@ -192,6 +192,10 @@ impl Default for GrpcConfig {
 pub struct StreamingConfig {
     /// Listen address; port 0 picks a free port at start.
     pub address: String,
+    /// The host name or IP the returned URLs name (containerd's `stream_server_address`
+    /// role); empty: the listen IP, or the node's default-route IP when listening on
+    /// `0.0.0.0`/`::` (loopback, with a warning, when there is none).
+    pub advertise_address: String,
     /// `"self-signed"` to serve HTTPS with a certificate generated at start; `""` (the
     /// default) for plain HTTP unless `tls_cert` and `tls_key` are set.
     pub tls: String,
@@ -280,6 +284,7 @@ impl Default for StreamingConfig {
     fn default() -> Self {
         Self {
             address: "127.0.0.1:0".to_owned(),
+            advertise_address: String::new(),
             tls: String::new(),
             tls_cert: None,
             tls_key: None,
@@ -466,6 +471,23 @@ impl Config {
             reason,
         };
         let streaming = &self.streaming;
+        let host = &streaming.advertise_address;
+        let is_name = host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !host.is_empty() && host.parse::<std::net::IpAddr>().is_err() && !is_name {
+            return Err(invalid(
+                "streaming.advertise_address",
+                format!("`{host}` is not an IP address or a host name (no port)"),
+            ));
+        }
         if !streaming.tls.is_empty() && streaming.tls != SELF_SIGNED_TLS {
             return Err(invalid(
                 "streaming.tls",
@@ -711,6 +733,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("idle_timeout_secs"), "{err}");
+
+        for good in ["node-1.example", "10.0.0.5", "fd00::1"] {
+            let config = parse(&format!("[streaming]\nadvertise_address = \"{good}\"\n"))
+                .unwrap_or_else(|err| panic!("{good}: {err}"));
+            assert_eq!(config.streaming.advertise_address, good);
+        }
+        for bad in ["10.0.0.5:10010", "http://node", "a b", "-node"] {
+            let err = parse(&format!("[streaming]\nadvertise_address = \"{bad}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("streaming.advertise_address"), "{bad}: {err}");
+        }
     }
 
     #[test]

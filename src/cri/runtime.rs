@@ -35,8 +35,6 @@ pub struct RuntimeServer {
     streaming: StreamingUrls,
     /// The container event hub `GetContainerEvents` subscribes to.
     events: Arc<EventHub>,
-    /// The pod CIDR kubelet last sent with `UpdateRuntimeConfig`.
-    pod_cidr: Arc<std::sync::RwLock<String>>,
 }
 
 impl RuntimeServer {
@@ -58,7 +56,6 @@ impl RuntimeServer {
             containers,
             streaming,
             events,
-            pod_cidr: Arc::default(),
         }
     }
 
@@ -109,9 +106,7 @@ impl RuntimeServer {
         let mut info = HashMap::new();
         if verbose {
             info.insert("config".to_owned(), self.config_json.to_string());
-            if let Ok(pod_cidr) = self.pod_cidr.read() {
-                info.insert("podCIDR".to_owned(), pod_cidr.clone());
-            }
+            info.insert("podCIDR".to_owned(), self.sandboxes.pod_cidrs().join(","));
         }
         Ok(proto::StatusResponse {
             status: Some(proto::RuntimeStatus { conditions }),
@@ -471,16 +466,21 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
             .unwrap_or_default();
         let span = tracing::info_span!("cri.UpdateRuntimeConfig", pod_cidr = %pod_cidr);
         instrument::rpc(span, async {
-            // The CNI config on disk decides pod addresses (as with containerd without a conf
-            // template); the CIDR kubelet assigned is kept and shown in verbose Status.
+            // The CIDRs kubelet assigned become the `ipRanges` of new pods whose plugins declare
+            // that capability (host-local then allocates from them); otherwise the CNI config
+            // on disk decides. Shown in verbose Status.
             if !pod_cidr.is_empty() && pod_cidr.parse::<CidrCheck>().is_err() {
                 return Err(Status::invalid_argument(format!(
                     "pod_cidr {pod_cidr:?} is not an address/prefix"
                 )));
             }
-            if let Ok(mut current) = self.pod_cidr.write() {
-                current.clone_from(&pod_cidr);
-            }
+            let cidrs = pod_cidr
+                .split(',')
+                .map(str::trim)
+                .filter(|cidr| !cidr.is_empty())
+                .map(str::to_owned)
+                .collect();
+            self.sandboxes.set_pod_cidrs(cidrs);
             Ok(proto::UpdateRuntimeConfigResponse {})
         })
         .await
@@ -662,7 +662,8 @@ mod tests {
             Arc::clone(&events),
         );
         let urls = StreamingUrls::new(
-            "127.0.0.1:10250".parse().expect("address"),
+            "127.0.0.1",
+            10250,
             false,
             std::time::Duration::from_secs(60),
         );
@@ -861,5 +862,10 @@ mod tests {
             .unwrap()
             .into_inner();
         assert_eq!(reply.info["podCIDR"], "10.244.1.0/24,fd00::/64");
+        // Kept per family for the `ipRanges` of new pods.
+        assert_eq!(
+            server.sandboxes().pod_cidrs(),
+            ["10.244.1.0/24", "fd00::/64"]
+        );
     }
 }

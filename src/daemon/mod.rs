@@ -264,6 +264,7 @@ fn streaming_settings(config: &Config) -> Result<StreamingSettings, DaemonError>
     };
     Ok(StreamingSettings {
         address: config.streaming_address()?,
+        advertise_address: section.advertise_address.clone(),
         tls,
         idle_timeout: Duration::from_secs(section.idle_timeout_secs),
         token_ttl: Duration::from_secs(section.token_ttl_secs),

@@ -6,12 +6,14 @@
 //! port inside a pod's network. Each transition is published to the [`EventHub`] as a
 //! container event about the pod (`publish`).
 
+mod bandwidth;
 mod error;
 mod files;
 mod namespaces;
 mod pid_init;
 mod port_forward;
 mod publish;
+mod quantity;
 mod reconcile;
 mod recover;
 mod remove;
@@ -106,6 +108,9 @@ pub struct SandboxService {
     locks: KeyedLocks,
     resumable: Resumable,
     events: Arc<EventHub>,
+    /// The pod CIDRs kubelet last sent (`UpdateRuntimeConfig`), one per address family: the
+    /// `ipRanges` of new pods whose plugins ask for that capability.
+    pod_cidrs: std::sync::RwLock<Vec<String>>,
 }
 
 impl SandboxService {
@@ -126,7 +131,24 @@ impl SandboxService {
             locks: KeyedLocks::default(),
             resumable: Resumable::default(),
             events,
+            pod_cidrs: std::sync::RwLock::default(),
         }
+    }
+
+    /// Keeps the node's pod CIDRs (validated `address/prefix` strings) for the `ipRanges` of
+    /// pods run from now on; empty clears them.
+    pub fn set_pod_cidrs(&self, cidrs: Vec<String>) {
+        if let Ok(mut current) = self.pod_cidrs.write() {
+            *current = cidrs;
+        }
+    }
+
+    /// The pod CIDRs last set.
+    pub fn pod_cidrs(&self) -> Vec<String> {
+        self.pod_cidrs
+            .read()
+            .map(|cidrs| cidrs.clone())
+            .unwrap_or_default()
     }
 
     /// Whether pod networking can work: a CNI config with every plugin present.

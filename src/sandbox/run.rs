@@ -9,9 +9,11 @@ use tracing::Instrument;
 
 use super::files::{self, PodFilesSpec};
 use super::namespaces::{self, NamespaceSetup};
-use super::{PodSpec, SandboxError, SandboxService, new_id, pid_init, reconcile, sysctl};
+use super::{
+    PodSpec, SandboxError, SandboxService, bandwidth, new_id, pid_init, reconcile, sysctl,
+};
 use crate::cgroups::Resources;
-use crate::cni::PodNetwork;
+use crate::cni::{Bandwidth, IpRange, PodNetwork};
 use crate::events::ContainerEventKind;
 use crate::executor::sys::NewNamespaces;
 use crate::failpoint;
@@ -55,6 +57,8 @@ impl SandboxService {
         let sysctls = sysctl::validate(&spec.sysctls, own_network, own_ipc)
             .map_err(|reason| SandboxError::InvalidConfig { reason })?;
         let hostname = pod_hostname(&spec)?;
+        let bandwidth = bandwidth::from_annotations(&spec.annotations)
+            .map_err(|reason| SandboxError::InvalidConfig { reason })?;
         let id = new_id();
         // Held until the pod is committed or rolled back: the periodic pass that finishes cut-short
         // network teardowns (`recover.rs`) would otherwise see this pod's fresh CNI attachment
@@ -85,6 +89,7 @@ impl SandboxService {
                 &spec,
                 hostname,
                 sysctls,
+                bandwidth,
                 own_network,
                 own_ipc,
                 &mut rollback,
@@ -118,6 +123,7 @@ impl SandboxService {
         spec: &PodSpec,
         hostname: String,
         sysctls: Vec<sysctl::Sysctl>,
+        bandwidth: Option<Bandwidth>,
         own_network: bool,
         own_ipc: bool,
         rollback: &mut Rollback,
@@ -329,8 +335,18 @@ impl SandboxService {
                 netns_path: netns.clone(),
                 port_mappings: to_cni_ports(&spec.port_mappings),
                 dns: spec.dns.as_ref().map(to_cni_dns),
-                bandwidth: None,
-                ip_ranges: Vec::new(),
+                bandwidth,
+                // One range set per CIDR: a dual-stack node gets an address of each family.
+                ip_ranges: self
+                    .pod_cidrs()
+                    .into_iter()
+                    .map(|subnet| {
+                        vec![IpRange {
+                            subnet,
+                            ..IpRange::default()
+                        }]
+                    })
+                    .collect(),
             };
             let status = self
                 .cni

@@ -7,6 +7,7 @@
 //! which reach the runtime only through the narrow [`StreamRuntime`] trait implemented at the
 //! composition root.
 
+mod advertise;
 mod error;
 mod forward;
 pub mod negotiate;
@@ -42,6 +43,8 @@ pub use urls::StreamingUrls;
 pub struct StreamingSettings {
     /// Where to listen; port 0 picks a free one.
     pub address: SocketAddr,
+    /// The host the URLs name; empty derives it from `address` (see `advertise`).
+    pub advertise_address: String,
     /// Plain HTTP or where the certificate comes from.
     pub tls: TlsSource,
     /// A stream with no traffic for this long is closed.
@@ -72,8 +75,10 @@ impl StreamingServer {
         };
         let listener = TcpListener::bind(settings.address).await.map_err(bind)?;
         let address = listener.local_addr().map_err(bind)?;
-        let tls = tls::acceptor(&settings.tls, &address.ip().to_string())?;
-        let urls = StreamingUrls::new(address, tls.is_some(), settings.token_ttl);
+        let host = advertise::url_host(address, &settings.advertise_address);
+        // The self-signed certificate names the advertised host (without IPv6 brackets).
+        let tls = tls::acceptor(&settings.tls, host.trim_matches(['[', ']']))?;
+        let urls = StreamingUrls::new(&host, address.port(), tls.is_some(), settings.token_ttl);
         let state = Arc::new(server::State {
             urls: urls.clone(),
             runtime,

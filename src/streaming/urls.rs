@@ -1,7 +1,7 @@
 //! URL minting: the absolute `http(s)://host:port/{exec,attach,portforward}/<token>` URLs the
-//! CRI RPCs return, built from the address the server really bound (port 0 resolved).
+//! CRI RPCs return, on the advertised host and the port the server really bound (port 0
+//! resolved).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,10 +18,12 @@ pub struct StreamingUrls {
 }
 
 impl StreamingUrls {
-    /// URLs on `address`, `https` when `tls`; each token lives `ttl` unused.
-    pub fn new(address: SocketAddr, tls: bool, ttl: Duration) -> Self {
+    /// URLs on `host` (an IPv6 address in brackets) and `port`, `https` when `tls`; each
+    /// token lives `ttl` unused.
+    pub fn new(host: &str, port: u16, tls: bool, ttl: Duration) -> Self {
+        let scheme = if tls { "https" } else { "http" };
         Self {
-            base: base_url(address, tls).into(),
+            base: format!("{scheme}://{host}:{port}").into(),
             pending: Arc::new(TokenCache::new(ttl)),
         }
     }
@@ -60,12 +62,6 @@ impl StreamingUrls {
     }
 }
 
-/// `scheme://ip:port` of a bound address (IPv6 in brackets, as `SocketAddr` prints it).
-fn base_url(address: SocketAddr, tls: bool) -> String {
-    let scheme = if tls { "https" } else { "http" };
-    format!("{scheme}://{address}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,17 +80,13 @@ mod tests {
 
     #[test]
     fn urls_are_absolute_and_name_the_kind() {
-        let urls = StreamingUrls::new(
-            "127.0.0.1:34567".parse().unwrap(),
-            false,
-            Duration::from_secs(60),
-        );
+        let urls = StreamingUrls::new("127.0.0.1", 34567, false, Duration::from_secs(60));
         let url = urls.exec(exec()).unwrap();
         let token = url.strip_prefix("http://127.0.0.1:34567/exec/").unwrap();
         assert!(matches!(urls.take(token), Some(PendingRequest::Exec(_))));
         assert!(urls.take(token).is_none());
 
-        let urls = StreamingUrls::new("[::1]:443".parse().unwrap(), true, Duration::from_secs(60));
+        let urls = StreamingUrls::new("[::1]", 443, true, Duration::from_secs(60));
         let url = urls
             .port_forward(PortForwardRequest {
                 pod_id: "p".to_owned(),
@@ -106,11 +98,7 @@ mod tests {
 
     #[test]
     fn invalid_requests_get_no_url() {
-        let urls = StreamingUrls::new(
-            "127.0.0.1:1".parse().unwrap(),
-            false,
-            Duration::from_secs(1),
-        );
+        let urls = StreamingUrls::new("127.0.0.1", 1, false, Duration::from_secs(1));
         let mut bad = exec();
         bad.cmd.clear();
         assert!(urls.exec(bad).is_err());

@@ -126,7 +126,8 @@ async fn pump<S>(
     let mut pending: Option<(usize, Bytes)> = None;
     let idle = tokio::time::sleep(layout.idle_timeout);
     tokio::pin!(idle);
-    let client_gone = loop {
+    // `None`: the client is gone; else the close frame to send it.
+    let close = loop {
         // The waiting message's channel (cloned: the handlers below change `inputs`).
         let waiting = pending
             .as_ref()
@@ -155,7 +156,7 @@ async fn pump<S>(
                     Some(Ok(Message::Binary(data))) => {
                         pending = route(&layout, &mut inputs, data);
                     }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break true,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
                     // Pings are answered by the library; text is not part of the protocol.
                     Some(Ok(_)) => {}
                 }
@@ -165,28 +166,30 @@ async fn pump<S>(
                 match queued {
                     Some((channel, data)) => {
                         if socket.send(frame(channel, &data)).await.is_err() {
-                            break true;
+                            break None;
                         }
                     }
-                    None => break false,
+                    None => break Some(CloseFrame {
+                        code: CloseCode::Normal,
+                        reason: "".into(),
+                    }),
                 }
             }
             () = &mut idle => {
                 tracing::debug!(timeout_s = layout.idle_timeout.as_secs(), "websocket stream idle; closing");
-                break true;
+                // A close handshake rather than a bare reset: the client learns why.
+                break Some(CloseFrame {
+                    code: CloseCode::Away,
+                    reason: "idle timeout".into(),
+                });
             }
         }
     };
     // End of input for every channel: the session sees EOF.
     drop(inputs);
     let _ = gone.send(true);
-    if !client_gone {
-        let _ = socket
-            .send(Message::Close(Some(CloseFrame {
-                code: CloseCode::Normal,
-                reason: "".into(),
-            })))
-            .await;
+    if let Some(close) = close {
+        let _ = socket.send(Message::Close(Some(close))).await;
         // Wait (briefly, bounded by the client) for the client's close reply.
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
             while let Some(Ok(_)) = socket.next().await {}
