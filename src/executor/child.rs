@@ -2,12 +2,14 @@
 //! becomes the program or reports the step that failed and exits.
 //!
 //! Order for a new container ([`set_up_container`]), and why:
-//! 1. reset signal dispositions and the mask the monitor may have changed; wait for the
-//!    parent's go-ahead (it puts us into our cgroups first);
-//! 2. join the spec's namespaces (`setns`), then a new cgroup namespace, rooted at the cgroup
-//!    we were just put in;
+//! 1. reset signal dispositions and the mask the monitor may have changed;
+//! 2. join the spec's namespaces (`setns`);
 //! 3. `oom_score_adj` (through the host's `/proc`, still reachable);
-//! 4. the root filesystem, up to `pivot_root` ([`super::rootfs`]);
+//! 4. the root filesystem, up to `pivot_root` ([`super::rootfs`]). Meanwhile the parent puts
+//!    us into our cgroups: on cgroup v1 the first such move waits for an RCU grace period
+//!    (milliseconds), which the mounts overlap. Only the steps that depend on the cgroup
+//!    wait for the parent's go-ahead: the new cgroup namespace (rooted at the cgroup we are
+//!    then in) and the cgroup mount inside it, or, without one, the end of the rootfs;
 //! 5. hostname and domain name; then [`finish`]: rlimits, stdio (a terminal becomes the
 //!    controlling terminal of a new session), every other descriptor close-on-exec;
 //! 6. without no_new_privs, seccomp now: installing a filter then needs `CAP_SYS_ADMIN`, which
@@ -18,7 +20,8 @@
 //! 8. no_new_privs, then seccomp as the very last step before `execve`.
 //!
 //! A process executed in a running container (`super::exec`) shares steps 1 and 5-8
-//! ([`begin`] and [`finish`]); in between it only joins the container's namespaces.
+//! ([`begin`], which also waits for the go-ahead first, and [`finish`]); in between it only
+//! joins the container's namespaces.
 
 use std::convert::Infallible;
 use std::os::fd::AsFd;
@@ -58,18 +61,11 @@ pub(super) fn run(
 
 /// A new container's setup, from the go-ahead to `execve`.
 pub(super) fn set_up_container(plan: &Plan, sync: &SyncSocket) -> Result<Infallible, ChildFailure> {
-    begin(&plan.process, sync)?;
+    prepare(&plan.process)?;
 
     for (at, join) in plan.joins.iter().enumerate() {
         rustix::thread::move_into_link_name_space(join.fd.as_fd(), Some(link_type(join.kind)))
             .map_err(ChildFailure::at(Step::JoinNamespace, at))?;
-    }
-    if plan.new_cgroup_namespace {
-        sys::unshare_cgroup_namespace().map_err(|err| ChildFailure {
-            step: Step::UnshareCgroup,
-            index: 0,
-            errno: err.raw_os_error().unwrap_or(libc::EIO),
-        })?;
     }
     // Device nodes get exactly the spec's modes.
     rustix::process::umask(Mode::empty());
@@ -78,7 +74,23 @@ pub(super) fn set_up_container(plan: &Plan, sync: &SyncSocket) -> Result<Infalli
     }
 
     phase_done(sync, SetupPhase::Namespaces);
-    rootfs::build(plan)?;
+    let mut in_cgroup = false;
+    let mut enter_cgroup = || -> Result<(), ChildFailure> {
+        if !in_cgroup {
+            wait_for_go(sync)?;
+            if plan.new_cgroup_namespace {
+                sys::unshare_cgroup_namespace().map_err(|err| ChildFailure {
+                    step: Step::UnshareCgroup,
+                    index: 0,
+                    errno: err.raw_os_error().unwrap_or(libc::EIO),
+                })?;
+            }
+            in_cgroup = true;
+        }
+        Ok(())
+    };
+    rootfs::build(plan, &mut enter_cgroup)?;
+    enter_cgroup()?;
     phase_done(sync, SetupPhase::Rootfs);
 
     if let Some(hostname) = &plan.hostname {
@@ -92,16 +104,27 @@ pub(super) fn set_up_container(plan: &Plan, sync: &SyncSocket) -> Result<Infalli
     finish(&plan.process, sync)
 }
 
-/// The first steps of every child: a clean signal state, the parent-death signal if asked
-/// for, and the parent's go-ahead (it puts us into our cgroups first).
+/// The first steps of every child: [`prepare`], then the parent's go-ahead (it puts us into
+/// our cgroups first).
 pub(super) fn begin(process: &ProcessPlan, sync: &SyncSocket) -> Result<(), ChildFailure> {
+    prepare(process)?;
+    wait_for_go(sync)
+}
+
+/// A clean signal state, and the parent-death signal if asked for.
+fn prepare(process: &ProcessPlan) -> Result<(), ChildFailure> {
     sys::reset_signals().map_err(ChildFailure::at(Step::Signals, 0))?;
     if process.die_with_parent {
         // Set before waiting: a parent that dies from here on takes us along, and one that
-        // died before makes the wait below read end-of-file.
+        // died before makes the wait for the go-ahead read end-of-file.
         rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
             .map_err(ChildFailure::at(Step::ParentDeathSignal, 0))?;
     }
+    Ok(())
+}
+
+/// Waits for the parent's go-ahead: we are in our cgroups.
+fn wait_for_go(sync: &SyncSocket) -> Result<(), ChildFailure> {
     let waiting = ChildFailure::at(Step::WaitForParent, 0);
     match sync.receive().map_err(waiting)? {
         Received::Message(Message::Go) => Ok(()),

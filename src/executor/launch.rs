@@ -50,9 +50,11 @@ pub struct Launched {
     pub phases: Vec<LaunchPhase>,
 }
 
-/// One timed step of a start: `executor.clone` (clone, cgroups, go-ahead), the child's
-/// [`SetupPhase`](super::sync::SetupPhase)s, and `executor.seccomp_exec` (seccomp and
-/// `execve`, which the child cannot report on: a filter may forbid the message).
+/// One timed step of a start: `executor.clone`, `executor.cgroup` (the parent putting the
+/// child into its cgroups, while the child's first [`SetupPhase`](super::sync::SetupPhase)s
+/// run: those start at the end of the clone), the child's phases, and
+/// `executor.seccomp_exec` (seccomp and `execve`, which the child cannot report on: a filter
+/// may forbid the message).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LaunchPhase {
     /// The span name, e.g. `executor.rootfs`.
@@ -229,25 +231,44 @@ pub(super) fn start(
         Cloned::Child => unreachable!("the child ran above"),
     };
     drop(child_end);
+    let cloned_ns = now_ns();
     let guard = ChildGuard { pidfd: Some(pidfd) };
 
-    for path in cgroup_procs_files {
+    // The child sets up its mounts meanwhile (see `child`): a failure it reports while we
+    // are still here says more than ours (a pid that has exited cannot join a cgroup).
+    let joined = cgroup_procs_files.iter().try_for_each(|path| {
         add_to_cgroup(path, pid).map_err(|source| ExecutorError::Cgroup {
             path: path.clone(),
             source,
-        })?;
+        })
+    });
+    let go = joined.and_then(|()| {
+        parent_end
+            .send(Message::Go)
+            .map_err(|errno| ExecutorError::Protocol {
+                reason: format!("send go-ahead: {}", io::Error::from(errno)),
+            })
+    });
+    if let Err(err) = go {
+        drop(guard);
+        return Err(match reported_failure(&parent_end) {
+            Some(failure) => failed(&failure),
+            None => err,
+        });
     }
-    parent_end
-        .send(Message::Go)
-        .map_err(|errno| ExecutorError::Protocol {
-            reason: format!("send go-ahead: {}", io::Error::from(errno)),
-        })?;
-    let mut last_ns = now_ns();
-    let mut phases = vec![LaunchPhase {
-        name: "executor.clone",
-        start_ns: started_ns,
-        end_ns: last_ns,
-    }];
+    let mut last_ns = cloned_ns;
+    let mut phases = vec![
+        LaunchPhase {
+            name: "executor.clone",
+            start_ns: started_ns,
+            end_ns: cloned_ns,
+        },
+        LaunchPhase {
+            name: "executor.cgroup",
+            start_ns: cloned_ns,
+            end_ns: now_ns(),
+        },
+    ];
     let mut received = parent_end.receive();
     while let Ok(Received::Message(Message::PhaseDone(phase, at_ns))) = received {
         phases.push(LaunchPhase {
@@ -284,6 +305,18 @@ pub(super) fn start(
                 io::Error::from(errno)
             ),
         }),
+    }
+}
+
+/// The failure the child reported before it ended, if any: call once it is reaped, so that
+/// the socket ends after its last message.
+fn reported_failure(parent_end: &SyncSocket) -> Option<ChildFailure> {
+    loop {
+        match parent_end.receive() {
+            Ok(Received::Message(Message::Failed(failure))) => return Some(failure),
+            Ok(Received::Message(_) | Received::Garbage(_)) => {}
+            Ok(Received::Closed) | Err(_) => return None,
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! seccomp, cwd, program), which a process executed in a running container (`exec_in`) uses
 //! alone; [`Plan`] adds the new container's namespaces, root filesystem, hostname and sysctls.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -132,6 +132,11 @@ pub(super) struct RootfsPlan {
     pub masked: Vec<CString>,
     /// Paths to make read-only, relative to the rootfs.
     pub readonly_paths: Vec<CString>,
+    /// The index in `mounts` of a cgroup mount that is made after the masked and read-only
+    /// paths instead of in its place, as nothing else lies above or below its destination. It
+    /// is the only step of the rootfs that needs the container's cgroup, which the monitor
+    /// may still be joining (see `child`): the steps before it overlap that.
+    pub cgroup_mount_last: Option<usize>,
 }
 
 /// The program to run.
@@ -699,6 +704,7 @@ impl RootfsPlan {
             linux.and_then(|l| l.readonly_paths().as_ref()),
         )?;
 
+        let cgroup_mount_last = cgroup_mount_last(&mounts, &masked, &readonly_paths);
         Ok(RootfsPlan {
             path: cstring("rootfs", rootfs.as_os_str().as_bytes())?,
             propagation: propagation | libc::MS_REC,
@@ -715,8 +721,34 @@ impl RootfsPlan {
             dev_symlinks,
             masked,
             readonly_paths,
+            cgroup_mount_last,
         })
     }
+}
+
+/// The index of the cgroup mount when it can move after every other mount, mask and
+/// read-only path without changing the result: none of theirs is its destination, above it
+/// or below it. A fresh `/dev` and the sysctls (`/proc/sys`) are covered by the mounts that
+/// make them.
+fn cgroup_mount_last(
+    mounts: &[MountPlan],
+    masked: &[CString],
+    readonly_paths: &[CString],
+) -> Option<usize> {
+    let at = mounts
+        .iter()
+        .position(|mount| matches!(mount.kind, MountKind::Cgroup(_)))?;
+    let destination = Path::new(OsStr::from_bytes(mounts[at].relative.as_bytes()));
+    let independent = |other: &CString| {
+        let other = Path::new(OsStr::from_bytes(other.as_bytes()));
+        !other.starts_with(destination) && !destination.starts_with(other)
+    };
+    let later_mounts = mounts.iter().skip(at + 1).map(|mount| &mount.relative);
+    later_mounts
+        .chain(masked)
+        .chain(readonly_paths)
+        .all(independent)
+        .then_some(at)
 }
 
 /// The mount point of the mount that holds `path`: `path` itself when it is a mount root, else
@@ -995,6 +1027,30 @@ mod tests {
     }
 
     #[test]
+    fn the_cgroup_mount_goes_last_unless_something_lies_above_or_below_it() {
+        let rootfs = tempfile::tempdir().expect("temp dir");
+        let planned = |later: &str, masked: &str| {
+            let spec = spec(|s| {
+                s["mounts"] = serde_json::json!([
+                    {"destination": "/sys", "type": "sysfs", "source": "sysfs"},
+                    {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup"},
+                    {"destination": later, "type": "tmpfs", "source": "tmpfs"},
+                ]);
+                s["linux"]["maskedPaths"] = serde_json::json!([masked]);
+            });
+            Plan::new(&spec, rootfs.path(), Stdio::default())
+                .expect("plan")
+                .rootfs
+                .cgroup_mount_last
+        };
+        assert_eq!(planned("/tmp", "/sys/firmware"), Some(1));
+        assert_eq!(planned("/sys/fs/cgroup/x", "/sys/firmware"), None);
+        assert_eq!(planned("/sys/fs", "/sys/firmware"), None);
+        assert_eq!(planned("/tmp", "/sys/fs/cgroup/cpu"), None);
+        assert_eq!(planned("/tmp", "/sys/fs/cgroupx"), Some(1));
+    }
+
+    #[test]
     fn a_minimal_spec_is_planned() {
         let rootfs = tempfile::tempdir().expect("temp dir");
         let plan = Plan::new(&spec(|_| {}), rootfs.path(), Stdio::default()).expect("plan");
@@ -1039,7 +1095,7 @@ mod tests {
         assert_eq!(plan.rootfs.propagation, libc::MS_SHARED | libc::MS_REC);
         // A fresh temp dir is no mount point: its holder is an ancestor, `/` at the latest.
         let holder = plan.rootfs.shared_holder.expect("holder");
-        let holder = Path::new(std::ffi::OsStr::from_bytes(holder.as_bytes()));
+        let holder = Path::new(OsStr::from_bytes(holder.as_bytes()));
         assert!(rootfs.path().starts_with(holder) && holder != rootfs.path());
         let slave = Plan::new(&spec(|_| {}), rootfs.path(), Stdio::default()).expect("plan");
         assert_eq!(slave.rootfs.propagation, libc::MS_SLAVE | libc::MS_REC);

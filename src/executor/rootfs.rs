@@ -133,7 +133,11 @@ fn new_filesystem(
 }
 
 /// Everything up to and including `pivot_root`: afterwards `/` is the container's root.
-pub(super) fn build(plan: &Plan) -> Result<()> {
+/// `enter_cgroup` is called before the first cgroup filesystem is mounted (which must show
+/// the container's cgroup namespace); the caller makes sure it has run by the end. A cgroup
+/// mount nothing else depends on is made last, after the masked and read-only paths
+/// ([`RootfsPlan::cgroup_mount_last`]), so that all the rest can overlap the cgroup join.
+pub(super) fn build(plan: &Plan, enter_cgroup: &mut dyn FnMut() -> Result<()>) -> Result<()> {
     let rootfs = &plan.rootfs;
     rustix::mount::mount_change(
         c"/",
@@ -156,6 +160,12 @@ pub(super) fn build(plan: &Plan) -> Result<()> {
     let root = root.as_fd();
 
     for (at, mount) in rootfs.mounts.iter().enumerate() {
+        if rootfs.cgroup_mount_last == Some(at) {
+            continue;
+        }
+        if matches!(mount.kind, MountKind::Cgroup(_)) {
+            enter_cgroup()?;
+        }
         mount_one(root, at, mount)?;
     }
     create_devices(root, rootfs)?;
@@ -197,6 +207,12 @@ pub(super) fn build(plan: &Plan) -> Result<()> {
         )
         .map_err(ChildFailure::at(Step::ReadonlyPath, at))?;
         attach(&tree, &target).map_err(ChildFailure::at(Step::ReadonlyPath, at))?;
+    }
+    if let Some(at) = rootfs.cgroup_mount_last
+        && let Some(mount) = rootfs.mounts.get(at)
+    {
+        enter_cgroup()?;
+        mount_one(root, at, mount)?;
     }
     if rootfs.readonly {
         sys::mount_setattr(root, c"", libc::AT_EMPTY_PATH as u32, attr::RDONLY, 0, 0)

@@ -1,7 +1,10 @@
 //! The parent↔child sync protocol: typed messages over a `SOCK_SEQPACKET` socket pair.
 //!
-//! 1. The child waits for [`Message::Go`]: the parent first puts it into its cgroups (and,
-//!    later, writes its id maps), so that everything the child does is accounted there.
+//! 1. The child waits for [`Message::Go`] before anything that depends on its cgroup (a new
+//!    cgroup namespace, the cgroup mount) or that runs the container's program: the parent
+//!    first puts it into its cgroups (and, later, writes its id maps). A new container's
+//!    mounts overlap that wait (see `child`); their kernel memory is then accounted to the
+//!    monitor's cgroup.
 //! 2. The child sets itself up. On failure it sends [`Message::Failed`] with the step, the
 //!    item index and the errno, and exits. On success it calls `execve`; the socket is
 //!    close-on-exec, so the parent reads end-of-file. The same end-of-file comes if the
