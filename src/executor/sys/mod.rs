@@ -307,12 +307,26 @@ pub fn idmapped_clone(path: &CStr, userns: BorrowedFd<'_>) -> rustix::io::Result
         path,
         OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
     )?;
+    set_idmap(tree.as_fd(), userns, false)?;
+    Ok(tree)
+}
+
+/// Idmaps the detached mount `tree` (a fresh `open_tree` clone, not yet attached) through the
+/// user namespace `userns` (`MOUNT_ATTR_IDMAP`), and with `recursive` every mount below it.
+pub fn set_idmap(
+    tree: BorrowedFd<'_>,
+    userns: BorrowedFd<'_>,
+    recursive: bool,
+) -> rustix::io::Result<()> {
     // SAFETY: `mount_attr` is a plain C struct for which all-zero bytes are a valid value.
     let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
     attr.attr_set = libc::MOUNT_ATTR_IDMAP;
     attr.userns_fd = u64::try_from(userns.as_raw_fd()).map_err(|_| Errno::BADF)?;
-    set_mount_attr(tree.as_fd(), c"", libc::AT_EMPTY_PATH as u32, &attr)?;
-    Ok(tree)
+    let mut flags = libc::AT_EMPTY_PATH as u32;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as u32;
+    }
+    set_mount_attr(tree, c"", flags, &attr)
 }
 
 fn set_mount_attr(
