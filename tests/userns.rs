@@ -147,6 +147,10 @@ async fn user_namespace_pod_maps_root_owns_its_files_and_leaves_nothing() {
     assert_eq!(lines, vec![vec!["0", "300000", "65536"]; 2], "{maps}");
     let ids = exec_ok(&mut cri, &id, "id -u; id -g; stat -c %u:%g / /etc/passwd").await;
     assert_eq!(ids, "0\n0\n0:0\n0:0\n", "root inside, image files root's");
+    // The init of the pod's PID namespace is the pod's root too, not the host's.
+    let pod_init = exec_ok(&mut cri, &id, "cat /proc/1/uid_map; stat -c %u /proc/1").await;
+    let words: Vec<&str> = pod_init.split_whitespace().collect();
+    assert_eq!(words, ["0", "300000", "65536", "0"], "{pod_init}");
     // The container's first process too, not only the exec: its uid is the mapped root's.
     let verbose = cri
         .runtime
