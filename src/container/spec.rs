@@ -286,6 +286,14 @@ pub fn build_spec(
             pod_id: pod.id.clone(),
         });
     }
+    if security.privileged && pod.namespaces.user.is_some() {
+        // The host's devices and a writable /sys are the host's root's to hand out, not a
+        // user namespace's (Kubernetes refuses privileged with hostUsers: false too).
+        return Err(SpecError::invalid(
+            "security_context.privileged",
+            "a privileged container cannot run in a pod user namespace",
+        ));
+    }
     let defaults = image.config.clone().unwrap_or_default();
 
     let args = process::argv(&input.command, &input.args, &defaults)?;

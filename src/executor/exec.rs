@@ -8,6 +8,10 @@
 //! comes from comparing `/proc/self/ns/*` with `/proc/<pid>/ns/*`, read before checking that
 //! the pidfd's process still lives (so the files read were its own).
 //!
+//! A container in a user namespace of its own (a pod's) has it joined last, in
+//! [`child::finish`], like its first process did: the container's mount and cgroup
+//! namespaces are owned by the host's, so joining them needs the host's root.
+//!
 //! A PID namespace can only be entered for children: the parent enters the container's
 //! around the clone, as [`launch`](super::launch()) does for a shared PID namespace. The child
 //! then joins the others, after the parent has put it into the container's cgroups, and

@@ -1067,6 +1067,13 @@ fn a_user_namespace_pod_s_containers_join_its_user_namespace_with_its_maps() {
     }];
     let err = build_spec(&odd_mount, &busybox(), &pod, &files(), &host()).expect_err("refused");
     assert_eq!(err.kind(), ErrorKind::Unimplemented);
+    let mut privileged = top();
+    privileged.security.privileged = true;
+    let mut privileged_pod = pod.clone();
+    privileged_pod.privileged = true;
+    let err = build_spec(&privileged, &busybox(), &privileged_pod, &files(), &host())
+        .expect_err("refused");
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     // No user namespace in the pod: an idmapped mount cannot be made either.
     let err =
         build_spec(&odd_mount, &busybox(), &self::pod(), &files(), &host()).expect_err("refused");
