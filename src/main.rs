@@ -54,8 +54,9 @@ enum Command {
     /// init's pid and exits; the init reaps until it is killed.
     #[command(hide = true)]
     PodInit {
-        /// The pod's directory: not used by the init, it names the pod in the process list
-        /// so the daemon's reconciler can tell whose init it is after a crash.
+        /// The pod's directory: it names the pod in the process list so the daemon's
+        /// reconciler can tell whose init it is after a crash; the init joins the pod's user
+        /// namespace pinned there, if any.
         pod_dir: Option<PathBuf>,
     },
     /// Run a process in a running container and exit with its exit code (126: it could not
@@ -119,7 +120,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // Single-threaded, without an async runtime or the daemon's logging: the monitor
         // forks containers.
         Command::Monitor { dir } => return Ok(carrack::monitor::run(&dir)),
-        Command::PodInit { .. } => return Ok(carrack::monitor::pod_init::run()),
+        Command::PodInit { pod_dir } => {
+            return Ok(carrack::monitor::pod_init::run(pod_dir.as_deref()));
+        }
         Command::ExecIn {
             container_dir,
             pid,

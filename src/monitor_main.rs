@@ -15,7 +15,7 @@ use carrack::monitor::command::{self, Command};
 fn main() -> ExitCode {
     match command::parse(std::env::args_os().skip(1)) {
         Ok(Command::Monitor { dir }) => carrack::monitor::run(&dir),
-        Ok(Command::PodInit) => carrack::monitor::pod_init::run(),
+        Ok(Command::PodInit { pod_dir }) => carrack::monitor::pod_init::run(pod_dir.as_deref()),
         Ok(Command::ExecIn(args)) => ExitCode::from(carrack::monitor::exec_helper::run(args)),
         Err(err) => {
             eprintln!("carrack-monitor: {err}");

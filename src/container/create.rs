@@ -222,7 +222,17 @@ impl ContainerService {
         }
         let rootfs = dir.join(ROOTFS_DIR);
         fs::create_dir(&rootfs).map_err(io("create rootfs dir", &rootfs))?;
-        snapshot::mount_overlay(&mount_spec, &rootfs).map_err(snapshot_error)?;
+        match (&pod.namespaces.user, &pod.userns_path) {
+            (None, _) => snapshot::mount_overlay(&mount_spec, &rootfs).map_err(snapshot_error)?,
+            (Some(mappings), Some(userns)) => {
+                super::userns_rootfs::mount(id, &mount_spec, Path::new(userns), mappings, &rootfs)?
+            }
+            (Some(_), None) => {
+                return Err(ContainerError::InvalidConfig {
+                    reason: format!("pod {} has no pinned user namespace", pod.id),
+                });
+            }
+        }
         {
             let rootfs = rootfs.clone();
             rollback.push("unmount rootfs", move || {

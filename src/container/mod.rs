@@ -33,6 +33,7 @@ mod stats;
 mod status;
 mod stop;
 mod update;
+pub mod userns_rootfs;
 mod watch;
 
 use std::collections::BTreeMap;

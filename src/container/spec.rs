@@ -40,7 +40,7 @@ use oci_spec::runtime::{Linux, LinuxNamespace, LinuxNamespaceType, Process, Root
 
 use crate::cgroups::Resources;
 use crate::image_service::manifest::{ContainerDefaults, ImageConfig};
-use crate::store::{NamespaceMode, PodRecord};
+use crate::store::{NamespaceMode, PodRecord, UserNamespaceMappings};
 
 pub use capabilities::{ALL_CAPABILITIES, DEFAULT_CAPABILITIES, capability_name, parse_cap_bnd};
 pub use devices::{DeviceInfo, DeviceKind, host_devices};
@@ -95,6 +95,9 @@ pub struct MountRequest {
     pub recursive_read_only: bool,
     /// An image volume (CRI `Mount.image`): not supported, refused with a clear error.
     pub image: Option<String>,
+    /// Idmap the mount with these mappings (CRI `uidMappings`/`gidMappings`): only the
+    /// pod's own user namespace mappings can be used.
+    pub id_mappings: Option<UserNamespaceMappings>,
 }
 
 /// CRI's `MountPropagation`.
@@ -179,6 +182,9 @@ pub struct NamespaceOptions {
     /// The PID namespace to join for `Pod` and `Target` modes, resolved by the caller (for
     /// `Target`: `/proc/<target's pid>/ns/pid`).
     pub pid_namespace_path: Option<PathBuf>,
+    /// The user namespace mappings the container asks for: none (it follows its pod) or
+    /// exactly its pod's (a container cannot have a user namespace of its own).
+    pub user: Option<UserNamespaceMappings>,
 }
 
 /// CRI's `SupplementalGroupsPolicy`.
@@ -280,6 +286,14 @@ pub fn build_spec(
             pod_id: pod.id.clone(),
         });
     }
+    if security.privileged && pod.namespaces.user.is_some() {
+        // The host's devices and a writable /sys are the host's root's to hand out, not a
+        // user namespace's (Kubernetes refuses privileged with hostUsers: false too).
+        return Err(SpecError::invalid(
+            "security_context.privileged",
+            "a privileged container cannot run in a pod user namespace",
+        ));
+    }
     let defaults = image.config.clone().unwrap_or_default();
 
     let args = process::argv(&input.command, &input.args, &defaults)?;
@@ -326,11 +340,18 @@ pub fn build_spec(
     root.set_path(PathBuf::from("rootfs"))
         .set_readonly(Some(security.readonly_rootfs));
 
+    let (uid_mappings, gid_mappings) = match &pod.namespaces.user {
+        Some(mappings) => (
+            Some(vec![oci_id_mapping(&mappings.uid)]),
+            Some(vec![oci_id_mapping(&mappings.gid)]),
+        ),
+        None => (None, None),
+    };
     let mut linux = Linux::default();
     linux
         .set_net_devices(None)
-        .set_uid_mappings(None)
-        .set_gid_mappings(None)
+        .set_uid_mappings(uid_mappings)
+        .set_gid_mappings(gid_mappings)
         .set_sysctl(None)
         .set_resources(Some(resources::linux_resources(
             &input.resources,
@@ -366,6 +387,19 @@ pub fn build_spec(
         .set_uid_mappings(None)
         .set_gid_mappings(None);
     Ok(spec)
+}
+
+/// One id range as the OCI spec writes it.
+pub(super) fn oci_id_mapping(
+    mapping: &crate::store::IdMapping,
+) -> oci_spec::runtime::LinuxIdMapping {
+    oci_spec::runtime::LinuxIdMappingBuilder::default()
+        .container_id(mapping.container_id)
+        .host_id(mapping.host_id)
+        .size(mapping.length)
+        .build()
+        // Every field is set above; the builder cannot refuse.
+        .unwrap_or_default()
 }
 
 /// The process user: the CRI user, else the image's, resolved in the rootfs.
@@ -416,7 +450,20 @@ fn namespaces(
                 namespace,
             })
     };
+    if options.user.is_some() && options.user != pod.namespaces.user {
+        return Err(SpecError::invalid(
+            "security_context.namespace_options.userns_options",
+            "a container can only be in its pod's user namespace, with its pod's mappings",
+        ));
+    }
     let mut list = Vec::new();
+    // Joined by path: the pod's, which owns the pod's network, IPC and UTS namespaces.
+    if pod.namespaces.user.is_some() {
+        list.push(entry(
+            LinuxNamespaceType::User,
+            Some(pin(&pod.userns_path, "user")?),
+        ));
+    }
     match options.pid {
         NamespaceMode::Node => {}
         NamespaceMode::Container => list.push(entry(LinuxNamespaceType::Pid, None)),

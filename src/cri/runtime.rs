@@ -47,8 +47,16 @@ impl RuntimeServer {
         streaming: StreamingUrls,
         events: Arc<EventHub>,
     ) -> Self {
-        // Serialising plain structs of strings and paths cannot fail.
-        let config_json = serde_json::to_string(&*config).unwrap_or_default().into();
+        // Serialising plain structs of strings and paths cannot fail. `stateDir` is added
+        // under containerd's name: critest probes idmapped mounts on its filesystem.
+        let mut config_value = serde_json::to_value(&*config).unwrap_or_default();
+        if let Some(object) = config_value.as_object_mut() {
+            object.insert(
+                "stateDir".to_owned(),
+                serde_json::Value::from(config.state_dir.to_string_lossy().into_owned()),
+            );
+        }
+        let config_json = config_value.to_string().into();
         Self {
             config,
             config_json,
@@ -116,7 +124,9 @@ impl RuntimeServer {
                 features: Some(proto::RuntimeHandlerFeatures {
                     // `rro` binds: `mount_setattr(MOUNT_ATTR_RDONLY, AT_RECURSIVE)`.
                     recursive_read_only_mounts: true,
-                    user_namespaces: false,
+                    // A pod's own user namespace owning its network, IPC and UTS ones;
+                    // containers join it, their rootfs stacked on idmapped layers (probed).
+                    user_namespaces: self.sandboxes.user_namespaces_supported(),
                 }),
             }],
             features: Some(proto::RuntimeFeatures {
@@ -655,6 +665,7 @@ mod tests {
                 host_resolv_conf: dir.join("resolv.conf"),
                 host_hosts: dir.join("hosts"),
                 binary: dir.join("carrack"),
+                user_namespaces: false,
             },
             store,
             cgroups,

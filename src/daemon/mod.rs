@@ -292,12 +292,25 @@ fn build_sandboxes(
             host_resolv_conf: PathBuf::from("/etc/resolv.conf"),
             host_hosts: PathBuf::from("/etc/hosts"),
             binary,
+            user_namespaces: user_namespaces_supported(config),
         },
         store,
         cgroups,
         Arc::new(cni),
         events,
     )
+}
+
+/// Whether containers of pods with their own user namespace can get their rootfs here: an
+/// overlay stacked on idmapped layers, tried in the root dir (where the layers are).
+fn user_namespaces_supported(config: &Config) -> bool {
+    match crate::container::userns_rootfs::probe(&config.root_dir) {
+        Ok(()) => true,
+        Err(reason) => {
+            tracing::warn!(%reason, "pod user namespaces (hostUsers: false) unsupported on this node");
+            false
+        }
+    }
 }
 
 /// How often cut-short network teardowns are retried after the pass at start.

@@ -124,6 +124,20 @@ pub fn host_bounding_set() -> u64 {
     mask
 }
 
+/// Every capability the kernel knows, as a mask.
+pub fn kernel_capabilities() -> u64 {
+    let mut mask = 0;
+    for cap in 0..64u32 {
+        let set = CapabilitySet::from_bits_retain(1 << cap);
+        // Past the kernel's last capability the query fails (EINVAL).
+        if rustix::thread::capability_is_in_bounding_set(set).is_err() {
+            break;
+        }
+        mask |= 1 << cap;
+    }
+    mask
+}
+
 /// The capability state the container process takes on, as masks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CapabilityPlan {
@@ -156,6 +170,14 @@ impl CapabilityPlan {
             inheritable: mask(spec.inheritable()),
             ambient: mask(spec.ambient()),
         }
+    }
+
+    /// For a process that joins a user namespace before step 1: joining refills its bounding
+    /// set with every capability (valid inside that namespace only), so step 1 must drop all
+    /// it does not keep, not only what the host's set (`host_bounding`) had.
+    pub fn after_user_namespace_join(&mut self, host_bounding: u64) {
+        let kept = host_bounding & !self.drop_bounding;
+        self.drop_bounding = kernel_capabilities() & !kept;
     }
 
     /// Step 1, while still root with every capability: shrinks the bounding set.

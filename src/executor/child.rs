@@ -12,6 +12,8 @@
 //!    then in) and the cgroup mount inside it, or, without one, the end of the rootfs;
 //! 5. hostname and domain name; then [`finish`]: rlimits, stdio (a terminal becomes the
 //!    controlling terminal of a new session), every other descriptor close-on-exec;
+//!    then, for a container in a (pod's) user namespace, that namespace is joined: every
+//!    mount was made by the host's root, the user switch and capabilities below happen in it;
 //! 6. without no_new_privs, seccomp now: installing a filter then needs `CAP_SYS_ADMIN`, which
 //!    the next step may drop (the filter then also sees the remaining setup calls);
 //! 7. bounding set, user and groups (with keep-caps), the other capability sets; for a process
@@ -161,6 +163,13 @@ pub(super) fn finish(process: &ProcessPlan, sync: &SyncSocket) -> Result<Infalli
     // Nothing but stdio may reach the program (CVE-2024-21626); our own descriptors stay
     // usable until execve.
     sys::mark_cloexec_from(3).map_err(ChildFailure::at(Step::CloseFds, 0))?;
+    if let Some(join) = &process.user_namespace {
+        // Last of what needs the host's root (mounts, rlimits, the terminal), first of what
+        // the container's root does: from here on its capabilities hold only inside the user
+        // namespace (and the kernel refills them all, so the steps below trim them again).
+        rustix::thread::move_into_link_name_space(join.fd.as_fd(), Some(LinkNameSpaceType::User))
+            .map_err(ChildFailure::at(Step::JoinUserNamespace, 0))?;
+    }
 
     if !process.no_new_privs {
         install_seccomp(process)?;

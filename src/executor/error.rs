@@ -269,10 +269,12 @@ pub(super) enum Step {
     ParentDeathSignal,
     /// `setsid` (index 0) or `TIOCSCTTY` on stdin (index 1), for a terminal.
     Terminal,
+    /// Joining the container's user namespace.
+    JoinUserNamespace,
 }
 
 impl Step {
-    const ALL: [Step; 37] = [
+    const ALL: [Step; 38] = [
         Step::WaitForParent,
         Step::Signals,
         Step::JoinNamespace,
@@ -310,6 +312,7 @@ impl Step {
         Step::Exec,
         Step::ParentDeathSignal,
         Step::Terminal,
+        Step::JoinUserNamespace,
     ];
 
     /// The step with wire code `code`.
@@ -350,7 +353,7 @@ mod tests {
             assert_eq!(Step::from_code(step as u32), Some(step));
         }
         assert_eq!(Step::from_code(0), None);
-        assert_eq!(Step::from_code(Step::Terminal as u32 + 1), None);
+        assert_eq!(Step::from_code(Step::JoinUserNamespace as u32 + 1), None);
     }
 
     #[test]

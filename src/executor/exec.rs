@@ -8,6 +8,10 @@
 //! comes from comparing `/proc/self/ns/*` with `/proc/<pid>/ns/*`, read before checking that
 //! the pidfd's process still lives (so the files read were its own).
 //!
+//! A container in a user namespace of its own (a pod's) has it joined last, in
+//! [`child::finish`], like its first process did: the container's mount and cgroup
+//! namespaces are owned by the host's, so joining them needs the host's root.
+//!
 //! A PID namespace can only be entered for children: the parent enters the container's
 //! around the clone, as [`launch`](super::launch()) does for a shared PID namespace. The child
 //! then joins the others, after the parent has put it into the container's cgroups, and
@@ -25,14 +29,15 @@ use std::convert::Infallible;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use rustix::fs::{Mode, OFlags};
 use rustix::process::{Pid, PidfdFlags};
 use rustix::thread::ThreadNameSpaceType;
 
 use super::child;
 use super::error::{ChildFailure, ExecutorError, Step, prepare};
 use super::launch::{Launched, PidNamespace, start};
-use super::plan::{ProcessPlan, Stdio};
+use super::plan::{Join, ProcessPlan, Stdio};
 use super::sync::SyncSocket;
 use super::sys;
 
@@ -47,8 +52,8 @@ pub struct ExecRequest {
     pub spec: Spec,
     /// The container's init process, by its pid in the caller's PID namespace. Every
     /// namespace of it that differs from the caller's is joined (mount, PID, network, IPC,
-    /// UTS, cgroup); it must have its own mount namespace, and neither a user nor a time
-    /// namespace of its own (unsupported).
+    /// UTS, cgroup, and last the user namespace); it must have its own mount namespace, and
+    /// no time namespace of its own (unsupported).
     pub target_pid: i32,
     /// The new process's stdin, stdout and stderr (a terminal's slave side on all three when
     /// `process.terminal` is set; it becomes the controlling terminal of a new session).
@@ -69,11 +74,9 @@ const JOINABLE: [(&str, ThreadNameSpaceType); 6] = [
 ];
 
 /// Namespaces whose joining is not supported: a process in them differs from us in ways the
-/// plan does not handle (id mappings, clock offsets).
-const UNSUPPORTED: [(&str, &str); 2] = [
-    ("user", "exec in a container with its own user namespace"),
-    ("time", "exec in a container with its own time namespace"),
-];
+/// plan does not handle (clock offsets).
+const UNSUPPORTED: [(&str, &str); 1] =
+    [("time", "exec in a container with its own time namespace")];
 
 /// The running container, through a pidfd of its init.
 #[derive(Debug)]
@@ -86,6 +89,9 @@ struct Target {
     joins: ThreadNameSpaceType,
     /// Whether the PID namespace differs from ours.
     pid_namespace: bool,
+    /// The container's user namespace when it differs from ours (a pod's), joined last,
+    /// like the container's first process did (`child::finish`).
+    user_namespace: Option<Join>,
 }
 
 impl Target {
@@ -120,6 +126,19 @@ impl Target {
                 }
             }
         }
+        // Opened before the liveness check below, like the files compared above.
+        let user_namespace = if differs(&proc_dir, "user")? {
+            let path = proc_dir.join("ns/user");
+            let fd = rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|errno| prepare("open", &path)(errno.into()))?;
+            Some(Join {
+                kind: LinuxNamespaceType::User,
+                path,
+                fd,
+            })
+        } else {
+            None
+        };
         let mut unsupported = None;
         for (name, feature) in UNSUPPORTED {
             if differs(&proc_dir, name)? {
@@ -147,6 +166,7 @@ impl Target {
             proc_dir,
             joins,
             pid_namespace,
+            user_namespace,
         })
     }
 
@@ -196,7 +216,8 @@ pub fn exec_in(request: ExecRequest) -> Result<Launched, ExecutorError> {
     } = request;
     let mut process = ProcessPlan::new(&spec, stdio)?;
     process.die_with_parent = true;
-    let target = Target::open(target_pid)?;
+    let mut target = Target::open(target_pid)?;
+    process.join_user_namespace(target.user_namespace.take());
     let pid_namespace = target.pid_namespace.then(|| PidNamespace {
         fd: target.pidfd.as_fd(),
         subject: &target.proc_dir,

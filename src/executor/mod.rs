@@ -31,6 +31,7 @@ mod cgroup_mount;
 mod child;
 mod error;
 mod exec;
+mod id_map;
 mod launch;
 mod mount_options;
 mod plan;

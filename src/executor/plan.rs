@@ -19,6 +19,7 @@ use rustix::process::{Gid, Resource, Rlimit};
 use super::capabilities::{self, CapabilityPlan};
 use super::cgroup_mount::{CgroupPlan, cgroup_layout};
 use super::error::{ChildFailure, ExecutorError, Step, prepare};
+use super::id_map::IdMap;
 use super::mount_options::{self, MountOptions};
 use super::seccomp::{self, SeccompPlan};
 use super::sys::CStringArray;
@@ -60,8 +61,14 @@ pub(super) struct Join {
 /// How a mount is made.
 #[derive(Debug)]
 pub(super) enum MountKind {
-    /// `open_tree(source, OPEN_TREE_CLONE [| AT_RECURSIVE])` moved onto the target.
-    Bind { source: CString, recursive: bool },
+    /// `open_tree(source, OPEN_TREE_CLONE [| AT_RECURSIVE])` moved onto the target; with
+    /// `idmap`, the clone is first idmapped through the container's user namespace (the mount
+    /// asked for exactly that namespace's mappings).
+    Bind {
+        source: CString,
+        recursive: bool,
+        idmap: bool,
+    },
     /// `fsopen(fstype)` configured with `options`, then `fsmount` and `move_mount`.
     Filesystem {
         fstype: CString,
@@ -191,6 +198,10 @@ pub(super) struct ProcessPlan {
     /// which clears it): for processes whose parent is a short-lived helper (`exec_in`),
     /// never for a container's init, which must outlive its monitor.
     pub die_with_parent: bool,
+    /// The user namespace to join (a pod's), as the last step before the user switch: every
+    /// mount is made before, by the host's root, and the namespace's root then holds all
+    /// capabilities only inside it (see `child::finish`).
+    pub user_namespace: Option<Join>,
 }
 
 /// The whole plan of a new container.
@@ -249,6 +260,7 @@ impl Plan {
         let mut new_cgroup_namespace = false;
         let mut seen = Vec::new();
         let mut has_uts = false;
+        let mut user_namespace = None;
         for (at, ns) in linux.namespaces().iter().flatten().enumerate() {
             let field = format!("linux.namespaces[{at}]");
             if seen.contains(&ns.typ()) {
@@ -256,8 +268,10 @@ impl Plan {
             }
             seen.push(ns.typ());
             let flag = match ns.typ() {
-                LinuxNamespaceType::User => {
-                    return Err(ExecutorError::unsupported("user namespaces"));
+                LinuxNamespaceType::User if ns.path().is_none() => {
+                    return Err(ExecutorError::unsupported(
+                        "new user namespaces (a container can only join one, by path)",
+                    ));
                 }
                 LinuxNamespaceType::Time => {
                     return Err(ExecutorError::unsupported("time namespaces"));
@@ -289,6 +303,8 @@ impl Plan {
                     };
                     if ns.typ() == LinuxNamespaceType::Pid {
                         pid_namespace = Some(join);
+                    } else if ns.typ() == LinuxNamespaceType::User {
+                        user_namespace = Some(join);
                     } else {
                         joins.push(join);
                     }
@@ -332,7 +348,11 @@ impl Plan {
             .as_ref()
             .and_then(|root| root.readonly())
             .unwrap_or(false);
-        let rootfs = RootfsPlan::new(spec, rootfs, readonly)?;
+        let id_map = user_namespace
+            .as_ref()
+            .map(|_| IdMap::from_spec(linux))
+            .transpose()?;
+        let rootfs = RootfsPlan::new(spec, rootfs, readonly, id_map.as_ref())?;
 
         let mut sysctls = Vec::new();
         for (key, value) in linux.sysctl().iter().flatten() {
@@ -351,7 +371,8 @@ impl Plan {
             });
         }
 
-        let process = ProcessPlan::new(spec, stdio)?;
+        let mut process = ProcessPlan::new(spec, stdio)?;
+        process.join_user_namespace(user_namespace);
 
         Ok(Plan {
             clone_flags,
@@ -526,7 +547,19 @@ impl ProcessPlan {
             stdio,
             terminal: process.terminal().unwrap_or(false),
             die_with_parent: false,
+            user_namespace: None,
         })
+    }
+
+    /// Makes the process join `user_namespace` (if any) before its user switch, with the
+    /// capability steps adjusted to the bounding set that joining refills.
+    pub fn join_user_namespace(&mut self, user_namespace: Option<Join>) {
+        if user_namespace.is_some()
+            && let Some(caps) = &mut self.capabilities
+        {
+            caps.after_user_namespace_join(capabilities::host_bounding_set());
+        }
+        self.user_namespace = user_namespace;
     }
 
     /// Puts a failure of one of the process's own steps into words, naming its subject
@@ -550,6 +583,10 @@ impl ProcessPlan {
                 "set up {}",
                 ["stdin", "stdout", "stderr"].get(at).unwrap_or(&"stdio")
             ),
+            Step::JoinUserNamespace => match &self.user_namespace {
+                Some(join) => format!("join user namespace {}", join.path.display()),
+                None => "join user namespace".to_owned(),
+            },
             Step::Terminal if failure.index == 0 => "start a new session".to_owned(),
             Step::Terminal => "make stdin the controlling terminal".to_owned(),
             Step::Seccomp => format!("install seccomp filter {at}"),
@@ -624,7 +661,12 @@ impl ProcessPlan {
 }
 
 impl RootfsPlan {
-    fn new(spec: &Spec, rootfs: &Path, readonly: bool) -> Result<RootfsPlan, ExecutorError> {
+    fn new(
+        spec: &Spec,
+        rootfs: &Path,
+        readonly: bool,
+        id_map: Option<&IdMap>,
+    ) -> Result<RootfsPlan, ExecutorError> {
         let metadata = std::fs::metadata(rootfs).map_err(prepare("inspect rootfs", rootfs))?;
         if !metadata.is_dir() || !rootfs.is_absolute() {
             return Err(ExecutorError::invalid(
@@ -651,7 +693,7 @@ impl RootfsPlan {
 
         let mut mounts = Vec::new();
         for (at, mount) in spec.mounts().iter().flatten().enumerate() {
-            mounts.push(MountPlan::new(at, mount)?);
+            mounts.push(MountPlan::new(at, mount, id_map)?);
         }
         let fresh_dev = mounts.iter().any(|m| {
             m.relative.as_bytes() == b"dev" && matches!(m.kind, MountKind::Filesystem { .. })
@@ -665,7 +707,7 @@ impl RootfsPlan {
         let mut devices = Vec::new();
         let mut dev_symlinks: Vec<DevSymlink> = Vec::new();
         if fresh_dev {
-            devices = device_plans(spec)?;
+            devices = device_plans(spec, id_map)?;
             dev_symlinks.extend([
                 (c"/proc/self/fd", c"fd"),
                 (c"/proc/self/fd/0", c"stdin"),
@@ -783,14 +825,21 @@ fn holding_mount(path: &Path) -> Result<&Path, ExecutorError> {
 }
 
 impl MountPlan {
-    fn new(at: usize, mount: &oci_spec::runtime::Mount) -> Result<MountPlan, ExecutorError> {
+    fn new(
+        at: usize,
+        mount: &oci_spec::runtime::Mount,
+        id_map: Option<&IdMap>,
+    ) -> Result<MountPlan, ExecutorError> {
         let field = format!("mounts[{at}]");
         let destination = mount.destination().clone();
         let relative = relative_in_root(&destination).ok_or_else(|| {
             ExecutorError::invalid(&field, "mounting over the root itself is not allowed")
         })?;
-        let options = mount_options::parse(mount.options().as_deref().unwrap_or_default())
+        let mut options = mount_options::parse(mount.options().as_deref().unwrap_or_default())
             .map_err(|reason| ExecutorError::invalid(format!("{field}.options"), reason))?;
+        let uid_mappings = mount.uid_mappings().as_deref().unwrap_or_default();
+        let gid_mappings = mount.gid_mappings().as_deref().unwrap_or_default();
+        let idmap = !uid_mappings.is_empty() || !gid_mappings.is_empty();
         let fstype = mount.typ().as_deref().unwrap_or("");
         let is_bind = fstype == "bind" || options.bind.is_some();
         let (kind, file) = if is_bind {
@@ -809,9 +858,15 @@ impl MountPlan {
                     format!("unknown bind mount options {:?}", options.data),
                 ));
             }
+            if idmap && !id_map.is_some_and(|map| map.same_as(uid_mappings, gid_mappings)) {
+                return Err(ExecutorError::unsupported(
+                    "idmapped mounts other than through the container's own user namespace",
+                ));
+            }
             let kind = MountKind::Bind {
                 source: cstring(&field, source.as_os_str().as_bytes())?,
                 recursive: options.bind.unwrap_or(false),
+                idmap,
             };
             (kind, !metadata.is_dir())
         } else {
@@ -829,6 +884,14 @@ impl MountPlan {
                     });
                 }
                 _ => {}
+            }
+            if idmap {
+                return Err(ExecutorError::unsupported(
+                    "idmapped mounts of anything but a bind mount",
+                ));
+            }
+            if let Some(map) = id_map {
+                map.map_mount_data(&format!("{field}.options"), fstype, &mut options.data)?;
             }
             let mut config = Vec::new();
             for flag in &options.superblock {
@@ -861,7 +924,7 @@ impl MountPlan {
 
 /// The default devices plus the spec's `linux.devices` (which override a default of the same
 /// path).
-fn device_plans(spec: &Spec) -> Result<Vec<DevicePlan>, ExecutorError> {
+fn device_plans(spec: &Spec, id_map: Option<&IdMap>) -> Result<Vec<DevicePlan>, ExecutorError> {
     let mut wanted: Vec<(PathBuf, FileType, u32, u64, u32, u32)> = DEFAULT_DEVICES
         .iter()
         .map(|(name, major, minor)| {
@@ -929,6 +992,11 @@ fn device_plans(spec: &Spec) -> Result<Vec<DevicePlan>, ExecutorError> {
             let name = relative
                 .file_name()
                 .ok_or_else(|| ExecutorError::invalid(field, "device without a name"))?;
+            // Owners are the container's ids; the node is made by the host's root.
+            let (uid, gid) = match id_map {
+                Some(map) => (map.host_uid(field, uid)?, map.host_gid(field, gid)?),
+                None => (uid, gid),
+            };
             Ok(DevicePlan {
                 path: cstring(field, path.as_os_str().as_bytes())?,
                 parent: cstring(field, parent.as_os_str().as_bytes())?,
@@ -1072,7 +1140,14 @@ mod tests {
         let user_ns = spec(|s| {
             s["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "user"}])
         });
-        assert_eq!(refusal(user_ns), "unsupported: user namespaces");
+        assert_eq!(
+            refusal(user_ns),
+            "unsupported: new user namespaces (a container can only join one, by path)"
+        );
+        let user_ns_without_maps = spec(|s| {
+            s["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "user", "path": "/proc/self/ns/user"}])
+        });
+        assert!(refusal(user_ns_without_maps).contains("needs exactly one mapping"));
         let relative_cwd = spec(|s| s["process"]["cwd"] = serde_json::json!("tmp"));
         assert!(refusal(relative_cwd).contains("process.cwd: tmp is not absolute"));
         let missing_ns = spec(|s| {

@@ -159,6 +159,11 @@ pub(super) fn build(plan: &Plan, enter_cgroup: &mut dyn FnMut() -> Result<()>) -
     .map_err(ChildFailure::at(Step::OpenRootfs, 0))?;
     let root = root.as_fd();
 
+    let userns = plan
+        .process
+        .user_namespace
+        .as_ref()
+        .map(|join| join.fd.as_fd());
     for (at, mount) in rootfs.mounts.iter().enumerate() {
         if rootfs.cgroup_mount_last == Some(at) {
             continue;
@@ -166,7 +171,7 @@ pub(super) fn build(plan: &Plan, enter_cgroup: &mut dyn FnMut() -> Result<()>) -
         if matches!(mount.kind, MountKind::Cgroup(_)) {
             enter_cgroup()?;
         }
-        mount_one(root, at, mount)?;
+        mount_one(root, at, mount, userns)?;
     }
     create_devices(root, rootfs)?;
     for (at, sysctl) in plan.sysctls.iter().enumerate() {
@@ -212,7 +217,7 @@ pub(super) fn build(plan: &Plan, enter_cgroup: &mut dyn FnMut() -> Result<()>) -
         && let Some(mount) = rootfs.mounts.get(at)
     {
         enter_cgroup()?;
-        mount_one(root, at, mount)?;
+        mount_one(root, at, mount, userns)?;
     }
     if rootfs.readonly {
         sys::mount_setattr(root, c"", libc::AT_EMPTY_PATH as u32, attr::RDONLY, 0, 0)
@@ -231,17 +236,35 @@ pub(super) fn build(plan: &Plan, enter_cgroup: &mut dyn FnMut() -> Result<()>) -
     Ok(())
 }
 
-fn mount_one(root: BorrowedFd<'_>, at: usize, mount: &MountPlan) -> Result<()> {
+/// Makes one mount; `userns` is the container's user namespace, for idmapped binds.
+fn mount_one(
+    root: BorrowedFd<'_>,
+    at: usize,
+    mount: &MountPlan,
+    userns: Option<BorrowedFd<'_>>,
+) -> Result<()> {
     let target = open_or_create(root, mount.relative.as_c_str(), mount.file)
         .map_err(ChildFailure::at(Step::MountPoint, at))?;
     let options = &mount.options;
     let tree = match &mount.kind {
-        MountKind::Bind { source, recursive } => {
+        MountKind::Bind {
+            source,
+            recursive,
+            idmap,
+        } => {
             let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
             if *recursive {
                 flags |= OpenTreeFlags::AT_RECURSIVE;
             }
-            rustix::mount::open_tree(CWD, source.as_c_str(), flags)
+            rustix::mount::open_tree(CWD, source.as_c_str(), flags).and_then(|tree| {
+                match (idmap, userns) {
+                    (false, _) => {}
+                    (true, Some(userns)) => sys::set_idmap(tree.as_fd(), userns, *recursive)?,
+                    // The plan allows idmapped binds only with a user namespace.
+                    (true, None) => return Err(Errno::INVAL),
+                }
+                Ok(tree)
+            })
         }
         MountKind::Filesystem {
             fstype,

@@ -729,3 +729,141 @@ fn an_execd_process_dies_with_its_helper() {
     });
     result.expect("the exec'd process dies with its helper");
 }
+
+#[test]
+fn a_container_joins_a_user_namespace_with_mapped_mounts_and_exec_follows() {
+    if !can_run() {
+        return;
+    }
+    let rootfs = busybox_rootfs();
+    let volume = tempfile::tempdir().expect("temp dir");
+    std::fs::write(volume.path().join("owned-by-root"), "volume\n").expect("write");
+    let script = "cat /proc/self/uid_map /proc/self/gid_map; id; \
+        grep -E '^(CapEff|CapBnd):' /proc/self/status; \
+        stat -c 'dev=%u:%g' /dev; stat -c 'null=%u:%g' /dev/null; \
+        stat -c 'vol=%u:%g' /vol/owned-by-root; echo new > /vol/made && echo vol-written; \
+        echo shm > /dev/shm/x && echo shm-written; mkdir /dev/mine && echo dev-writable; \
+        sleep 30";
+    let mut spec = base_spec(&["sh", "-c", script]);
+    let map = json!([{"containerID": 0, "hostID": 100_000, "size": 65_536}]);
+    spec["linux"]["uidMappings"] = map.clone();
+    spec["linux"]["gidMappings"] = map.clone();
+    spec["mounts"].as_array_mut().expect("mounts").push(json!({
+        "destination": "/vol", "type": "bind", "source": volume.path(),
+        "options": ["rbind", "rw"], "uidMappings": map, "gidMappings": map
+    }));
+    let result = in_child_process(|| {
+        let parked = sys::park_in_new_user_namespace(sys::NewNamespaces::default())
+            .map_err(|e| format!("park: {e}"))?;
+        let proc_dir = format!("/proc/{}", parked.pid.as_raw_nonzero());
+        for file in ["uid_map", "gid_map"] {
+            std::fs::write(format!("{proc_dir}/{file}"), "0 100000 65536\n")
+                .map_err(|e| format!("{file}: {e}"))?;
+        }
+        spec["linux"]["namespaces"]
+            .as_array_mut()
+            .ok_or("namespaces")?
+            .push(json!({"type": "user", "path": format!("{proc_dir}/ns/user")}));
+        let spec: oci_spec::runtime::Spec =
+            serde_json::from_value(spec).map_err(|e| format!("spec: {e}"))?;
+        let (mut reader, writer) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+        let writer = OwnedFd::from(writer);
+        let stderr = writer.try_clone().map_err(|e| format!("dup: {e}"))?;
+        let container = launch(LaunchRequest {
+            spec,
+            rootfs: rootfs.path().to_owned(),
+            stdio: Stdio {
+                stdin: None,
+                stdout: Some(writer),
+                stderr: Some(stderr),
+            },
+            cgroup_procs_files: vec![],
+        })
+        .map_err(|e| format!("launch: {e}"))?;
+        let outcome = (|| {
+            // The container's own output, up to its `sleep`.
+            let mut output = String::new();
+            let mut buf = [0u8; 4096];
+            while !output.contains("dev-writable") && !output.contains("Permission denied") {
+                let n = reader.read(&mut buf).map_err(|e| format!("read: {e}"))?;
+                if n == 0 {
+                    break;
+                }
+                output.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+            let ran = Ran {
+                output,
+                exit: Exit::Code(0),
+            };
+            let out = &ran.output;
+            let maps = out.lines().filter(|line| {
+                line.split_whitespace().collect::<Vec<_>>() == ["0", "100000", "65536"]
+            });
+            check(maps.count() == 2, "the pod's uid and gid maps", &ran)?;
+            check(out.contains("uid=0(root) gid=0(root)"), "root inside", &ran)?;
+            check(
+                out.contains("CapEff:\t00000000a80425fb")
+                    && out.contains("CapBnd:\t00000000a80425fb"),
+                "the 14 default caps, bounding set trimmed after the join",
+                &ran,
+            )?;
+            check(
+                out.contains("dev=0:0"),
+                "/dev owned by the container's root",
+                &ran,
+            )?;
+            check(out.contains("null=0:0"), "device nodes too", &ran)?;
+            check(out.contains("vol=0:0"), "the idmapped volume", &ran)?;
+            check(out.contains("vol-written"), "the volume writable", &ran)?;
+            check(out.contains("shm-written"), "/dev/shm writable", &ran)?;
+            check(out.contains("dev-writable"), "/dev writable", &ran)?;
+            let (request, mut reader) = exec_request(
+                &[
+                    "sh",
+                    "-c",
+                    "cat /proc/self/uid_map; id -u; stat -c %u /vol/made",
+                ],
+                &container,
+                vec![],
+            )?;
+            let mut request = request;
+            request.spec = {
+                let mut spec = exec_container_spec(&[]);
+                spec["process"]["args"] = json!([
+                    "sh",
+                    "-c",
+                    "cat /proc/self/uid_map; id -u; stat -c %u /vol/made"
+                ]);
+                spec["process"]["user"] = json!({"uid": 0, "gid": 0});
+                serde_json::from_value(spec).map_err(|e| e.to_string())?
+            };
+            let exec = exec_in(request).map_err(|e| format!("exec_in: {e}"))?;
+            let mut output = String::new();
+            reader
+                .read_to_string(&mut output)
+                .map_err(|e| format!("read exec output: {e}"))?;
+            let exit = exec.wait().map_err(|e| format!("wait: {e}"))?;
+            let ran = Ran { output, exit };
+            let words: Vec<_> = ran.output.split_whitespace().collect();
+            check(
+                ran.exit == Exit::Code(0) && words == ["0", "100000", "65536", "0", "0"],
+                "exec joins the user namespace",
+                &ran,
+            )?;
+            no_zombie_children()
+        })();
+        kill(&container)?;
+        drop(parked.release);
+        rustix::process::waitid(
+            rustix::process::WaitId::PidFd(std::os::fd::AsFd::as_fd(&parked.pidfd)),
+            rustix::process::WaitIdOptions::EXITED,
+        )
+        .map_err(|e| format!("reap holder: {e}"))?;
+        outcome?;
+        no_children_left()
+    });
+    result.expect("container in a user namespace");
+    // Written by the container's root through the idmapped volume: the host's root on disk.
+    let made = std::fs::metadata(volume.path().join("made")).expect("written on the host");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&made), 0);
+}

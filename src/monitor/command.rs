@@ -18,8 +18,11 @@ pub enum Command {
         dir: PathBuf,
     },
     /// `pod-init [<pod_dir>]`: the init of a pod's shared PID namespace (the pod directory
-    /// only names the pod in the process list).
-    PodInit,
+    /// names the pod in the process list, and holds the pod's user namespace pin if any).
+    PodInit {
+        /// The pod's directory.
+        pod_dir: Option<PathBuf>,
+    },
     /// `exec-in …`: one more process in a running container.
     ExecIn(ExecInArgs),
 }
@@ -65,9 +68,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Comman
             Ok(Command::Monitor { dir: dir.into() })
         }
         Some("pod-init") => {
-            let _pod_dir = args.next();
+            let pod_dir = args.next().map(PathBuf::from);
             no_more("pod-init", args)?;
-            Ok(Command::PodInit)
+            Ok(Command::PodInit { pod_dir })
         }
         Some("exec-in") => parse_exec_in(args).map(Command::ExecIn),
         _ => Err(CommandError::Unknown(command)),
@@ -164,10 +167,15 @@ mod tests {
 
     #[test]
     fn pod_init_takes_an_optional_pod_directory() {
-        assert_eq!(parse_str(&["pod-init"]), Ok(Command::PodInit));
+        assert_eq!(
+            parse_str(&["pod-init"]),
+            Ok(Command::PodInit { pod_dir: None })
+        );
         assert_eq!(
             parse_str(&["pod-init", "/run/c/pods/ab"]),
-            Ok(Command::PodInit)
+            Ok(Command::PodInit {
+                pod_dir: Some(PathBuf::from("/run/c/pods/ab"))
+            })
         );
         assert!(parse_str(&["pod-init", "a", "b"]).is_err());
     }

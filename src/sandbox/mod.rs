@@ -23,13 +23,6 @@ mod status;
 mod stop;
 mod sysctl;
 mod update;
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "pods in their own user namespace are refused by the CRI layer until their net/IPC/UTS namespaces, containers and idmapped rootfs use it"
-    )
-)]
 mod userns;
 
 use std::collections::BTreeMap;
@@ -96,6 +89,9 @@ pub struct SandboxSettings {
     pub host_hosts: PathBuf,
     /// The `carrack` binary, which runs the init of shared PID namespaces (`pod-init`).
     pub binary: PathBuf,
+    /// Whether pods may have their own user namespace (`hostUsers: false`): the node can
+    /// give their containers a rootfs through idmapped layers (probed at start).
+    pub user_namespaces: bool,
 }
 
 /// Runs and tears down pods.
@@ -149,6 +145,11 @@ impl SandboxService {
             .read()
             .map(|cidrs| cidrs.clone())
             .unwrap_or_default()
+    }
+
+    /// Whether pods may have their own user namespace (`hostUsers: false`).
+    pub fn user_namespaces_supported(&self) -> bool {
+        self.settings.user_namespaces
     }
 
     /// Whether pod networking can work: a CNI config with every plugin present.

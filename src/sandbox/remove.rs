@@ -31,6 +31,10 @@ impl SandboxService {
             uts: pod.utsns_path.as_ref().map(PathBuf::from),
         };
         namespaces::release(&pinned).map_err(namespaces_error)?;
+        // After the namespaces it owns (each pin holds it too, so the order is only tidy).
+        if let Some(user) = &pod.userns_path {
+            namespaces::unpin(Path::new(user)).map_err(namespaces_error)?;
+        }
         if let Some(shm) = &pod.shm_path {
             files::unmount_shm(Path::new(shm)).map_err(|source| SandboxError::Io {
                 id: pod.id.clone(),

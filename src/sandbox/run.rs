@@ -10,7 +10,7 @@ use tracing::Instrument;
 use super::files::{self, PodFilesSpec};
 use super::namespaces::{self, NamespaceSetup};
 use super::{
-    PodSpec, SandboxError, SandboxService, bandwidth, new_id, pid_init, reconcile, sysctl,
+    PodSpec, SandboxError, SandboxService, bandwidth, new_id, pid_init, reconcile, sysctl, userns,
 };
 use crate::cgroups::Resources;
 use crate::cni::{Bandwidth, IpRange, PodNetwork};
@@ -54,6 +54,22 @@ impl SandboxService {
         }
         let own_network = spec.namespaces.network != NamespaceMode::Node;
         let own_ipc = spec.namespaces.ipc != NamespaceMode::Node;
+        if spec.namespaces.user.is_some() {
+            if !self.settings.user_namespaces {
+                return Err(SandboxError::Unsupported {
+                    id: spec.metadata.name.clone(),
+                    feature: "a pod user namespace (hostUsers: false) on this node (the kernel or the filesystem of the root dir cannot stack an overlay on idmapped layers)",
+                });
+            }
+            // Its network namespace is its own, owned by its user namespace; the node's is
+            // not (the `user_namespaces_host_network` feature is not reported).
+            if !own_network {
+                return Err(SandboxError::Unsupported {
+                    id: spec.metadata.name.clone(),
+                    feature: "a pod user namespace (hostUsers: false) with the node's network",
+                });
+            }
+        }
         let sysctls = sysctl::validate(&spec.sysctls, own_network, own_ipc)
             .map_err(|reason| SandboxError::InvalidConfig { reason })?;
         let hostname = pod_hostname(&spec)?;
@@ -176,28 +192,41 @@ impl SandboxService {
             sysctls,
         };
         let ns_dir = pod_dir.clone();
+        let user_mappings = spec.namespaces.user;
         // Spawned inside the span: starting the blocking thread is part of the phase.
-        let pinned =
-            async { tokio::task::spawn_blocking(move || namespaces::create(&ns_dir, setup)).await }
-                .instrument(tracing::info_span!(
-                    "pod.namespaces",
-                    sysctls = spec.sysctls.len()
-                ))
-                .await
-                .map_err(|err| SandboxError::Io {
-                    id: id.to_owned(),
-                    action: "join namespace task",
-                    path: pod_dir.clone(),
-                    source: std::io::Error::other(err.to_string()),
-                })?
-                .map_err(|source| SandboxError::Namespaces {
-                    id: id.to_owned(),
-                    source,
-                })?;
+        let pinned = async {
+            tokio::task::spawn_blocking(move || match user_mappings {
+                Some(mappings) => userns::create(&ns_dir, &mappings, setup)
+                    .map(|pinned| (pinned.owned, Some(pinned.user))),
+                None => namespaces::create(&ns_dir, setup).map(|pinned| (pinned, None)),
+            })
+            .await
+        }
+        .instrument(tracing::info_span!(
+            "pod.namespaces",
+            sysctls = spec.sysctls.len()
+        ))
+        .await
+        .map_err(|err| SandboxError::Io {
+            id: id.to_owned(),
+            action: "join namespace task",
+            path: pod_dir.clone(),
+            source: std::io::Error::other(err.to_string()),
+        })?
+        .map_err(|source| SandboxError::Namespaces {
+            id: id.to_owned(),
+            source,
+        })?;
+        let (pinned, userns_path) = pinned;
         {
             let pinned = pinned.clone();
             rollback.push("unpin namespaces", move || {
                 namespaces::release(&pinned).map_err(|e| e.to_string())
+            });
+        }
+        if let Some(path) = userns_path.clone() {
+            rollback.push("unpin user namespace", move || {
+                namespaces::unpin(&path).map_err(|e| e.to_string())
             });
         }
 
@@ -306,6 +335,7 @@ impl SandboxService {
             netns_path: pinned.net.as_ref().map(|p| p.display().to_string()),
             ipcns_path: pinned.ipc.as_ref().map(|p| p.display().to_string()),
             utsns_path: pinned.uts.as_ref().map(|p| p.display().to_string()),
+            userns_path: userns_path.as_ref().map(|p| p.display().to_string()),
             shm_path: shm_path.as_ref().map(|p| p.display().to_string()),
             ip: None,
             additional_ips: Vec::new(),

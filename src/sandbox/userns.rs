@@ -12,11 +12,8 @@
 //! write sysctls, and they are pinned from the child's `/proc/<pid>/ns` files.
 
 use std::fs;
-use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-
-use rustix::process::{WaitId, WaitIdOptions};
 
 use rustix::thread::LinkNameSpaceType;
 
@@ -73,7 +70,7 @@ pub fn create(
         }
     })();
     drop(parked.release);
-    let reaped = reap(&parked.pidfd).map_err(step("reap user namespace holder".into()));
+    let reaped = sys::reap(parked.pidfd.as_fd()).map_err(step("reap user namespace holder".into()));
     let pinned = pinned?;
     reaped?;
     Ok(pinned)
@@ -113,16 +110,6 @@ fn join_owned(ns_dir: &Path, create: NewNamespaces) -> Result<(), NamespaceError
         )?;
     }
     Ok(())
-}
-
-fn reap(pidfd: &impl AsFd) -> io::Result<()> {
-    loop {
-        match rustix::process::waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED) {
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(errno) => return Err(errno.into()),
-            Ok(_) => return Ok(()),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -46,7 +46,9 @@ pub use audit::SnapshotFinding;
 pub use error::SnapshotError;
 pub use ingest::LayerIngest;
 pub use layer::{LayerInfo, LayerMeta};
-pub use mount::{mount_overlay, unmount_overlay};
+pub use mount::{
+    mount_overlay, mount_overlay_on_layer_mounts, overlay_on_layer_mounts, unmount_overlay,
+};
 pub use usage::{FsUsage, Usage};
 
 use error::io_at;

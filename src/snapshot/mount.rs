@@ -27,12 +27,7 @@ const MOUNT_DATA_MAX: usize = 4095;
 
 /// Mounts `spec` as an overlay on `target` (an existing directory).
 pub fn mount_overlay(spec: &MountSpec, target: &Path) -> Result<(), SnapshotError> {
-    let fail = |step: &'static str, log: String, errno: Errno| SnapshotError::Mount {
-        target: target.to_path_buf(),
-        step,
-        log,
-        source: errno.into(),
-    };
+    let fail = failure(target);
     let all_paths = spec
         .lower_dirs
         .iter()
@@ -68,6 +63,80 @@ pub fn mount_overlay(spec: &MountSpec, target: &Path) -> Result<(), SnapshotErro
     for lower in lowers {
         set("lowerdir+", lower, "fsconfig lowerdir+")?;
     }
+    let mount = finish_mount(spec, context, target)?;
+    attach(&mount, target)
+}
+
+/// Mounts `spec` as an overlay on `target` with `lowers` (detached mounts, one per
+/// `spec.lower_dirs` entry and in the same order; typically idmapped clones of them) as the
+/// layers, passed by descriptor (Linux 6.13+). The upper and work directories are used as
+/// they are, so what the container writes is owned on disk by the ids it writes as.
+pub fn mount_overlay_on_layer_mounts(
+    spec: &MountSpec,
+    lowers: &[OwnedFd],
+    target: &Path,
+) -> Result<(), SnapshotError> {
+    let mount = overlay_on_layer_mounts(spec, lowers, target)?;
+    attach(&mount, target)
+}
+
+/// The overlay of [`mount_overlay_on_layer_mounts`], left detached (errors name `target`);
+/// dropping it unmounts it. Also how a kernel's support for it is probed.
+pub fn overlay_on_layer_mounts(
+    spec: &MountSpec,
+    lowers: &[OwnedFd],
+    target: &Path,
+) -> Result<OwnedFd, SnapshotError> {
+    let fail = failure(target);
+    if lowers.len() != spec.lower_dirs.len() {
+        return Err(fail(
+            "fsconfig lowerdir+",
+            format!(
+                "{} layer mounts for {} layers",
+                lowers.len(),
+                spec.lower_dirs.len()
+            ),
+            Errno::INVAL,
+        ));
+    }
+    let context = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(|errno| fail("fsopen", String::new(), errno))?;
+    for lower in lowers {
+        rustix::mount::fsconfig_set_fd(&context, "lowerdir+", lower).map_err(|errno| {
+            fail(
+                "fsconfig lowerdir+ (fd)",
+                kernel_log(context.as_fd()),
+                errno,
+            )
+        })?;
+    }
+    finish_mount(spec, context, target)
+}
+
+/// Moves the detached `mount` onto `target`.
+fn attach(mount: &OwnedFd, target: &Path) -> Result<(), SnapshotError> {
+    move_mount(
+        mount,
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|errno| failure(target)("move_mount", String::new(), errno))
+}
+
+/// The upper and work directories, then the (detached) mount itself, of an overlay whose
+/// layers `context` has.
+fn finish_mount(
+    spec: &MountSpec,
+    context: OwnedFd,
+    target: &Path,
+) -> Result<OwnedFd, SnapshotError> {
+    let fail = failure(target);
+    let set = |key: &str, value: &Path, step: &'static str| {
+        fsconfig_set_string(&context, key, value)
+            .map_err(|errno| fail(step, kernel_log(context.as_fd()), errno))
+    };
     set("upperdir", &spec.upper_dir, "fsconfig upperdir")?;
     set("workdir", &spec.work_dir, "fsconfig workdir")?;
     // The inode index ties an upper to one set of lowers and refuses lowers shared by other
@@ -76,20 +145,12 @@ pub fn mount_overlay(spec: &MountSpec, target: &Path) -> Result<(), SnapshotErro
         .map_err(|errno| fail("fsconfig index", kernel_log(context.as_fd()), errno))?;
     fsconfig_create(&context)
         .map_err(|errno| fail("fsconfig create", kernel_log(context.as_fd()), errno))?;
-    let mount: OwnedFd = fsmount(
+    fsmount(
         &context,
         FsMountFlags::FSMOUNT_CLOEXEC,
         MountAttrFlags::empty(),
     )
-    .map_err(|errno| fail("fsmount", kernel_log(context.as_fd()), errno))?;
-    move_mount(
-        &mount,
-        "",
-        rustix::fs::CWD,
-        target,
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-    )
-    .map_err(|errno| fail("move_mount", String::new(), errno))
+    .map_err(|errno| fail("fsmount", kernel_log(context.as_fd()), errno))
 }
 
 /// Unmounts the overlay at `target`.
@@ -100,6 +161,16 @@ pub fn unmount_overlay(target: &Path) -> Result<(), SnapshotError> {
         log: String::new(),
         source: errno.into(),
     })
+}
+
+/// The error of mount step `step` on `target`, with the kernel's messages `log`.
+fn failure(target: &Path) -> impl Fn(&'static str, String, Errno) -> SnapshotError + '_ {
+    move |step, log, errno| SnapshotError::Mount {
+        target: target.to_path_buf(),
+        step,
+        log,
+        source: errno.into(),
+    }
 }
 
 /// Reads the messages the kernel queued on a filesystem context (`e overlayfs: ...`).

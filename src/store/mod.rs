@@ -150,6 +150,7 @@ mod tests {
             netns_path: None,
             ipcns_path: None,
             utsns_path: None,
+            userns_path: None,
             shm_path: None,
             ip: None,
             additional_ips: Vec::new(),

@@ -138,6 +138,9 @@ pub struct NamespaceModes {
     /// Target container for `Target` PID mode.
     #[serde(default)]
     pub target_id: String,
+    /// The mappings of the pod's own user namespace (`hostUsers: false`); `None`: the node's.
+    #[serde(default)]
+    pub user: Option<UserNamespaceMappings>,
 }
 
 /// A pod sandbox.
@@ -204,6 +207,10 @@ pub struct PodRecord {
     /// Pinned UTS namespace, when the pod has its own.
     #[serde(default)]
     pub utsns_path: Option<String>,
+    /// Pinned user namespace, when the pod has its own (`namespaces.user`); it owns the
+    /// pod's network, IPC and UTS namespaces.
+    #[serde(default)]
+    pub userns_path: Option<String>,
     /// The pod's /dev/shm (a tmpfs mount), unless host IPC.
     #[serde(default)]
     pub shm_path: Option<String>,

@@ -224,7 +224,20 @@ pub(super) fn build(
             }
             options.push("rro");
         }
-        requested.push((destination, bind_owned(&request.host_path, &options)));
+        let mut mount = bind_owned(&request.host_path, &options);
+        if let Some(mappings) = &request.id_mappings {
+            // The executor idmaps through the container's user namespace, the pod's: other
+            // mappings would need a user namespace of their own.
+            if pod.namespaces.user.as_ref() != Some(mappings) {
+                return Err(SpecError::Unsupported {
+                    feature: "idmapped mounts with other mappings than the pod's user namespace",
+                });
+            }
+            mount
+                .set_uid_mappings(Some(vec![super::oci_id_mapping(&mappings.uid)]))
+                .set_gid_mappings(Some(vec![super::oci_id_mapping(&mappings.gid)]));
+        }
+        requested.push((destination, mount));
     }
     // Parents before children; equal depths keep the request's order.
     requested.sort_by_key(|(destination, _)| Path::new(destination.as_str()).components().count());

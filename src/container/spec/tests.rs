@@ -35,6 +35,7 @@ fn pod() -> PodRecord {
         netns_path: Some("/state/pods/pod1/netns".to_owned()),
         ipcns_path: Some("/state/pods/pod1/ipcns".to_owned()),
         utsns_path: Some("/state/pods/pod1/utsns".to_owned()),
+        userns_path: None,
         shm_path: Some("/state/pods/pod1/shm".to_owned()),
         ip: None,
         additional_ips: Vec::new(),
@@ -56,6 +57,7 @@ fn host_pod() -> PodRecord {
         netns_path: None,
         ipcns_path: None,
         utsns_path: None,
+        userns_path: None,
         shm_path: None,
         hostname: String::new(),
         ..pod()
@@ -443,6 +445,7 @@ fn namespace_modes() {
         ipc: NamespaceMode::Node,
         pid: NamespaceMode::Node,
         pid_namespace_path: None,
+        user: None,
     };
     let spec = build_spec(&input, &busybox(), &host_pod(), &files(), &host()).expect("spec");
     assert_eq!(
@@ -992,4 +995,87 @@ fn resources_devices_and_oom_score_adj() {
         spec.process().as_ref().and_then(|p| p.oom_score_adj()),
         Some(0)
     );
+}
+
+/// A pod with its own user namespace (container root = host 100000).
+fn userns_pod() -> PodRecord {
+    let range = crate::store::IdMapping {
+        container_id: 0,
+        host_id: 100_000,
+        length: 65_536,
+    };
+    let mut pod = pod();
+    pod.namespaces.user = Some(UserNamespaceMappings {
+        uid: range,
+        gid: range,
+    });
+    pod.userns_path = Some("/state/pods/pod1/userns".to_owned());
+    pod
+}
+
+#[test]
+fn a_user_namespace_pod_s_containers_join_its_user_namespace_with_its_maps() {
+    let pod = userns_pod();
+    let mut input = top();
+    input.mounts = vec![MountRequest {
+        id_mappings: pod.namespaces.user,
+        ..cri_mount("/data", "/host/data", false, MountPropagation::Private)
+    }];
+    let spec = build_spec(&input, &busybox(), &pod, &files(), &host()).expect("spec");
+    let linux = spec.linux().as_ref().expect("linux");
+    let first = &linux.namespaces().as_ref().expect("namespaces")[0];
+    assert_eq!(first.typ(), LinuxNamespaceType::User);
+    assert_eq!(
+        first.path().as_deref(),
+        Some(Path::new("/state/pods/pod1/userns"))
+    );
+    let maps = linux.uid_mappings().as_ref().expect("uid maps");
+    assert_eq!(
+        (maps[0].container_id(), maps[0].host_id(), maps[0].size()),
+        (0, 100_000, 65_536)
+    );
+    assert!(linux.gid_mappings().is_some());
+    let data = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .find(|m| m.destination() == Path::new("/data"))
+        .expect("data mount");
+    assert!(data.uid_mappings().is_some() && data.gid_mappings().is_some());
+
+    // Other mappings, for the container or a mount, are refused.
+    let other = UserNamespaceMappings {
+        uid: crate::store::IdMapping {
+            container_id: 0,
+            host_id: 5,
+            length: 1,
+        },
+        gid: crate::store::IdMapping {
+            container_id: 0,
+            host_id: 5,
+            length: 1,
+        },
+    };
+    let mut own = top();
+    own.security.namespaces.user = Some(other);
+    let err = build_spec(&own, &busybox(), &pod, &files(), &host()).expect_err("refused");
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    let mut odd_mount = top();
+    odd_mount.mounts = vec![MountRequest {
+        id_mappings: Some(other),
+        ..cri_mount("/data", "/host/data", false, MountPropagation::Private)
+    }];
+    let err = build_spec(&odd_mount, &busybox(), &pod, &files(), &host()).expect_err("refused");
+    assert_eq!(err.kind(), ErrorKind::Unimplemented);
+    let mut privileged = top();
+    privileged.security.privileged = true;
+    let mut privileged_pod = pod.clone();
+    privileged_pod.privileged = true;
+    let err = build_spec(&privileged, &busybox(), &privileged_pod, &files(), &host())
+        .expect_err("refused");
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    // No user namespace in the pod: an idmapped mount cannot be made either.
+    let err =
+        build_spec(&odd_mount, &busybox(), &self::pod(), &files(), &host()).expect_err("refused");
+    assert_eq!(err.kind(), ErrorKind::Unimplemented);
 }

@@ -102,6 +102,7 @@ pub fn create_request(request: proto::CreateContainerRequest) -> Result<CreateRe
                 pid: namespaces.pid,
                 ipc: namespaces.ipc,
                 pid_namespace_path: None,
+                user: namespaces.user,
             },
             run_as_user: security.run_as_user.map(|value| value.value),
             run_as_group: security.run_as_group.map(|value| value.value),
@@ -150,11 +151,7 @@ pub fn create_request(request: proto::CreateContainerRequest) -> Result<CreateRe
 }
 
 fn mount_request(mount: &proto::Mount) -> Result<MountRequest, Status> {
-    if !mount.uid_mappings.is_empty() || !mount.gid_mappings.is_empty() {
-        return Err(Status::unimplemented(
-            "id-mapped mounts are not supported by carrack yet",
-        ));
-    }
+    let id_mappings = super::userns::mount_mappings(&mount.uid_mappings, &mount.gid_mappings)?;
     let propagation = match proto::MountPropagation::try_from(mount.propagation) {
         Ok(proto::MountPropagation::PropagationPrivate) => MountPropagation::Private,
         Ok(proto::MountPropagation::PropagationHostToContainer) => {
@@ -179,6 +176,7 @@ fn mount_request(mount: &proto::Mount) -> Result<MountRequest, Status> {
             .as_ref()
             .map(|image| image.image.clone())
             .filter(|image| !image.is_empty()),
+        id_mappings,
     })
 }
 

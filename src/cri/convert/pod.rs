@@ -94,16 +94,12 @@ fn namespace_mode(value: i32) -> Result<NamespaceMode, Status> {
 
 /// Namespace options of a pod or container.
 pub fn namespace_modes(options: &proto::NamespaceOption) -> Result<NamespaceModes, Status> {
-    if userns::user_namespace(options.userns_options.as_ref())?.is_some() {
-        return Err(Status::unimplemented(
-            "pods in their own user namespace (hostUsers: false) are not supported by carrack yet",
-        ));
-    }
     Ok(NamespaceModes {
         network: namespace_mode(options.network)?,
         pid: namespace_mode(options.pid)?,
         ipc: namespace_mode(options.ipc)?,
         target_id: options.target_id.clone(),
+        user: userns::user_namespace(options.userns_options.as_ref())?,
     })
 }
 
@@ -192,7 +188,7 @@ pub fn pod_status(pod: &PodRecord) -> proto::PodSandboxStatus {
                     pid: proto_mode(pod.namespaces.pid),
                     ipc: proto_mode(pod.namespaces.ipc),
                     target_id: pod.namespaces.target_id.clone(),
-                    userns_options: None,
+                    userns_options: Some(userns::to_proto(pod.namespaces.user.as_ref())),
                 }),
             }),
         }),
@@ -210,6 +206,7 @@ pub fn pod_info(pod: &PodRecord) -> HashMap<String, String> {
         "netns": pod.netns_path,
         "ipcns": pod.ipcns_path,
         "utsns": pod.utsns_path,
+        "userns": pod.userns_path,
         "shm": pod.shm_path,
         "cgroupParent": pod.cgroup_parent,
         "cgroupPath": pod.cgroup_path,
@@ -307,7 +304,7 @@ mod tests {
     }
 
     #[test]
-    fn user_namespaces_are_refused_as_unimplemented() {
+    fn pod_user_namespaces_are_passed_on() {
         let mapping = proto::IdMapping {
             host_id: 1000,
             container_id: 0,
@@ -328,9 +325,7 @@ mod tests {
             }),
             ..Default::default()
         });
-        assert_eq!(
-            pod_spec(req).unwrap_err().code(),
-            tonic::Code::Unimplemented
-        );
+        let user = pod_spec(req).unwrap().namespaces.user.unwrap();
+        assert_eq!((user.uid.host_id, user.gid.length), (1000, 100_000));
     }
 }

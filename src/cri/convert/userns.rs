@@ -45,6 +45,45 @@ pub fn user_namespace(
     }
 }
 
+/// The `userns_options` a pod (or container) reports: mode `POD` with its mappings, or
+/// `NODE`.
+pub fn to_proto(mappings: Option<&UserNamespaceMappings>) -> proto::UserNamespace {
+    let one = |mapping: &IdMapping| {
+        vec![proto::IdMapping {
+            host_id: mapping.host_id,
+            container_id: mapping.container_id,
+            length: mapping.length,
+        }]
+    };
+    match mappings {
+        Some(mappings) => proto::UserNamespace {
+            mode: proto::NamespaceMode::Pod.into(),
+            uids: one(&mappings.uid),
+            gids: one(&mappings.gid),
+        },
+        None => proto::UserNamespace {
+            mode: proto::NamespaceMode::Node.into(),
+            uids: Vec::new(),
+            gids: Vec::new(),
+        },
+    }
+}
+
+/// The id mappings a CRI mount asks to be idmapped with (`uidMappings`/`gidMappings`), or
+/// `None` for a plain mount; the same rules as a pod's.
+pub fn mount_mappings(
+    uids: &[proto::IdMapping],
+    gids: &[proto::IdMapping],
+) -> Result<Option<UserNamespaceMappings>, Status> {
+    if uids.is_empty() && gids.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(UserNamespaceMappings {
+        uid: single_mapping("mount uid", uids)?,
+        gid: single_mapping("mount gid", gids)?,
+    }))
+}
+
 fn single_mapping(what: &str, mappings: &[proto::IdMapping]) -> Result<IdMapping, Status> {
     let [mapping] = mappings else {
         return Err(Status::invalid_argument(format!(
@@ -145,6 +184,14 @@ mod tests {
         let mut gids_only_bad = options(proto::NamespaceMode::Pod, vec![range(0, 1000, 10)]);
         gids_only_bad.gids.clear();
         assert_eq!(code(&gids_only_bad), Code::InvalidArgument);
+    }
+
+    #[test]
+    fn mappings_are_reported_back_as_given() {
+        let pod = options(proto::NamespaceMode::Pod, vec![range(0, 1000, 100_000)]);
+        let mappings = user_namespace(Some(&pod)).unwrap();
+        assert_eq!(to_proto(mappings.as_ref()), pod);
+        assert_eq!(to_proto(None).mode, i32::from(proto::NamespaceMode::Node));
     }
 
     #[test]

@@ -274,6 +274,38 @@ pub fn park_in_new_user_namespace(owned: NewNamespaces) -> io::Result<ParkedProc
     }
 }
 
+/// A new user namespace with the `uid_map` and `gid_map` lines given (`"0 100000 65536\n"`),
+/// held by the returned descriptor alone: its holder process (see
+/// [`park_in_new_user_namespace`]) has exited and been reaped. For idmapped mounts.
+pub fn new_user_namespace(uid_map: &str, gid_map: &str) -> io::Result<OwnedFd> {
+    let parked = park_in_new_user_namespace(NewNamespaces::default())?;
+    let proc_dir = format!("/proc/{}", parked.pid.as_raw_nonzero());
+    let opened = (|| {
+        std::fs::write(format!("{proc_dir}/uid_map"), uid_map)?;
+        std::fs::write(format!("{proc_dir}/gid_map"), gid_map)?;
+        Ok::<_, io::Error>(OwnedFd::from(std::fs::File::open(format!(
+            "{proc_dir}/ns/user"
+        ))?))
+    })();
+    drop(parked.release);
+    reap(parked.pidfd.as_fd())?;
+    opened
+}
+
+/// Waits for the exited child behind `pidfd` and reaps it.
+pub fn reap(pidfd: BorrowedFd<'_>) -> io::Result<()> {
+    loop {
+        match rustix::process::waitid(
+            rustix::process::WaitId::PidFd(pidfd),
+            rustix::process::WaitIdOptions::EXITED,
+        ) {
+            Err(Errno::INTR) => continue,
+            Err(errno) => return Err(errno.into()),
+            Ok(_) => return Ok(()),
+        }
+    }
+}
+
 /// `mount_setattr(2)`: changes the attributes (`MOUNT_ATTR_*`) and propagation (`MS_SHARED`,
 /// `MS_SLAVE`, `MS_PRIVATE`, `MS_UNBINDABLE` or 0) of the mount at `dirfd` + `path`.
 /// `flags` takes `AT_EMPTY_PATH`, `AT_RECURSIVE`, `AT_SYMLINK_NOFOLLOW`.
@@ -307,12 +339,26 @@ pub fn idmapped_clone(path: &CStr, userns: BorrowedFd<'_>) -> rustix::io::Result
         path,
         OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
     )?;
+    set_idmap(tree.as_fd(), userns, false)?;
+    Ok(tree)
+}
+
+/// Idmaps the detached mount `tree` (a fresh `open_tree` clone, not yet attached) through the
+/// user namespace `userns` (`MOUNT_ATTR_IDMAP`), and with `recursive` every mount below it.
+pub fn set_idmap(
+    tree: BorrowedFd<'_>,
+    userns: BorrowedFd<'_>,
+    recursive: bool,
+) -> rustix::io::Result<()> {
     // SAFETY: `mount_attr` is a plain C struct for which all-zero bytes are a valid value.
     let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
     attr.attr_set = libc::MOUNT_ATTR_IDMAP;
     attr.userns_fd = u64::try_from(userns.as_raw_fd()).map_err(|_| Errno::BADF)?;
-    set_mount_attr(tree.as_fd(), c"", libc::AT_EMPTY_PATH as u32, &attr)?;
-    Ok(tree)
+    let mut flags = libc::AT_EMPTY_PATH as u32;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as u32;
+    }
+    set_mount_attr(tree, c"", flags, &attr)
 }
 
 fn set_mount_attr(
@@ -630,17 +676,7 @@ mod tests {
             Some(rustix::fs::Gid::from_raw(7)),
         )
         .unwrap();
-        let parked = park_in_new_user_namespace(NewNamespaces::default()).unwrap();
-        let proc_dir = format!("/proc/{}", parked.pid.as_raw_nonzero());
-        std::fs::write(format!("{proc_dir}/uid_map"), "0 100000 65536\n").unwrap();
-        std::fs::write(format!("{proc_dir}/gid_map"), "0 200000 65536\n").unwrap();
-        let userns = std::fs::File::open(format!("{proc_dir}/ns/user")).unwrap();
-        drop(parked.release);
-        rustix::process::waitid(
-            rustix::process::WaitId::PidFd(parked.pidfd.as_fd()),
-            rustix::process::WaitIdOptions::EXITED,
-        )
-        .unwrap();
+        let userns = new_user_namespace("0 100000 65536\n", "0 200000 65536\n").unwrap();
         let path = CString::new(dir.path().as_os_str().as_encoded_bytes()).unwrap();
         let tree = idmapped_clone(&path, userns.as_fd()).unwrap();
         let owner = |name: &str| {
