@@ -205,7 +205,14 @@ impl Drop for Monitor {
 fn busybox_rootfs(root: &Path) {
     std::fs::create_dir_all(root.join("bin")).expect("mkdir rootfs");
     let binary = root.join("bin/busybox");
-    std::fs::copy(BUSYBOX, &binary).expect("copy busybox");
+    // `cp` holds the only writable fd: one of ours could be inherited by a child another test
+    // thread spawns meanwhile, and executing the copy then fails with ETXTBSY.
+    let copied = std::process::Command::new("cp")
+        .arg(BUSYBOX)
+        .arg(&binary)
+        .status()
+        .expect("run cp");
+    assert!(copied.success(), "cp busybox: {copied}");
     for applet in APPLETS {
         std::fs::hard_link(&binary, root.join("bin").join(applet)).expect("link applet");
     }

@@ -52,7 +52,15 @@ fn busybox_rootfs() -> tempfile::TempDir {
     std::fs::write(root.join("secret-dir/key"), "hidden\n").expect("secret");
     std::fs::write(root.join("secret.txt"), "hidden\n").expect("secret");
     let binary = root.join("bin/busybox");
-    std::fs::copy(BUSYBOX, &binary).expect("copy busybox");
+    // Copied by `cp`, not `fs::copy`: a writable fd of ours would be inherited by any child
+    // another test thread clones meanwhile, and executing the copy while such a child still
+    // holds it fails with ETXTBSY. Only `cp` ever holds this one open for writing.
+    let copied = std::process::Command::new("cp")
+        .arg(BUSYBOX)
+        .arg(&binary)
+        .status()
+        .expect("run cp");
+    assert!(copied.success(), "cp busybox: {copied}");
     let list = std::process::Command::new(BUSYBOX)
         .arg("--list")
         .output()
