@@ -41,11 +41,17 @@ impl CgroupManager {
             });
         }
         let own: BTreeSet<PathBuf> = self.dirs(path).into_iter().collect();
-        let (mine, ancestors): (Vec<&Path>, Vec<&Path>) = created
+        let (mut mine, ancestors): (Vec<&Path>, Vec<&Path>) = created
             .dirs()
             .iter()
             .map(PathBuf::as_path)
             .partition(|dir| own.contains(*dir));
+        if self.systemd.is_some() {
+            // A unit's own cgroup is ours by its name, whoever made each directory (systemd,
+            // or we for hierarchies systemd does not manage, maybe unrecorded after a crash
+            // between the scope's start and the record's update).
+            mine = own.iter().map(PathBuf::as_path).collect();
+        }
         // Ancestors in the other hierarchies still go even when one of ours failed.
         let own_result = self.remove_dirs(&mine);
         let mut ancestors = ancestors;

@@ -155,6 +155,7 @@ fn run(spec: Value, rootfs: &Path, cgroup_procs_files: Vec<PathBuf>) -> Result<R
             stderr: Some(stderr),
         },
         cgroup_procs_files,
+        place: None,
     })
     .map_err(|e| format!("launch: {e}"))?;
     let mut output = String::new();
@@ -340,6 +341,7 @@ fn a_missing_program_is_a_precise_error_and_leaves_no_process() {
             rootfs: rootfs.path().to_owned(),
             stdio: Stdio::default(),
             cgroup_procs_files: vec![],
+            place: None,
         })
         .err()
         .ok_or("launch of a missing program succeeded")?;
@@ -355,6 +357,7 @@ fn a_missing_program_is_a_precise_error_and_leaves_no_process() {
             rootfs: rootfs.path().to_owned(),
             stdio: Stdio::default(),
             cgroup_procs_files: vec![],
+            place: None,
         })
         .err()
         .ok_or("launch of a missing program succeeded")?;
@@ -383,6 +386,7 @@ fn a_failing_mount_names_its_destination() {
             rootfs: rootfs.path().to_owned(),
             stdio: Stdio::default(),
             cgroup_procs_files: vec![],
+            place: None,
         })
         .err()
         .ok_or("a mount of an unknown filesystem succeeded")?;
@@ -473,6 +477,7 @@ fn launch_sleeper(rootfs: &Path, cgroup_procs_files: Vec<PathBuf>) -> Result<Lau
             ..Stdio::default()
         },
         cgroup_procs_files,
+        place: None,
     })
     .map_err(|e| format!("launch: {e}"))
 }

@@ -21,7 +21,7 @@ use super::error::{MonitorError, io_at};
 use super::oom::oom_kills;
 use super::output::Output;
 use super::protocol::{
-    ATTACH_SOCKET_FILE, CONFIG_FILE, ExitRecord, MONITOR_FILE, MonitorConfig, PhaseTiming,
+    ATTACH_SOCKET_FILE, CONFIG_FILE, ExitRecord, MONITOR_FILE, MonitorConfig, PLACED, PhaseTiming,
     SOCKET_FILE, StartReport,
 };
 use super::record::{self, now_ns};
@@ -192,6 +192,9 @@ fn launch_in(dir: &Path) -> Result<Running, MonitorError> {
         rootfs: config.rootfs.clone(),
         stdio: child_stdio,
         cgroup_procs_files: config.cgroup_procs_files.clone(),
+        place: config
+            .placed_by_daemon
+            .then(|| executor::PlaceHook(Box::new(ask_daemon_to_place))),
     })?;
     Ok(Running {
         dir: dir.to_owned(),
@@ -202,6 +205,37 @@ fn launch_in(dir: &Path) -> Result<Running, MonitorError> {
         attach,
         oom_before,
     })
+}
+
+/// Hands the waiting process to the daemon (a [`StartReport::Placing`] line) and waits for
+/// its answer on stdin, which is then pointed at `/dev/null`.
+fn ask_daemon_to_place(pid: i32) -> Result<(), String> {
+    print_line(&StartReport::Placing { pid }).map_err(|err| format!("tell the daemon: {err}"))?;
+    let mut answer = String::new();
+    let read = std::io::stdin().read_line(&mut answer);
+    match std::fs::File::open("/dev/null") {
+        Ok(null) => {
+            if let Err(errno) = rustix::stdio::dup2_stdin(&null) {
+                note!("close stdin: {}", std::io::Error::from(errno));
+            }
+        }
+        Err(err) => note!("open /dev/null: {err}"),
+    }
+    match read {
+        Ok(_) if answer.trim_end() == PLACED => Ok(()),
+        Ok(0) => Err("the daemon went away before placing the process".to_owned()),
+        Ok(_) => Err(answer.trim_end().to_owned()),
+        Err(err) => Err(format!("read the daemon's answer: {err}")),
+    }
+}
+
+/// Prints `line` as one JSON line on stdout.
+fn print_line(line: &StartReport) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    let mut bytes = serde_json::to_vec(line).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    stdout.write_all(&bytes)?;
+    stdout.flush()
 }
 
 /// Reads and parses a JSON file.
@@ -216,15 +250,7 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, MonitorError> {
 /// Prints `report` as one line on stdout, then points stdout at `/dev/null`: the daemon reads
 /// to the end of the pipe, which comes only when no process holds it.
 fn report(report: &StartReport) {
-    let mut stdout = std::io::stdout().lock();
-    let written = serde_json::to_vec(report)
-        .map_err(std::io::Error::other)
-        .and_then(|mut line| {
-            line.push(b'\n');
-            stdout.write_all(&line)?;
-            stdout.flush()
-        });
-    if let Err(err) = written {
+    if let Err(err) = print_line(report) {
         // The daemon went away; the container runs on regardless.
         note!("print start report: {err}");
     }
