@@ -7,8 +7,8 @@
 //! daemon reads it); the container's stdio and log; the OOM count; the launch. A failure anywhere is
 //! recorded in `exit.json` before it is reported, and the monitor then exits.
 
-use std::io::Write;
-use std::os::fd::AsFd;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
@@ -73,9 +73,12 @@ pub(super) fn start(dir: &Path) -> Option<Running> {
             return None;
         }
     };
+    // The daemon's answer to a placing request comes on our original stdin, which
+    // `redirect_stderr` points at /dev/null: keep a duplicate for it (closed after the start).
+    let answers = rustix::io::fcntl_dupfd_cloexec(std::io::stdin(), 3).ok();
     diag::redirect_stderr(&dir);
     detach();
-    match launch_in(&dir) {
+    match launch_in(&dir, answers) {
         Ok(running) => {
             let pid = running.launched.pid.as_raw_nonzero().get();
             note!(
@@ -153,7 +156,7 @@ fn detach() {
 }
 
 /// Everything from the files in `dir` to the launched process.
-fn launch_in(dir: &Path) -> Result<Running, MonitorError> {
+fn launch_in(dir: &Path, answers: Option<OwnedFd>) -> Result<Running, MonitorError> {
     record::write_pid(dir, rustix::process::getpid().as_raw_nonzero().get())?;
     let config: MonitorConfig = read_json(&dir.join(MONITOR_FILE))?;
     let spec: oci_spec::runtime::Spec = read_json(&dir.join(CONFIG_FILE))?;
@@ -194,7 +197,7 @@ fn launch_in(dir: &Path) -> Result<Running, MonitorError> {
         cgroup_procs_files: config.cgroup_procs_files.clone(),
         place: config
             .placed_by_daemon
-            .then(|| executor::PlaceHook(Box::new(ask_daemon_to_place))),
+            .then(|| executor::PlaceHook(Box::new(move |pid| ask_daemon_to_place(pid, answers)))),
     })?;
     Ok(Running {
         dir: dir.to_owned(),
@@ -208,19 +211,12 @@ fn launch_in(dir: &Path) -> Result<Running, MonitorError> {
 }
 
 /// Hands the waiting process to the daemon (a [`StartReport::Placing`] line) and waits for
-/// its answer on stdin, which is then pointed at `/dev/null`.
-fn ask_daemon_to_place(pid: i32) -> Result<(), String> {
+/// its answer on `answers` (the daemon's pipe to our stdin).
+fn ask_daemon_to_place(pid: i32, answers: Option<OwnedFd>) -> Result<(), String> {
+    let answers = answers.ok_or("the daemon gave no pipe for its answer")?;
     print_line(&StartReport::Placing { pid }).map_err(|err| format!("tell the daemon: {err}"))?;
     let mut answer = String::new();
-    let read = std::io::stdin().read_line(&mut answer);
-    match std::fs::File::open("/dev/null") {
-        Ok(null) => {
-            if let Err(errno) = rustix::stdio::dup2_stdin(&null) {
-                note!("close stdin: {}", std::io::Error::from(errno));
-            }
-        }
-        Err(err) => note!("open /dev/null: {err}"),
-    }
+    let read = BufReader::new(std::fs::File::from(answers)).read_line(&mut answer);
     match read {
         Ok(_) if answer.trim_end() == PLACED => Ok(()),
         Ok(0) => Err("the daemon went away before placing the process".to_owned()),
