@@ -94,7 +94,7 @@ async fn pods_are_slices_and_containers_scopes() {
     }
     let top = top_slice("carracksd");
     let systemd = FakeSystemd::start(&top).await;
-    let node = systemd_node(&systemd.address(), &top);
+    let mut node = systemd_node(&systemd.address(), &top);
     let mut cri = node.cri().await;
     pull_busybox(&node, &mut cri).await;
 
@@ -180,6 +180,33 @@ async fn pods_are_slices_and_containers_scopes() {
         (64u64 << 20).to_string()
     );
     assert_eq!(read(&dir("cpu", &scope_dir).join("cpu.shares")), "256");
+
+    // A restart runs the reconciler, which must recognise the scope as the container's.
+    node.restart_daemon().expect("restart daemon");
+    let mut cri = node.cri().await;
+    let procs = read(&dir("memory", &scope_dir).join("cgroup.procs"));
+    assert!(
+        procs.lines().any(|line| line == pid.to_string()),
+        "scope emptied by the reconciler: {procs:?}\n{}",
+        node.daemon_log()
+    );
+    assert!(systemd.calls_for("StopUnit", &scope).is_empty());
+    // Stats read the scope's cgroup files.
+    let stats = cri
+        .runtime
+        .container_stats(proto::ContainerStatsRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .expect("ContainerStats")
+        .into_inner()
+        .stats
+        .expect("stats");
+    let memory = stats.memory.expect("memory stats");
+    assert!(
+        memory.usage_bytes.is_some_and(|usage| usage.value > 0),
+        "{memory:?}"
+    );
 
     // Stop and remove: the units are stopped and nothing is left.
     stop(&mut cri, &id, 0).await;

@@ -134,6 +134,18 @@ impl CgroupManager {
         }
     }
 
+    /// The container id a child cgroup of a pod is named after (the inverse of
+    /// [`CgroupManager::container_cgroup_path`]); `None` for a name no container has.
+    pub fn container_of<'a>(&self, child: &'a str) -> Option<&'a str> {
+        match self.driver {
+            CgroupDriver::Cgroupfs => Some(child),
+            CgroupDriver::Systemd => child
+                .strip_prefix("carrack-")
+                .and_then(|rest| rest.strip_suffix(".scope"))
+                .filter(|id| !id.is_empty()),
+        }
+    }
+
     /// The directory of `path` in every hierarchy (one per distinct v1 mount, or the v2 tree).
     fn dirs(&self, path: &CgroupPath) -> Vec<PathBuf> {
         self.layout
@@ -193,5 +205,9 @@ mod tests {
             systemd.container_cgroup_path(&pod, "c1").as_str(),
             "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod9.slice/carrack-c1.scope"
         );
+        assert_eq!(systemd.container_of("carrack-c1.scope"), Some("c1"));
+        assert_eq!(systemd.container_of("other.scope"), None);
+        assert_eq!(systemd.container_of("carrack-.scope"), None);
+        assert_eq!(cgroupfs.container_of("c1"), Some("c1"));
     }
 }
