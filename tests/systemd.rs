@@ -17,7 +17,7 @@ use support::leaks::leaks;
 use support::node::Node;
 use support::skip_unless_root;
 use support::workload::{
-    container_config, create, pull_busybox, remove, remove_pod, run_pod_config, start, stop,
+    self, container_config, create, pull_busybox, remove, remove_pod, run_pod_config, start, stop,
     stop_pod,
 };
 use tonic::Code;
@@ -39,40 +39,17 @@ fn systemd_node(bus: &str, top: &str) -> Node {
 
 /// A host-network pod in slice `<top>-pod<name>.slice` with CPU and memory limits.
 fn pod_config(node: &Node, top: &str, name: &str) -> proto::PodSandboxConfig {
-    proto::PodSandboxConfig {
-        metadata: Some(proto::PodSandboxMetadata {
-            name: name.to_owned(),
-            uid: format!("uid{name}"),
-            namespace: "default".to_owned(),
-            attempt: 0,
-        }),
-        hostname: name.to_owned(),
-        log_directory: node
-            .base_dir()
-            .join("pod-logs")
-            .join(name)
-            .to_string_lossy()
-            .into_owned(),
-        linux: Some(proto::LinuxPodSandboxConfig {
-            cgroup_parent: format!("{top}-pod{name}.slice"),
-            security_context: Some(proto::LinuxSandboxSecurityContext {
-                namespace_options: Some(proto::NamespaceOption {
-                    network: proto::NamespaceMode::Node.into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            resources: Some(proto::LinuxContainerResources {
-                cpu_shares: 512,
-                cpu_quota: 50_000,
-                cpu_period: 100_000,
-                memory_limit_in_bytes: 256 << 20,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+    let mut config = workload::pod_config(node, name, proto::NamespaceMode::Container);
+    let linux = config.linux.get_or_insert_default();
+    linux.cgroup_parent = format!("{top}-pod{name}.slice");
+    linux.resources = Some(proto::LinuxContainerResources {
+        cpu_shares: 512,
+        cpu_quota: 50_000,
+        cpu_period: 100_000,
+        memory_limit_in_bytes: 256 << 20,
         ..Default::default()
-    }
+    });
+    config
 }
 
 /// The cgroup directory of `path` (a slice path plus leaf) in `hierarchy`.
