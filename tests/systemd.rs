@@ -219,15 +219,32 @@ async fn unreachable_bus_fails_the_pod_clearly_and_leaves_nothing() {
     let top = top_slice("carracksdnobus");
     let absent = tempfile::tempdir().expect("tempdir");
     let address = format!("unix:path={}/bus.sock", absent.path().display());
-    let node = systemd_node(&address, &top);
+    refused_pod_leaves_nothing(&address, &top, "").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bus_without_systemd_fails_the_pod_clearly_and_leaves_nothing() {
+    if !skip_unless_root() {
+        return;
+    }
+    let top = top_slice("carracksdnosd");
+    let bus = FakeSystemd::bus_only(&top).await;
+    refused_pod_leaves_nothing(&bus.address(), &top, "does not answer").await;
+}
+
+/// `RunPodSandbox` on a node whose systemd bus is `address` fails with `UNAVAILABLE` naming
+/// the address (and `detail`), and nothing is left.
+async fn refused_pod_leaves_nothing(address: &str, top: &str, detail: &str) {
+    let node = systemd_node(address, top);
     let mut cri = node.cri().await;
-    let config = pod_config(&node, &top, "lonely");
+    let config = pod_config(&node, top, "lonely");
     let err = run_pod_config(&mut cri, &config)
         .await
-        .expect_err("no bus, no pod");
+        .expect_err("no systemd, no pod");
     assert_eq!(err.code(), Code::Unavailable, "{err}");
-    assert!(err.message().contains(&address), "{err}");
+    assert!(err.message().contains(address), "{err}");
     assert!(err.message().contains("systemd"), "{err}");
+    assert!(err.message().contains(detail), "{err}");
     assert_eq!(leaks(&node, None, &[]), Vec::<String>::new());
     for entry in std::fs::read_dir(CGROUP_ROOT)
         .into_iter()

@@ -220,12 +220,21 @@ pub struct FakeSystemd {
     bus: Child,
     top: String,
     calls: Arc<Mutex<Vec<Call>>>,
-    _connection: zbus::Connection,
+    _connection: Option<zbus::Connection>,
 }
 
 impl FakeSystemd {
     /// Starts the bus and the manager; units live under `<top>.slice`.
     pub async fn start(top: &str) -> FakeSystemd {
+        Self::start_with(top, true).await
+    }
+
+    /// Starts the bus alone: nobody owns systemd's name on it.
+    pub async fn bus_only(top: &str) -> FakeSystemd {
+        Self::start_with(top, false).await
+    }
+
+    async fn start_with(top: &str, serve: bool) -> FakeSystemd {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("bus.sock");
         let config = dir.path().join("bus.conf");
@@ -263,15 +272,20 @@ impl FakeSystemd {
             next_job: 0,
         };
         let address = format!("unix:path={}", socket.display());
-        let connection = zbus::connection::Builder::address(address.as_str())
-            .expect("address")
-            .name("org.freedesktop.systemd1")
-            .expect("name")
-            .serve_at("/org/freedesktop/systemd1", manager)
-            .expect("serve")
-            .build()
-            .await
-            .expect("fake systemd on the bus");
+        let connection = if serve {
+            let connection = zbus::connection::Builder::address(address.as_str())
+                .expect("address")
+                .name("org.freedesktop.systemd1")
+                .expect("name")
+                .serve_at("/org/freedesktop/systemd1", manager)
+                .expect("serve")
+                .build()
+                .await
+                .expect("fake systemd on the bus");
+            Some(connection)
+        } else {
+            None
+        };
         FakeSystemd {
             dir,
             bus,

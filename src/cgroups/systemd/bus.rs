@@ -223,10 +223,14 @@ impl Inner {
             .build()
             .await
             .map_err(|e| self.bus_error(&e))?;
-        // systemd sends JobRemoved only while some client is subscribed.
+        // systemd sends JobRemoved only while some client is subscribed. This first call is
+        // also where a bus without systemd on it shows.
         conn.call_method(Some(DESTINATION), OBJECT, Some(MANAGER), "Subscribe", &())
             .await
-            .map_err(|e| self.call_error("-", "Subscribe", &e))?;
+            .map_err(|err| CgroupError::SystemdBus {
+                address: self.address.clone(),
+                reason: format!("systemd's manager does not answer on it: {err}"),
+            })?;
         *kept = Some(conn.clone());
         Ok(conn)
     }
