@@ -8,6 +8,7 @@ packages=(
   docker-registry
   busybox-static
   prometheus
+  dbus-daemon  # tests/systemd.rs: a private bus for the fake systemd manager
 )
 missing=()
 for package in "${packages[@]}"; do

@@ -7,7 +7,7 @@
 //! [`Monitor`] kills its container and its monitor on drop if a test fails half-way, and
 //! the temp dirs are removed.
 
-use std::io::Read;
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -48,6 +48,9 @@ struct Options {
     pid_namespace: bool,
     /// Give it a terminal.
     tty: bool,
+    /// Have the monitor ask us to place the process (as for a systemd scope) and answer
+    /// with this line.
+    placement_answer: Option<&'static str>,
 }
 
 /// A monitor process started on a fresh runtime directory, with its start report.
@@ -55,6 +58,8 @@ struct Monitor {
     dir: tempfile::TempDir,
     child: Child,
     report: StartReport,
+    /// The `Placing` line that came before the report, with `placement_answer`.
+    placing: Option<StartReport>,
 }
 
 impl Monitor {
@@ -93,6 +98,7 @@ impl Monitor {
             // In a directory that does not exist yet: the monitor creates it.
             log_path: Some(dir.path().join("logs").join("0.log")),
             cgroup_procs_files: Vec::new(),
+            placed_by_daemon: options.placement_answer.is_some(),
             oom_counter_files: Vec::new(),
             tty: options.tty,
             stdin: false,
@@ -108,20 +114,34 @@ impl Monitor {
         let mut child = Command::new(env!("CARGO_BIN_EXE_carrack-monitor"))
             .arg("monitor")
             .arg(dir.path())
-            .stdin(Stdio::null())
+            .stdin(if options.placement_answer.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn carrack-monitor monitor");
         // The monitor closes its stdout after the report line: read to the end, bounded.
-        let mut stdout = child.stdout.take().expect("stdout pipe");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout pipe"));
+        let stdin = child.stdin.take();
+        let answer = options.placement_answer;
         let (sender, receiver) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut placing = String::new();
+            if let (Some(answer), Some(mut stdin)) = (answer, stdin) {
+                if let Err(err) = stdout.read_line(&mut placing) {
+                    let _ = sender.send(Err(err));
+                    return;
+                }
+                let _ = writeln!(stdin, "{answer}");
+            }
             let mut text = String::new();
-            let result = stdout.read_to_string(&mut text).map(|_| text);
+            let result = stdout.read_to_string(&mut text).map(|_| (placing, text));
             let _ = sender.send(result);
         });
-        let text = match receiver.recv_timeout(TIMEOUT) {
+        let (placing, text) = match receiver.recv_timeout(TIMEOUT) {
             Ok(Ok(text)) => text,
             other => {
                 let _ = child.kill();
@@ -137,7 +157,14 @@ impl Monitor {
                 panic!("bad start report {text:?}: {err}");
             }
         };
-        Monitor { dir, child, report }
+        let placing = (!placing.is_empty())
+            .then(|| serde_json::from_str(placing.trim_end()).expect("placing line"));
+        Monitor {
+            dir,
+            child,
+            report,
+            placing,
+        }
     }
 
     fn dir(&self) -> &Path {
@@ -153,6 +180,7 @@ impl Monitor {
         match &self.report {
             StartReport::Started { pid, .. } => *pid,
             StartReport::Failed { message } => panic!("start failed: {message}"),
+            StartReport::Placing { pid } => panic!("not started: {pid} waits to be placed"),
         }
     }
 
@@ -207,7 +235,7 @@ fn busybox_rootfs(root: &Path) {
     let binary = root.join("bin/busybox");
     // `cp` holds the only writable fd: one of ours could be inherited by a child another test
     // thread spawns meanwhile, and executing the copy then fails with ETXTBSY.
-    let copied = std::process::Command::new("cp")
+    let copied = Command::new("cp")
         .arg(BUSYBOX)
         .arg(&binary)
         .status()
@@ -270,6 +298,7 @@ fn output_goes_to_the_cri_log_and_the_exit_is_recorded() {
         Options {
             pid_namespace: true,
             tty: false,
+            placement_answer: None,
         },
     );
     let StartReport::Started {
@@ -427,6 +456,7 @@ fn a_terminal_merges_output_and_can_be_resized() {
         Options {
             pid_namespace: true,
             tty: true,
+            placement_answer: None,
         },
     );
     monitor.container_pid();
@@ -504,4 +534,57 @@ fn orphans_are_reaped_and_cannot_hold_the_monitor_after_the_exit() {
     );
     assert_eq!(monitor.exit_record().exit_code, 0);
     assert!(process_exists(long));
+}
+
+#[test]
+fn a_process_placed_by_the_daemon_runs_once_the_daemon_says_so() {
+    if !can_run() {
+        return;
+    }
+    let mut monitor = Monitor::start(
+        &["echo", "placed"],
+        Options {
+            placement_answer: Some("placed"),
+            ..Options::default()
+        },
+    );
+    let Some(StartReport::Placing { pid }) = monitor.placing.clone() else {
+        panic!("no placing line before {:?}", monitor.report);
+    };
+    assert_eq!(monitor.container_pid(), pid);
+    assert_eq!(monitor.wait(), 0);
+    let log = wait_for_log(&monitor.log_path(), "placed");
+    assert_eq!(log, [record("stdout", "F", "placed")]);
+}
+
+#[test]
+fn a_refused_placement_fails_the_start_and_kills_the_waiting_process() {
+    if !can_run() {
+        return;
+    }
+    let mut monitor = Monitor::start(
+        &["echo", "ran"],
+        Options {
+            placement_answer: Some("systemd refused the scope"),
+            ..Options::default()
+        },
+    );
+    let Some(StartReport::Placing { pid }) = monitor.placing.clone() else {
+        panic!("no placing line before {:?}", monitor.report);
+    };
+    match &monitor.report {
+        StartReport::Failed { message } => {
+            assert!(message.contains("systemd refused the scope"), "{message}");
+            assert!(message.contains(&pid.to_string()), "{message}");
+        }
+        other => panic!("started anyway: {other:?}"),
+    }
+    monitor.wait();
+    assert!(!process_exists(pid), "the waiting process {pid} lives on");
+    assert!(
+        !monitor.log_path().exists()
+            || !std::fs::read_to_string(monitor.log_path())
+                .unwrap_or_default()
+                .contains("ran")
+    );
 }

@@ -48,7 +48,7 @@ pub struct Resources {
 
 /// A validated limit: a number or "no limit".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Limit {
+pub(super) enum Limit {
     Max,
     Value(u64),
 }
@@ -73,13 +73,13 @@ impl Limit {
 
 /// [`Resources`] after validation, with "leave unchanged" folded into `None`.
 #[derive(Debug, Default)]
-struct Plan {
-    shares: Option<u64>,
-    quota: Option<Limit>,
-    period: Option<u64>,
-    memory: Option<Limit>,
+pub(super) struct Plan {
+    pub(super) shares: Option<u64>,
+    pub(super) quota: Option<Limit>,
+    pub(super) period: Option<u64>,
+    pub(super) memory: Option<Limit>,
     memory_swap: Option<Limit>,
-    pids: Option<Limit>,
+    pub(super) pids: Option<Limit>,
     cpus: Option<String>,
     mems: Option<String>,
     hugepages: Vec<(String, u64)>,
@@ -118,7 +118,8 @@ fn limit(value: Option<i64>, controller: &str, field: &str) -> Result<Option<Lim
 }
 
 impl Plan {
-    fn new(resources: &Resources) -> Result<Self, CgroupError> {
+    /// Validates `resources`; nothing is written.
+    pub(super) fn new(resources: &Resources) -> Result<Self, CgroupError> {
         let quota = limit(resources.cpu_quota, "cpu", "cpu_quota")?;
         if let Some(Limit::Value(quota)) = quota
             && quota < MIN_CFS_US
@@ -904,6 +905,7 @@ mod tests {
             driver: crate::config::CgroupDriver::Cgroupfs,
             root,
             mountinfo,
+            systemd_bus: crate::cgroups::DEFAULT_SYSTEM_BUS.to_owned(),
         })
         .expect("manager");
         let resources = Resources {

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::CgroupError;
 use super::interface;
-use super::{CgroupManager, CgroupPath, Layout};
-use crate::config::CgroupDriver;
+use super::systemd::{Request, SystemdBus, Unit, UnitKind, build_properties};
+use super::{CgroupManager, CgroupPath, Layout, Resources};
 
 /// Controllers a pod or container may be limited by on v2; each is enabled for children only
 /// when the root offers it.
@@ -45,39 +45,110 @@ impl Created {
 }
 
 impl CgroupManager {
-    /// Creates `path` (and missing ancestors) in every hierarchy.
-    ///
-    /// On v1 a newly created cpuset cgroup gets its parent's `cpuset.cpus`/`cpuset.mems`,
-    /// because an empty cpuset refuses tasks (ENOSPC). On v2 the controllers the root offers
-    /// are enabled in each ancestor's `cgroup.subtree_control`. On failure the directories made
-    /// so far are removed again.
+    /// Creates `path` (and missing ancestors) in every hierarchy, without limits or
+    /// processes; see [`CgroupManager::create_with`].
     pub fn create(&self, path: &CgroupPath) -> Result<Created, CgroupError> {
-        if self.driver == CgroupDriver::Systemd {
-            return Err(CgroupError::Unsupported {
-                path: path.to_string(),
-                reason: "the systemd cgroup driver needs systemd's D-Bus API to create slices \
-                         and scopes, which carrack does not support yet; use cgroups.driver = \
-                         \"cgroupfs\" (and kubelet --cgroup-driver=cgroupfs)"
-                    .to_owned(),
-            });
-        }
-        let mut created = Created::default();
-        let result = match &self.layout {
-            Layout::V1 { controllers } => {
-                let cpuset = controllers.get("cpuset");
-                self.layout.hierarchies().into_iter().try_for_each(|mount| {
-                    let is_cpuset = cpuset.is_some_and(|dir| dir == mount);
-                    create_v1_hierarchy(mount, path, is_cpuset, &mut created)
-                })
-            }
-            Layout::V2 { unified } => create_v2(unified, path, &mut created),
+        self.create_with(path, &Resources::default(), None)
+    }
+
+    /// Whether `path` can only be created together with its first process: a systemd scope
+    /// (systemd refuses an empty one). Such a container cgroup is created at start.
+    pub fn needs_process(&self, path: &CgroupPath) -> bool {
+        self.systemd.is_some()
+            && Unit::for_path(path).is_ok_and(|unit| unit.kind == UnitKind::Scope)
+    }
+
+    /// Creates `path` with `resources` applied and, when given, process `pid` in it.
+    ///
+    /// cgroupfs: the directories are made here. systemd: the unit (a slice, or a scope
+    /// holding `pid`) is started through systemd's manager first, then the directories of
+    /// v1 hierarchies systemd does not manage are made and the same interface files are
+    /// written as with cgroupfs, as runc does. On failure everything made is undone.
+    pub fn create_with(
+        &self,
+        path: &CgroupPath,
+        resources: &Resources,
+        pid: Option<i32>,
+    ) -> Result<Created, CgroupError> {
+        let unit = match &self.systemd {
+            Some(bus) => Some(self.start_unit(bus, path, resources, pid)?),
+            None => None,
         };
+        let mut created = Created::default();
+        let mut result = if unit.is_some() && self.is_v2() {
+            // systemd made the unit's cgroup in the unified tree and owns its ancestors'
+            // controllers.
+            Ok(())
+        } else {
+            self.make_dirs(path, &mut created)
+        };
+        if result.is_ok()
+            && let Some(pid) = pid
+        {
+            result = self.add_process(path, pid);
+        }
+        if result.is_ok() {
+            result = self.apply(path, resources);
+        }
         if let Err(err) = result {
+            if let (Some(bus), Some(unit)) = (&self.systemd, &unit)
+                && let Err(stop) = bus.stop_unit(&unit.name)
+            {
+                tracing::warn!(unit = %unit.name, error = %stop, "cannot undo unit start");
+            }
             self.undo_create(&created);
             return Err(err);
         }
         tracing::debug!(cgroup = %path, created = created.dirs.len(), "cgroup created");
         Ok(created)
+    }
+
+    /// Asks systemd for the unit whose cgroup is `path`.
+    fn start_unit(
+        &self,
+        bus: &SystemdBus,
+        path: &CgroupPath,
+        resources: &Resources,
+        pid: Option<i32>,
+    ) -> Result<Unit, CgroupError> {
+        let unit = Unit::for_path(path)?;
+        let pid = pid
+            .map(|pid| {
+                u32::try_from(pid).map_err(|_| CgroupError::InvalidValue {
+                    controller: "cgroup".to_owned(),
+                    file: "PIDs".to_owned(),
+                    value: pid.to_string(),
+                    reason: "not a process id".to_owned(),
+                })
+            })
+            .transpose()?;
+        let properties = build_properties(Request {
+            unit: &unit,
+            resources,
+            pid,
+            v2: self.is_v2(),
+        })?;
+        bus.start_unit(&unit.name, properties)?;
+        tracing::debug!(unit = %unit.name, bus = bus.address(), "systemd unit started");
+        Ok(unit)
+    }
+
+    /// Makes the missing directories of `path` in every hierarchy, noting them in `created`.
+    ///
+    /// On v1 a newly created cpuset cgroup gets its parent's `cpuset.cpus`/`cpuset.mems`,
+    /// because an empty cpuset refuses tasks (ENOSPC). On v2 the controllers the root offers
+    /// are enabled in each ancestor's `cgroup.subtree_control`.
+    fn make_dirs(&self, path: &CgroupPath, created: &mut Created) -> Result<(), CgroupError> {
+        match &self.layout {
+            Layout::V1 { controllers } => {
+                let cpuset = controllers.get("cpuset");
+                self.layout.hierarchies().into_iter().try_for_each(|mount| {
+                    let is_cpuset = cpuset.is_some_and(|dir| dir == mount);
+                    create_v1_hierarchy(mount, path, is_cpuset, created)
+                })
+            }
+            Layout::V2 { unified } => create_v2(unified, path, created),
+        }
     }
 
     /// Best-effort removal of a half-finished create; the original error is what matters.
@@ -286,14 +357,26 @@ mod tests {
     }
 
     #[test]
-    fn systemd_create_is_unimplemented() {
+    fn systemd_create_without_a_bus_names_the_address_and_leaves_nothing() {
         let host = FakeHost::v1();
         let err = host
             .systemd_manager()
             .create(&path("/kubepods.slice"))
-            .expect_err("systemd");
-        assert_eq!(err.kind(), ErrorKind::Unimplemented);
-        assert!(err.to_string().contains("D-Bus"), "{err}");
+            .expect_err("no bus");
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+        assert!(err.to_string().contains(&host.bus_address()), "{err}");
+        for hierarchy in host.hierarchies() {
+            assert!(!host.root.join(hierarchy).join("kubepods.slice").exists());
+        }
+    }
+
+    #[test]
+    fn only_systemd_scopes_wait_for_a_process() {
+        let host = FakeHost::v1();
+        let scope = path("/a.slice/carrack-c1.scope");
+        assert!(host.systemd_manager().needs_process(&scope));
+        assert!(!host.systemd_manager().needs_process(&path("/a.slice")));
+        assert!(!host.manager().needs_process(&scope));
     }
 
     #[test]

@@ -107,6 +107,39 @@ pub enum CgroupError {
         /// The survivors.
         pids: Vec<i32>,
     },
+    /// systemd's manager could not be reached on the configured bus.
+    #[error(
+        "cannot reach systemd's manager over D-Bus at {address}: {reason} (the systemd cgroup \
+         driver needs it; check cgroups.systemd_bus_address or use cgroups.driver = \"cgroupfs\")"
+    )]
+    SystemdBus {
+        /// The bus address.
+        address: String,
+        /// What failed.
+        reason: String,
+    },
+    /// systemd's manager answered a call with an error.
+    #[error("systemd refused {method} for unit {unit}: {reason}")]
+    Systemd {
+        /// The unit.
+        unit: String,
+        /// The manager method called.
+        method: &'static str,
+        /// The D-Bus error name (`org.freedesktop.systemd1.NoSuchUnit`), empty when none.
+        error: String,
+        /// systemd's message.
+        reason: String,
+    },
+    /// The job systemd ran for a unit did not end in `done`.
+    #[error("systemd job for {method} of unit {unit} ended with {result:?}")]
+    SystemdJob {
+        /// The unit.
+        unit: String,
+        /// The manager method that queued the job.
+        method: &'static str,
+        /// The job's result (`failed`, `timeout`, `dependency`, ...).
+        result: String,
+    },
     /// The cgroup does not exist in any hierarchy.
     #[error("cgroup {path} does not exist")]
     NotFound {
@@ -133,6 +166,15 @@ impl CgroupError {
             | Self::Mkdir { source, .. }
             | Self::Rmdir { source, .. } => io_kind(source),
             Self::NoHierarchy { .. } => ErrorKind::FailedPrecondition,
+            Self::SystemdBus { .. } => ErrorKind::Unavailable,
+            // Nobody owns systemd's name on that bus: as unreachable as no bus at all.
+            Self::Systemd { error, .. }
+                if error == "org.freedesktop.DBus.Error.ServiceUnknown"
+                    || error == "org.freedesktop.DBus.Error.NameHasNoOwner" =>
+            {
+                ErrorKind::Unavailable
+            }
+            Self::Systemd { .. } | Self::SystemdJob { .. } => ErrorKind::FailedPrecondition,
             Self::Parse { .. } | Self::ProcessesRemain { .. } => ErrorKind::Internal,
         }
     }

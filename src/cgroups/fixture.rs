@@ -100,7 +100,13 @@ impl FakeHost {
             driver,
             root: self.root.clone(),
             mountinfo: self.mountinfo.clone(),
+            systemd_bus: self.bus_address(),
         }
+    }
+
+    /// A bus address where nothing listens (a socket path in the temp dir).
+    pub(super) fn bus_address(&self) -> String {
+        format!("unix:path={}/no-bus.sock", self.root.display())
     }
 
     /// A cgroupfs-driver manager on this host.

@@ -12,9 +12,9 @@
 //!   async callers run it under `spawn_blocking`.
 //! - `create` reports which directories it made ([`Created`]) so that `remove` deletes only
 //!   those, never a parent another pod or kubelet still uses.
-//! - The systemd driver shares naming and file writes, but creating its units needs systemd's
-//!   D-Bus API, which is not implemented yet: `create` says so instead of writing behind
-//!   systemd's back.
+//! - The systemd driver (`systemd/`) asks systemd's manager over D-Bus for a slice per pod
+//!   and a scope per container (created with the container's first process), then shares
+//!   the cgroupfs driver's directory and file writes for what systemd does not cover.
 
 mod apply;
 mod create;
@@ -25,6 +25,7 @@ mod path;
 mod processes;
 mod remove;
 mod stats;
+mod systemd;
 
 #[cfg(test)]
 mod fixture;
@@ -41,6 +42,9 @@ pub use error::CgroupError;
 pub use layout::Layout;
 pub use path::{CgroupPath, expand_slice};
 pub use stats::CgroupStats;
+pub use systemd::DEFAULT_SYSTEM_BUS;
+
+use systemd::SystemdBus;
 
 /// Where and how the manager works.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +55,8 @@ pub struct CgroupSettings {
     pub root: PathBuf,
     /// The mount table to read (`/proc/self/mountinfo`); injectable for tests.
     pub mountinfo: PathBuf,
+    /// The D-Bus address of systemd's manager (systemd driver only).
+    pub systemd_bus: String,
 }
 
 impl CgroupSettings {
@@ -60,6 +66,7 @@ impl CgroupSettings {
             driver,
             root,
             mountinfo: PathBuf::from("/proc/self/mountinfo"),
+            systemd_bus: DEFAULT_SYSTEM_BUS.to_owned(),
         }
     }
 }
@@ -69,6 +76,8 @@ impl CgroupSettings {
 pub struct CgroupManager {
     driver: CgroupDriver,
     layout: Layout,
+    /// systemd's manager, for the systemd driver; connected on first use.
+    systemd: Option<SystemdBus>,
 }
 
 impl CgroupManager {
@@ -76,9 +85,12 @@ impl CgroupManager {
     pub fn new(settings: CgroupSettings) -> Result<Self, CgroupError> {
         let layout = Layout::detect(&settings.root, &settings.mountinfo)?;
         tracing::debug!(?layout, driver = ?settings.driver, "cgroup layout detected");
+        let systemd = (settings.driver == CgroupDriver::Systemd)
+            .then(|| SystemdBus::new(&settings.systemd_bus));
         Ok(Self {
             driver: settings.driver,
             layout,
+            systemd,
         })
     }
 
@@ -119,6 +131,18 @@ impl CgroupManager {
             CgroupDriver::Systemd => {
                 path::container_path(pod, &format!("carrack-{container_id}.scope"))
             }
+        }
+    }
+
+    /// The container id a child cgroup of a pod is named after (the inverse of
+    /// [`CgroupManager::container_cgroup_path`]); `None` for a name no container has.
+    pub fn container_of<'a>(&self, child: &'a str) -> Option<&'a str> {
+        match self.driver {
+            CgroupDriver::Cgroupfs => Some(child),
+            CgroupDriver::Systemd => child
+                .strip_prefix("carrack-")
+                .and_then(|rest| rest.strip_suffix(".scope"))
+                .filter(|id| !id.is_empty()),
         }
     }
 
@@ -181,5 +205,9 @@ mod tests {
             systemd.container_cgroup_path(&pod, "c1").as_str(),
             "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod9.slice/carrack-c1.scope"
         );
+        assert_eq!(systemd.container_of("carrack-c1.scope"), Some("c1"));
+        assert_eq!(systemd.container_of("other.scope"), None);
+        assert_eq!(systemd.container_of("carrack-.scope"), None);
+        assert_eq!(cgroupfs.container_of("c1"), Some("c1"));
     }
 }

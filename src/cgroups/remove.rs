@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::CgroupError;
+use super::systemd::Unit;
 use super::{CgroupManager, CgroupPath, Created};
 
 /// Attempts per directory; with the pauses below, about a second and a half in all.
@@ -23,7 +24,11 @@ impl CgroupManager {
     /// own directories are emptied (processes killed) and must go; an ancestor we created may
     /// meanwhile hold other pods' cgroups, so it gets one plain `rmdir` and is left in place
     /// when busy — never a kill, which would reach those other pods.
+    ///
+    /// With the systemd driver the unit is stopped first (systemd removes its cgroup; a unit
+    /// already gone is fine), then what we made ourselves goes as above.
     pub fn remove(&self, path: &CgroupPath, created: &Created) -> Result<(), CgroupError> {
+        self.stop_unit(path)?;
         let allowed: BTreeSet<PathBuf> = path
             .prefixes()
             .iter()
@@ -36,11 +41,17 @@ impl CgroupManager {
             });
         }
         let own: BTreeSet<PathBuf> = self.dirs(path).into_iter().collect();
-        let (mine, ancestors): (Vec<&Path>, Vec<&Path>) = created
+        let (mut mine, ancestors): (Vec<&Path>, Vec<&Path>) = created
             .dirs()
             .iter()
             .map(PathBuf::as_path)
             .partition(|dir| own.contains(*dir));
+        if self.systemd.is_some() {
+            // A unit's own cgroup is ours by its name, whoever made each directory (systemd,
+            // or we for hierarchies systemd does not manage, maybe unrecorded after a crash
+            // between the scope's start and the record's update).
+            mine = own.iter().map(PathBuf::as_path).collect();
+        }
         // Ancestors in the other hierarchies still go even when one of ours failed.
         let own_result = self.remove_dirs(&mine);
         let mut ancestors = ancestors;
@@ -80,12 +91,25 @@ impl CgroupManager {
     /// Removes `path` and every cgroup below it in every hierarchy, bottom-up, killing any
     /// process left in them. For reconciling leftovers whose [`Created`] record is lost.
     pub fn remove_tree(&self, path: &CgroupPath) -> Result<(), CgroupError> {
+        self.stop_unit(path)?;
         let mut dirs = Vec::new();
         for top in self.dirs(path) {
             collect_post_order(&top, &mut dirs)?;
         }
         let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
         self.remove_dirs(&dirs)
+    }
+
+    /// Stops the systemd unit of `path` (systemd driver only). A path that names no unit
+    /// (a record from the cgroupfs driver) has none to stop.
+    fn stop_unit(&self, path: &CgroupPath) -> Result<(), CgroupError> {
+        let Some(bus) = &self.systemd else {
+            return Ok(());
+        };
+        match Unit::for_path(path) {
+            Ok(unit) => bus.stop_unit(&unit.name),
+            Err(_) => Ok(()),
+        }
     }
 
     /// Removes `dirs` in order (children before parents). After a failure, that directory's

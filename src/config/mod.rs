@@ -91,6 +91,9 @@ pub struct CgroupConfig {
     pub root: PathBuf,
     /// Parent for pods whose request names no `cgroup_parent`.
     pub default_parent: String,
+    /// D-Bus address of systemd's manager (systemd driver). Empty: `DBUS_SYSTEM_BUS_ADDRESS`,
+    /// else the system bus `unix:path=/run/dbus/system_bus_socket`.
+    pub systemd_bus_address: String,
 }
 
 /// CNI settings.
@@ -257,6 +260,7 @@ impl Default for CgroupConfig {
             driver: detect_cgroup_driver(Path::new("/proc/1/comm")),
             root: PathBuf::from("/sys/fs/cgroup"),
             default_parent: "/carrack".to_owned(),
+            systemd_bus_address: String::new(),
         }
     }
 }

@@ -11,7 +11,7 @@ use oci_spec::runtime::Spec;
 
 use super::spec::{self, RootfsFiles};
 use super::{ContainerError, ContainerService, CreateRequest};
-use crate::cgroups::CgroupPath;
+use crate::cgroups::{CgroupPath, Created};
 use crate::events::ContainerEventKind;
 use crate::failpoint;
 use crate::image_service::manifest::ImageConfig;
@@ -251,17 +251,24 @@ impl ContainerService {
         };
         let pod_cgroup = CgroupPath::parse(&pod.cgroup_path).map_err(cgroup_error)?;
         let cgroup_path = self.cgroups.container_cgroup_path(&pod_cgroup, id);
-        let created = self.cgroups.create(&cgroup_path).map_err(cgroup_error)?;
-        {
-            let cgroups = Arc::clone(&self.cgroups);
-            let (path, created) = (cgroup_path.clone(), created.clone());
-            rollback.push("remove container cgroup", move || {
-                cgroups.remove(&path, &created).map_err(|e| e.to_string())
-            });
-        }
-        self.cgroups
-            .apply(&cgroup_path, &request.spec.resources)
-            .map_err(cgroup_error)?;
+        // A systemd scope is created at start, around the container's first process.
+        let placed_at_start = self.cgroups.needs_process(&cgroup_path);
+        let created = if placed_at_start {
+            Created::default()
+        } else {
+            let created = self.cgroups.create(&cgroup_path).map_err(cgroup_error)?;
+            {
+                let cgroups = Arc::clone(&self.cgroups);
+                let (path, created) = (cgroup_path.clone(), created.clone());
+                rollback.push("remove container cgroup", move || {
+                    cgroups.remove(&path, &created).map_err(|e| e.to_string())
+                });
+            }
+            self.cgroups
+                .apply(&cgroup_path, &request.spec.resources)
+                .map_err(cgroup_error)?;
+            created
+        };
 
         drop(phase);
         failpoint::hit(failpoint::CREATE_CONTAINER_AFTER_CGROUP);
@@ -291,7 +298,12 @@ impl ContainerService {
             container_id: id.to_owned(),
             rootfs: rootfs.clone(),
             log_path: log_path.clone(),
-            cgroup_procs_files: self.cgroups.procs_files(&cgroup_path),
+            cgroup_procs_files: if placed_at_start {
+                Vec::new()
+            } else {
+                self.cgroups.procs_files(&cgroup_path)
+            },
+            placed_by_daemon: placed_at_start,
             oom_counter_files: self.cgroups.oom_counter_files(&cgroup_path),
             tty: request.spec.tty,
             stdin: request.stdin,

@@ -82,16 +82,20 @@ impl ContainerService {
             }
         }
 
-        // Container cgroups are named by container id under their pod's cgroup.
+        // Container cgroups are named after their container id under their pod's cgroup.
         for pod in self.store.pods.list() {
             let Ok(pod_cgroup) = CgroupPath::parse(&pod.cgroup_path) else {
                 continue;
             };
-            for id in self.cgroups.children(&pod_cgroup) {
-                if !orphan(&id) {
+            for name in self.cgroups.children(&pod_cgroup) {
+                // A scope's name is not the bare id (systemd driver: `carrack-<id>.scope`).
+                let Some(id) = self.cgroups.container_of(&name) else {
+                    continue;
+                };
+                if !orphan(id) {
                     continue;
                 }
-                let path = self.cgroups.container_cgroup_path(&pod_cgroup, &id);
+                let path = self.cgroups.container_cgroup_path(&pod_cgroup, id);
                 match self.cgroups.remove_tree(&path) {
                     Ok(()) => {
                         tracing::info!(container = %id, cgroup = %path, "reconciler removed an orphaned cgroup");

@@ -5,12 +5,14 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tracing::Instrument;
 
+use super::create::RESOURCES_FILE;
 use super::{ContainerError, ContainerService};
+use crate::cgroups::{CgroupPath, Created, Resources};
 use crate::events::ContainerEventKind;
-use crate::monitor::protocol::StartReport;
+use crate::monitor::protocol::{PLACED, StartReport};
 use crate::store::{ContainerRecord, ContainerState, now_ns};
 
 /// How long a start may take before the monitor is given up on (image rootfs is already
@@ -43,11 +45,20 @@ impl ContainerService {
             });
         }
         let dir = self.runtime_dir(&id);
+        // A systemd scope is created around the container's first process: the monitor hands
+        // us the waiting process and we answer on its stdin.
+        let scope = CgroupPath::parse(&container.cgroup_path)
+            .ok()
+            .filter(|path| self.cgroups.needs_process(path));
         let phase = tracing::info_span!("container.monitor_spawn").entered();
         let mut child = tokio::process::Command::new(&self.settings.binary)
             .arg("monitor")
             .arg(&dir)
-            .stdin(Stdio::null())
+            .stdin(if scope.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -62,14 +73,35 @@ impl ContainerService {
             rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
         });
         drop(phase);
-        let mut stdout = child.stdout.take();
+        let stdout = child.stdout.take();
+        let mut stdin = child.stdin.take();
         let mut report = Vec::new();
+        let mut placed = None;
         let read = async {
-            if let Some(stdout) = stdout.as_mut() {
-                stdout.read_to_end(&mut report).await
-            } else {
-                Ok(0)
+            let Some(stdout) = stdout else {
+                return Ok(0);
+            };
+            let mut stdout = tokio::io::BufReader::new(stdout);
+            if let (Some(path), Some(stdin)) = (&scope, stdin.as_mut()) {
+                let mut line = String::new();
+                stdout.read_line(&mut line).await?;
+                match serde_json::from_str(&line) {
+                    Ok(StartReport::Placing { pid }) => {
+                        let answer = match self.place(&id, path, pid).await {
+                            Ok(created) => {
+                                placed = Some(created);
+                                PLACED.to_owned()
+                            }
+                            Err(err) => err.to_string().replace('\n', " "),
+                        };
+                        stdin.write_all(format!("{answer}\n").as_bytes()).await?;
+                    }
+                    // Failed before the process existed: this line is the report.
+                    _ => report.extend_from_slice(line.as_bytes()),
+                }
             }
+            drop(stdin.take());
+            stdout.read_to_end(&mut report).await
         };
         // The monitor's own start (executor setup up to the container's exec); the steps it
         // reports become this span's children.
@@ -99,6 +131,13 @@ impl ContainerService {
         };
 
         let mut record: ContainerRecord = (*container).clone();
+        if let Some(created) = placed {
+            record.cgroup_created = created
+                .dirs()
+                .iter()
+                .map(|dir| dir.to_string_lossy().into_owned())
+                .collect();
+        }
         match report {
             Some(StartReport::Started {
                 pid,
@@ -130,7 +169,8 @@ impl ContainerService {
                 self.record_start_failure(record, &message)?;
                 Err(ContainerError::StartFailed { id, message })
             }
-            None => {
+            // A start that stopped at placing (the daemon's answer was a refusal).
+            Some(StartReport::Placing { .. }) | None => {
                 // No report: whatever the monitor left says more than we know.
                 let message = match crate::monitor::client::read_exit(&dir) {
                     Ok(Some(exit)) => exit
@@ -139,13 +179,42 @@ impl ContainerService {
                     _ => "the monitor exited without a start report".to_owned(),
                 };
                 // A monitor that hung must not run the container behind our back.
-                if let Ok(path) = crate::cgroups::CgroupPath::parse(&record.cgroup_path) {
+                if let Ok(path) = CgroupPath::parse(&record.cgroup_path) {
                     let _ = self.cgroups.kill_all(&path);
                 }
                 self.record_start_failure(record, &message)?;
                 Err(ContainerError::StartFailed { id, message })
             }
         }
+    }
+
+    /// Creates the container's scope around the waiting process `pid`, with the resources
+    /// kept since create (and any update since).
+    async fn place(
+        &self,
+        id: &str,
+        path: &CgroupPath,
+        pid: i32,
+    ) -> Result<Created, ContainerError> {
+        let resources: Resources = std::fs::read(self.runtime_dir(id).join(RESOURCES_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let cgroups = Arc::clone(&self.cgroups);
+        let scope = path.clone();
+        tokio::task::spawn_blocking(move || cgroups.create_with(&scope, &resources, Some(pid)))
+            .instrument(tracing::info_span!("container.cgroup", pid))
+            .await
+            .map_err(|err| ContainerError::Io {
+                id: id.to_owned(),
+                action: "join cgroup task",
+                path: path.as_str().into(),
+                source: std::io::Error::other(err),
+            })?
+            .map_err(|source| ContainerError::Cgroup {
+                id: id.to_owned(),
+                source,
+            })
     }
 
     fn record_start_failure(

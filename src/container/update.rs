@@ -35,17 +35,22 @@ impl ContainerService {
             source,
         };
         let path = CgroupPath::parse(&container.cgroup_path).map_err(cgroup_error)?;
-        let cgroups = Arc::clone(&self.cgroups);
-        let applied = resources.clone();
-        tokio::task::spawn_blocking(move || cgroups.apply(&path, &applied))
-            .await
-            .map_err(|err| ContainerError::Io {
-                id: id.clone(),
-                action: "update resources",
-                path: container.cgroup_path.clone().into(),
-                source: std::io::Error::other(err),
-            })?
-            .map_err(cgroup_error)?;
+        // A systemd scope does not exist before start, which applies the kept resources.
+        let exists =
+            !(container.state == ContainerState::Created && self.cgroups.needs_process(&path));
+        if exists {
+            let cgroups = Arc::clone(&self.cgroups);
+            let applied = resources.clone();
+            tokio::task::spawn_blocking(move || cgroups.apply(&path, &applied))
+                .await
+                .map_err(|err| ContainerError::Io {
+                    id: id.clone(),
+                    action: "update resources",
+                    path: container.cgroup_path.clone().into(),
+                    source: std::io::Error::other(err),
+                })?
+                .map_err(cgroup_error)?;
+        }
         let file = self.runtime_dir(&id).join(RESOURCES_FILE);
         let merged = merge(
             std::fs::read(&file)

@@ -630,6 +630,7 @@ mod tests {
             driver: CgroupDriver::Cgroupfs,
             root: cgroup_root,
             mountinfo,
+            systemd_bus: crate::cgroups::DEFAULT_SYSTEM_BUS.to_owned(),
         })
         .unwrap();
         let cni = CniManager::new(CniSettings::new(&config.cni, dir.join("cni-cache")));

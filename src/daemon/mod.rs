@@ -84,10 +84,10 @@ pub async fn run(config: Config, telemetry: Telemetry) -> Result<(), DaemonError
         "state recovered"
     );
     let store = Arc::new(store);
-    let cgroups = Arc::new(CgroupManager::new(CgroupSettings::new(
-        config.cgroups.driver,
-        config.cgroups.root.clone(),
-    ))?);
+    let mut cgroup_settings =
+        CgroupSettings::new(config.cgroups.driver, config.cgroups.root.clone());
+    cgroup_settings.systemd_bus = systemd_bus_address(&config.cgroups.systemd_bus_address);
+    let cgroups = Arc::new(CgroupManager::new(cgroup_settings)?);
     let binary = monitor_binary::resolve()?;
     let events = Arc::new(EventHub::default());
     let sandboxes = Arc::new(build_sandboxes(
@@ -252,6 +252,18 @@ pub async fn run(config: Config, telemetry: Telemetry) -> Result<(), DaemonError
 }
 
 /// The streaming server's settings from the `[streaming]` section.
+/// The bus of systemd's manager: the configured address, else `DBUS_SYSTEM_BUS_ADDRESS` (as
+/// sd-bus and libdbus honour it), else the system bus.
+fn systemd_bus_address(configured: &str) -> String {
+    if !configured.is_empty() {
+        return configured.to_owned();
+    }
+    std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
+        .ok()
+        .filter(|address| !address.is_empty())
+        .unwrap_or_else(|| crate::cgroups::DEFAULT_SYSTEM_BUS.to_owned())
+}
+
 fn streaming_settings(config: &Config) -> Result<StreamingSettings, DaemonError> {
     let section = &config.streaming;
     let tls = match (&section.tls_cert, &section.tls_key) {

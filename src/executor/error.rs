@@ -76,6 +76,15 @@ pub enum ExecutorError {
         /// What is wrong with it.
         reason: String,
     },
+    /// Whoever was to place the new process in its cgroup (the daemon, for a systemd scope)
+    /// refused or failed; the process was killed before it ran anything.
+    #[error("place process {pid} in its cgroup: {reason}")]
+    Placement {
+        /// The new process.
+        pid: i32,
+        /// What failed.
+        reason: String,
+    },
     /// The container process broke the sync protocol (died before reporting, or sent garbage).
     #[error("container process setup: {reason}")]
     Protocol {
@@ -104,6 +113,7 @@ impl ExecutorError {
             },
             Self::Target { .. } => ErrorKind::FailedPrecondition,
             Self::Protocol { .. } => ErrorKind::Internal,
+            Self::Placement { .. } => ErrorKind::FailedPrecondition,
         }
     }
 

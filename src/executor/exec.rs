@@ -226,6 +226,7 @@ pub fn exec_in(request: ExecRequest) -> Result<Launched, ExecutorError> {
         pid_namespace,
         0,
         &cgroup_procs_files,
+        None,
         |sync| child::run(sync, || set_up(&target, &process, sync)),
         |failure| {
             process.error(failure, || match failure.step {

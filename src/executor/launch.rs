@@ -36,6 +36,19 @@ pub struct LaunchRequest {
     /// `cgroup.procs` (or v1 `tasks`) files the process is added to before it does anything
     /// (one per v1 hierarchy, or the single v2 file).
     pub cgroup_procs_files: Vec<PathBuf>,
+    /// Called with the new process's pid (caller's PID namespace) after the cgroup writes
+    /// and before the process may run anything: for a cgroup someone else creates around it
+    /// (a systemd scope). An error kills the process and fails the launch.
+    pub place: Option<PlaceHook>,
+}
+
+/// See [`LaunchRequest::place`].
+pub struct PlaceHook(pub Box<dyn FnOnce(i32) -> Result<(), String>>);
+
+impl std::fmt::Debug for PlaceHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlaceHook")
+    }
 }
 
 /// A started container process.
@@ -149,6 +162,7 @@ pub fn launch(request: LaunchRequest) -> Result<Launched, ExecutorError> {
         rootfs,
         stdio,
         cgroup_procs_files,
+        place,
     } = request;
     let plan = Plan::new(&spec, &rootfs, stdio)?;
     let pid_namespace = plan.pid_namespace.as_ref().map(|join| PidNamespace {
@@ -159,6 +173,7 @@ pub fn launch(request: LaunchRequest) -> Result<Launched, ExecutorError> {
         pid_namespace,
         plan.clone_flags,
         &cgroup_procs_files,
+        place,
         |sync| child::run(sync, || child::set_up_container(&plan, sync)),
         |failure| plan.process.error(failure, || plan.describe(failure)),
     )
@@ -183,6 +198,7 @@ pub(super) fn start(
     pid_namespace: Option<PidNamespace<'_>>,
     clone_flags: u64,
     cgroup_procs_files: &[PathBuf],
+    place: Option<PlaceHook>,
     child: impl FnOnce(&SyncSocket) -> Infallible,
     failed: impl FnOnce(&ChildFailure) -> ExecutorError,
 ) -> Result<Launched, ExecutorError> {
@@ -242,7 +258,15 @@ pub(super) fn start(
             source,
         })
     });
-    let go = joined.and_then(|()| {
+    // With the systemd driver the daemon puts the process in its scope now, before it runs.
+    let placed = joined.and_then(|()| match place {
+        Some(PlaceHook(place)) => {
+            let raw = pid.as_raw_nonzero().get();
+            place(raw).map_err(|reason| ExecutorError::Placement { pid: raw, reason })
+        }
+        None => Ok(()),
+    });
+    let go = placed.and_then(|()| {
         parent_end
             .send(Message::Go)
             .map_err(|errno| ExecutorError::Protocol {

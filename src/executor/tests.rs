@@ -163,6 +163,7 @@ fn run(spec: Value, rootfs: &Path, cgroup_procs_files: Vec<PathBuf>) -> Result<R
             stderr: Some(stderr),
         },
         cgroup_procs_files,
+        place: None,
     })
     .map_err(|e| format!("launch: {e}"))?;
     let mut output = String::new();
@@ -348,6 +349,7 @@ fn a_missing_program_is_a_precise_error_and_leaves_no_process() {
             rootfs: rootfs.path().to_owned(),
             stdio: Stdio::default(),
             cgroup_procs_files: vec![],
+            place: None,
         })
         .err()
         .ok_or("launch of a missing program succeeded")?;
@@ -363,6 +365,7 @@ fn a_missing_program_is_a_precise_error_and_leaves_no_process() {
             rootfs: rootfs.path().to_owned(),
             stdio: Stdio::default(),
             cgroup_procs_files: vec![],
+            place: None,
         })
         .err()
         .ok_or("launch of a missing program succeeded")?;
@@ -391,6 +394,7 @@ fn a_failing_mount_names_its_destination() {
             rootfs: rootfs.path().to_owned(),
             stdio: Stdio::default(),
             cgroup_procs_files: vec![],
+            place: None,
         })
         .err()
         .ok_or("a mount of an unknown filesystem succeeded")?;
@@ -481,6 +485,7 @@ fn launch_sleeper(rootfs: &Path, cgroup_procs_files: Vec<PathBuf>) -> Result<Lau
             ..Stdio::default()
         },
         cgroup_procs_files,
+        place: None,
     })
     .map_err(|e| format!("launch: {e}"))
 }
@@ -786,6 +791,7 @@ fn a_container_joins_a_user_namespace_with_mapped_mounts_and_exec_follows() {
                 stderr: Some(stderr),
             },
             cgroup_procs_files: vec![],
+            place: None,
         })
         .map_err(|e| format!("launch: {e}"))?;
         let outcome = (|| {

@@ -44,6 +44,11 @@ pub struct MonitorConfig {
     pub log_path: Option<PathBuf>,
     /// `cgroup.procs` (or v1 `tasks`) files the container process joins.
     pub cgroup_procs_files: Vec<PathBuf>,
+    /// The daemon creates the container's cgroup around the new process (a systemd scope
+    /// needs its first process): the monitor prints [`StartReport::Placing`] and waits for
+    /// the daemon's [`PLACED`] line on its stdin before letting the process run.
+    #[serde(default)]
+    pub placed_by_daemon: bool,
     /// Files whose `oom_kill <n>` line counts OOM kills in the container's cgroup (v1
     /// `memory.oom_control`, v2 `memory.events`); compared before start and after exit.
     pub oom_counter_files: Vec<PathBuf>,
@@ -55,10 +60,20 @@ pub struct MonitorConfig {
     pub stdin_once: bool,
 }
 
-/// The single line the monitor prints on stdout once the start succeeded or failed.
+/// The daemon's answer on the monitor's stdin once it placed the process (any other line,
+/// or none, is the reason it could not).
+pub const PLACED: &str = "placed";
+
+/// The line the monitor prints on stdout once the start succeeded or failed (preceded, with
+/// [`MonitorConfig::placed_by_daemon`], by one [`StartReport::Placing`] line).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StartReport {
+    /// The container process exists and waits to be placed in its cgroup by the daemon.
+    Placing {
+        /// The process (host PID namespace).
+        pid: i32,
+    },
     /// The container process runs.
     Started {
         /// The container's pid (host PID namespace).

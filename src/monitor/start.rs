@@ -7,8 +7,8 @@
 //! daemon reads it); the container's stdio and log; the OOM count; the launch. A failure anywhere is
 //! recorded in `exit.json` before it is reported, and the monitor then exits.
 
-use std::io::Write;
-use std::os::fd::AsFd;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
@@ -21,7 +21,7 @@ use super::error::{MonitorError, io_at};
 use super::oom::oom_kills;
 use super::output::Output;
 use super::protocol::{
-    ATTACH_SOCKET_FILE, CONFIG_FILE, ExitRecord, MONITOR_FILE, MonitorConfig, PhaseTiming,
+    ATTACH_SOCKET_FILE, CONFIG_FILE, ExitRecord, MONITOR_FILE, MonitorConfig, PLACED, PhaseTiming,
     SOCKET_FILE, StartReport,
 };
 use super::record::{self, now_ns};
@@ -73,9 +73,12 @@ pub(super) fn start(dir: &Path) -> Option<Running> {
             return None;
         }
     };
+    // The daemon's answer to a placing request comes on our original stdin, which
+    // `redirect_stderr` points at /dev/null: keep a duplicate for it (closed after the start).
+    let answers = rustix::io::fcntl_dupfd_cloexec(std::io::stdin(), 3).ok();
     diag::redirect_stderr(&dir);
     detach();
-    match launch_in(&dir) {
+    match launch_in(&dir, answers) {
         Ok(running) => {
             let pid = running.launched.pid.as_raw_nonzero().get();
             note!(
@@ -153,7 +156,7 @@ fn detach() {
 }
 
 /// Everything from the files in `dir` to the launched process.
-fn launch_in(dir: &Path) -> Result<Running, MonitorError> {
+fn launch_in(dir: &Path, answers: Option<OwnedFd>) -> Result<Running, MonitorError> {
     record::write_pid(dir, rustix::process::getpid().as_raw_nonzero().get())?;
     let config: MonitorConfig = read_json(&dir.join(MONITOR_FILE))?;
     let spec: oci_spec::runtime::Spec = read_json(&dir.join(CONFIG_FILE))?;
@@ -192,6 +195,9 @@ fn launch_in(dir: &Path) -> Result<Running, MonitorError> {
         rootfs: config.rootfs.clone(),
         stdio: child_stdio,
         cgroup_procs_files: config.cgroup_procs_files.clone(),
+        place: config
+            .placed_by_daemon
+            .then(|| executor::PlaceHook(Box::new(move |pid| ask_daemon_to_place(pid, answers)))),
     })?;
     Ok(Running {
         dir: dir.to_owned(),
@@ -202,6 +208,30 @@ fn launch_in(dir: &Path) -> Result<Running, MonitorError> {
         attach,
         oom_before,
     })
+}
+
+/// Hands the waiting process to the daemon (a [`StartReport::Placing`] line) and waits for
+/// its answer on `answers` (the daemon's pipe to our stdin).
+fn ask_daemon_to_place(pid: i32, answers: Option<OwnedFd>) -> Result<(), String> {
+    let answers = answers.ok_or("the daemon gave no pipe for its answer")?;
+    print_line(&StartReport::Placing { pid }).map_err(|err| format!("tell the daemon: {err}"))?;
+    let mut answer = String::new();
+    let read = BufReader::new(std::fs::File::from(answers)).read_line(&mut answer);
+    match read {
+        Ok(_) if answer.trim_end() == PLACED => Ok(()),
+        Ok(0) => Err("the daemon went away before placing the process".to_owned()),
+        Ok(_) => Err(answer.trim_end().to_owned()),
+        Err(err) => Err(format!("read the daemon's answer: {err}")),
+    }
+}
+
+/// Prints `line` as one JSON line on stdout.
+fn print_line(line: &StartReport) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    let mut bytes = serde_json::to_vec(line).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    stdout.write_all(&bytes)?;
+    stdout.flush()
 }
 
 /// Reads and parses a JSON file.
@@ -216,15 +246,7 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, MonitorError> {
 /// Prints `report` as one line on stdout, then points stdout at `/dev/null`: the daemon reads
 /// to the end of the pipe, which comes only when no process holds it.
 fn report(report: &StartReport) {
-    let mut stdout = std::io::stdout().lock();
-    let written = serde_json::to_vec(report)
-        .map_err(std::io::Error::other)
-        .and_then(|mut line| {
-            line.push(b'\n');
-            stdout.write_all(&line)?;
-            stdout.flush()
-        });
-    if let Err(err) = written {
+    if let Err(err) = print_line(report) {
         // The daemon went away; the container runs on regardless.
         note!("print start report: {err}");
     }

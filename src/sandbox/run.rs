@@ -247,7 +247,8 @@ impl SandboxService {
         drop(phase);
 
         // Pod cgroup.
-        let phase = tracing::info_span!("pod.cgroup").entered();
+        let phase = tracing::info_span!("pod.cgroup");
+        let entered = phase.clone().entered();
         let cgroup_error = |source| SandboxError::Cgroup {
             id: id.to_owned(),
             source,
@@ -269,7 +270,26 @@ impl SandboxService {
         // before the pod record exists.
         reconcile::write_cgroup_intent(&pod_dir, &cgroup_path, None)
             .map_err(io("write cgroup intent", &pod_dir))?;
-        let created = self.cgroups.create(&cgroup_path).map_err(cgroup_error)?;
+        drop(entered);
+        // Limits go in with the cgroup: the systemd driver starts the pod's slice with them.
+        let limits =
+            pod_limits(spec.overhead.as_ref(), spec.resources.as_ref()).unwrap_or_default();
+        let created = {
+            let cgroups = Arc::clone(&self.cgroups);
+            let path = cgroup_path.clone();
+            // Blocking: directory writes, or a D-Bus round trip to systemd and its job.
+            tokio::task::spawn_blocking(move || cgroups.create_with(&path, &limits, None))
+                .instrument(phase.clone())
+                .await
+                .map_err(|err| SandboxError::Io {
+                    id: id.to_owned(),
+                    action: "join cgroup task",
+                    path: pod_dir.clone(),
+                    source: std::io::Error::other(err.to_string()),
+                })?
+                .map_err(cgroup_error)?
+        };
+        let entered = phase.entered();
         reconcile::write_cgroup_intent(&pod_dir, &cgroup_path, Some(&created))
             .map_err(io("write cgroup intent", &pod_dir))?;
         {
@@ -279,13 +299,7 @@ impl SandboxService {
                 cgroups.remove(&path, &created).map_err(|e| e.to_string())
             });
         }
-        if let Some(limits) = pod_limits(spec.overhead.as_ref(), spec.resources.as_ref()) {
-            self.cgroups
-                .apply(&cgroup_path, &limits)
-                .map_err(cgroup_error)?;
-        }
-
-        drop(phase);
+        drop(entered);
 
         // The init of the pod's shared PID namespace, in the pod's cgroup.
         let pid_init = if spec.namespaces.pid == NamespaceMode::Pod {

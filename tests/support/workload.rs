@@ -62,7 +62,7 @@ pub async fn run_privileged_pod(
 }
 
 /// The config [`run_pod_with`] runs: a host-network pod logging to `<node>/pod-logs/<name>`.
-fn pod_config(node: &Node, name: &str, pid: proto::NamespaceMode) -> proto::PodSandboxConfig {
+pub fn pod_config(node: &Node, name: &str, pid: proto::NamespaceMode) -> proto::PodSandboxConfig {
     let log_directory = node.base_dir().join("pod-logs").join(name);
     proto::PodSandboxConfig {
         metadata: Some(proto::PodSandboxMetadata {
