@@ -67,8 +67,12 @@ pub async fn run(config: Config, telemetry: Telemetry) -> Result<(), DaemonError
     tracing::debug!(lock = %lock.path().display(), "root dir locked");
     check_boot_id(&config.state_dir)?;
 
+    // Everything from here to the monitors' re-attachment is recovery; each step is a child
+    // span, so a slow start shows which one took the time.
     let recovery = tracing::info_span!("daemon.recovery");
-    let (store, report) = recovery.in_scope(|| Store::open(&config.root_dir))?;
+    let (store, report) = recovery.in_scope(|| {
+        tracing::info_span!("recovery.store_open").in_scope(|| Store::open(&config.root_dir))
+    })?;
     tracing::info!(
         pods = report.pods.loaded,
         containers = report.containers.loaded,
@@ -93,18 +97,26 @@ pub async fn run(config: Config, telemetry: Telemetry) -> Result<(), DaemonError
         binary.clone(),
         Arc::clone(&events),
     ));
-    recovery.in_scope(|| reconcile::pods(&sandboxes));
-    let undone = sandboxes.undo_interrupted_creates().await;
+    recovery.in_scope(|| {
+        tracing::info_span!("recovery.reconcile_pods").in_scope(|| reconcile::pods(&sandboxes));
+    });
+    let undone = sandboxes
+        .undo_interrupted_creates()
+        .instrument(tracing::info_span!(parent: &recovery, "recovery.undo_creates"))
+        .await;
     if undone > 0 {
         tracing::info!(pods = undone, "interrupted pod creates undone");
     }
     let teardowns = tokio::spawn(retry_network_teardowns(Arc::clone(&sandboxes)));
-    let snapshots = Arc::new(Snapshotter::open(&config.root_dir)?);
-    let images = Arc::new(ImageService::new(
-        &config,
-        Arc::clone(&store),
-        Arc::clone(&snapshots),
-    )?);
+    let snapshots = Arc::new(recovery.in_scope(|| {
+        tracing::info_span!("recovery.snapshots_open")
+            .in_scope(|| Snapshotter::open(&config.root_dir))
+    })?);
+    // Opening the image service also collects unreferenced content (its `images.gc` span).
+    let images = Arc::new(recovery.in_scope(|| {
+        tracing::info_span!("recovery.images_open")
+            .in_scope(|| ImageService::new(&config, Arc::clone(&store), Arc::clone(&snapshots)))
+    })?);
     let containers = ContainerService::new(
         ContainerSettings {
             state_dir: config.state_dir.clone(),
@@ -117,8 +129,14 @@ pub async fn run(config: Config, telemetry: Telemetry) -> Result<(), DaemonError
         Arc::clone(&images),
         Arc::clone(&events),
     );
-    recovery.in_scope(|| reconcile::containers(&containers));
-    let recovered = containers.recover().instrument(recovery.clone()).await;
+    recovery.in_scope(|| {
+        tracing::info_span!("recovery.reconcile_containers")
+            .in_scope(|| reconcile::containers(&containers));
+    });
+    let recovered = containers
+        .recover()
+        .instrument(tracing::info_span!(parent: &recovery, "recovery.containers"))
+        .await;
     drop(recovery);
     if recovered.running + recovered.exited > 0 {
         tracing::info!(

@@ -83,7 +83,7 @@ impl ImageService {
         snapshots: Arc<Snapshotter>,
     ) -> Result<Self, ImageError> {
         let service = Self::build(config, store, snapshots)?;
-        if let Err(err) = service.collect_garbage() {
+        if let Err(err) = tracing::info_span!("images.gc").in_scope(|| service.collect_garbage()) {
             // Not fatal: the next collection (after a removal) tries again.
             tracing::warn!(error = %err, "collecting unreferenced image content at start failed");
         }
