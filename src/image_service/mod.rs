@@ -19,6 +19,7 @@ mod pull;
 pub mod reference;
 pub mod registry;
 mod remove;
+mod tee;
 pub mod unpack;
 
 use std::collections::HashMap;
@@ -218,18 +219,8 @@ impl ImageService {
         }
     }
 
-    /// Writes (or merges into) an image record and the documents it names; a tag moves from
-    /// whichever image held it to this one.
-    async fn commit_record(
-        &self,
-        record: ImageRecord,
-        documents: &[(Digest, Bytes)],
-    ) -> Result<(), ImageError> {
-        self.commit_record_with_blobs(record, documents, Vec::new())
-            .await
-    }
-
-    /// [`ImageService::commit_record`] that also moves layer blobs written to the ingest
+    /// Writes (or merges into) an image record and the documents it names (a tag moves from
+    /// whichever image held it to this one), and moves the layer blobs written to the ingest
     /// directory into the content store, under the same lock (so the garbage collection,
     /// which holds it too, never sees a blob before the record naming it).
     async fn commit_record_with_blobs(
