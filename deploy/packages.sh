@@ -8,6 +8,11 @@ packages=(
   docker-registry
   busybox-static
   prometheus
+  # The CLI's parity test drives containerd through CRI, and the unit is checked with
+  # systemd-analyze. Installing them starts nothing where systemd is not PID 1 (containerd
+  # ships only a systemd unit); the test runs its own containerd on its own socket.
+  containerd runc
+  systemd
 )
 missing=()
 for package in "${packages[@]}"; do
