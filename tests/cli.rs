@@ -109,37 +109,34 @@ fn exec_i_passes_the_streams(node: &Node, socket: &Path) {
 /// Runs `carrack ARGS…` against the runtime on `socket` inside the node's network namespace
 /// on a terminal (`script` gives it one), as a person types `carrack exec -it …`.
 fn on_terminal_at(node: &Node, socket: &Path, args: &str) -> Output {
-    let command = format!(
-        "{DAEMON_BIN} --runtime-endpoint unix://{} {args}",
-        socket.display()
-    );
-    Command::new("nsenter")
-        .arg(format!("--net={}", node.netns_path().display()))
-        .args(["--", "script", "-qec", &command, "/dev/null"])
-        .env("CARRACK_LOG_DIR", node.base_dir().join("cli-logs"))
-        .env(
-            "CARRACK_CONFIG",
-            node.base_dir().join("no-such-config.toml"),
-        )
+    terminal_command(node, socket, args)
         .stdin(Stdio::null())
         .output()
         .expect("run script")
 }
 
-/// [`on_terminal_at`] with `input` typed on the terminal (`script` passes its stdin on).
-fn on_terminal_typing(node: &Node, socket: &Path, args: &str, input: &str) -> Output {
+/// `carrack ARGS…` against the runtime on `socket`, in the node's network namespace, on the
+/// terminal `script` gives it.
+fn terminal_command(node: &Node, socket: &Path, args: &str) -> Command {
     let command = format!(
         "{DAEMON_BIN} --runtime-endpoint unix://{} {args}",
         socket.display()
     );
-    let mut child = Command::new("nsenter")
+    let mut script = Command::new("nsenter");
+    script
         .arg(format!("--net={}", node.netns_path().display()))
         .args(["--", "script", "-qec", &command, "/dev/null"])
         .env("CARRACK_LOG_DIR", node.base_dir().join("cli-logs"))
         .env(
             "CARRACK_CONFIG",
             node.base_dir().join("no-such-config.toml"),
-        )
+        );
+    script
+}
+
+/// [`on_terminal_at`] with `input` typed on the terminal (`script` passes its stdin on).
+fn on_terminal_typing(node: &Node, socket: &Path, args: &str, input: &str) -> Output {
+    let mut child = terminal_command(node, socket, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
