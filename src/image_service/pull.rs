@@ -298,8 +298,7 @@ impl ImageService {
             let drained = std::io::copy(&mut hashing, &mut std::io::sink());
             let bytes = hashing.bytes_read();
             let (digest, tee) = hashing.finish();
-            let drained = drained.and_then(|_| tee.finish().map(drop));
-            (unpacked, drained, digest, bytes)
+            (unpacked, drained, digest, bytes, tee.finish().map(drop))
         });
 
         let mut received: u64 = 0;
@@ -334,17 +333,21 @@ impl ImageService {
             }
         }
         drop(sender);
-        let (unpacked, drained, digest, bytes) =
-            unpacker
-                .instrument(unpack_span)
-                .await
-                .map_err(|err| ImageError::Task {
-                    image: job.image.clone(),
-                    reason: err.to_string(),
-                })?;
+        let (unpacked, drained, digest, bytes, copied) = unpacker
+            .instrument(unpack_span)
+            .await
+            .map_err(|err| ImageError::Task {
+                image: job.image.clone(),
+                reason: err.to_string(),
+            })?;
         if let Some(err) = transfer_error {
             return Err(err);
         }
+        // A blob copy that could not be written (a full disk) explains any read failure.
+        copied.map_err(|source| ContentError::Io {
+            path: blob_copy.temp.clone(),
+            source,
+        })?;
         // The blob's size and digest are checked before the unpacker's verdict: bytes that
         // are not the blob the manifest names make any unpack error a mere symptom (a
         // flipped byte reads as a corrupt gzip stream), and the mismatch is the cause.
