@@ -77,6 +77,7 @@ mod tests {
     }
 
     /// A writer whose every write fails as a full disk does.
+    #[derive(Debug)]
     struct Full;
 
     impl Write for Full {
