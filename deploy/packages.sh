@@ -9,6 +9,11 @@ packages=(
   busybox-static
   prometheus
   dbus-daemon  # tests/systemd.rs: a private bus for the fake systemd manager
+  # The CLI's parity test drives containerd through CRI, and the unit is checked with
+  # systemd-analyze. Installing them starts nothing where systemd is not PID 1 (containerd
+  # ships only a systemd unit); the test runs its own containerd on its own socket.
+  containerd runc
+  systemd
 )
 missing=()
 for package in "${packages[@]}"; do

@@ -109,21 +109,42 @@ fn exec_i_passes_the_streams(node: &Node, socket: &Path) {
 /// Runs `carrack ARGS…` against the runtime on `socket` inside the node's network namespace
 /// on a terminal (`script` gives it one), as a person types `carrack exec -it …`.
 fn on_terminal_at(node: &Node, socket: &Path, args: &str) -> Output {
+    terminal_command(node, socket, args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script")
+}
+
+/// `carrack ARGS…` against the runtime on `socket`, in the node's network namespace, on the
+/// terminal `script` gives it.
+fn terminal_command(node: &Node, socket: &Path, args: &str) -> Command {
     let command = format!(
         "{DAEMON_BIN} --runtime-endpoint unix://{} {args}",
         socket.display()
     );
-    Command::new("nsenter")
+    let mut script = Command::new("nsenter");
+    script
         .arg(format!("--net={}", node.netns_path().display()))
         .args(["--", "script", "-qec", &command, "/dev/null"])
         .env("CARRACK_LOG_DIR", node.base_dir().join("cli-logs"))
         .env(
             "CARRACK_CONFIG",
             node.base_dir().join("no-such-config.toml"),
-        )
-        .stdin(Stdio::null())
-        .output()
-        .expect("run script")
+        );
+    script
+}
+
+/// [`on_terminal_at`] with `input` typed on the terminal (`script` passes its stdin on).
+fn on_terminal_typing(node: &Node, socket: &Path, args: &str, input: &str) -> Output {
+    let mut child = terminal_command(node, socket, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run script");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), input.as_bytes())
+        .expect("type on the terminal");
+    child.wait_with_output().expect("wait for script")
 }
 
 /// The log file of the one container `carrack run` made on `node`.
@@ -539,6 +560,60 @@ fn detached_container_ps_logs_exec_stop_rm() {
     );
 }
 
+/// The network namespace `run --rm [extra…] busybox` sees, as `net:[inode]`.
+fn netns_seen_by_run(node: &Node, extra: &[&str]) -> String {
+    let mut args = vec!["run", "--rm"];
+    args.extend_from_slice(extra);
+    args.extend(["busybox", "readlink", "/proc/self/ns/net"]);
+    ok(node, &args).trim().to_owned()
+}
+
+#[test]
+fn run_it_gets_a_terminal_and_network_host_the_nodes_namespace() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = node();
+    // -it: the container's stdin and stdout are a terminal, the line typed reaches it (read
+    // first, so that what it prints comes after the attach), the exit code comes back, and
+    // --rm leaves nothing.
+    let output = on_terminal_typing(
+        &node,
+        &node.socket_path(),
+        "run --rm -it busybox sh -c 'read line; [ -t 0 ] && [ -t 1 ] && echo on a terminal $line; exit 6'",
+        "typed\n",
+    );
+    assert_eq!(output.status.code(), Some(6), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("on a terminal typed\r\n"),
+        "{output:?}"
+    );
+    assert!(ps_ids(&node).is_empty(), "run --rm -it left its container");
+    // A command quicker than the attach still shows its output (from the log).
+    let output = on_terminal_at(
+        &node,
+        &node.socket_path(),
+        "run --rm -it busybox sh -c 'echo quick; exit 7'",
+    );
+    assert_eq!(output.status.code(), Some(7), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("quick"),
+        "{output:?}"
+    );
+
+    // --network host: the container is in the node's network namespace (where the daemon
+    // runs); without it, in a pod namespace of its own.
+    use std::os::unix::fs::MetadataExt;
+    let node_netns = format!(
+        "net:[{}]",
+        fs::metadata(node.netns_path()).expect("node netns").ino()
+    );
+    assert_eq!(netns_seen_by_run(&node, &["--network", "host"]), node_netns);
+    assert_ne!(netns_seen_by_run(&node, &[]), node_netns);
+    assert!(ps_ids(&node).is_empty());
+    assert_eq!(ok(&node, &["pods", "-q"]), "");
+}
+
 #[test]
 fn volumes_are_visible_and_published_ports_reachable() {
     if !skip_unless_root() {
@@ -827,30 +902,112 @@ fn imported_archives_run_and_export_round_trips_keep_the_image_id() {
 }
 
 #[test]
-fn pulled_images_cannot_be_exported_and_say_why() {
+fn pulled_images_export_and_import_again_with_the_same_id_and_run() {
     if !skip_unless_root() {
         return;
     }
     let node = node();
     ok(&node, &["pull", "-q", "busybox"]);
+    let id = ok(&node, &["images", "-q"]).trim().to_owned();
     let out = node.base_dir().join("pulled.tar");
+    let path = out.to_str().expect("utf-8");
+    ok(&node, &["image", "export", "-o", path, "busybox"]);
+    ok(&node, &["rmi", "busybox"]);
+    assert_eq!(ok(&node, &["images", "-q"]), "");
+    assert_eq!(
+        ok(&node, &["image", "import", path]),
+        "Loaded image: docker.io/library/busybox:latest\n"
+    );
+    // The pulled manifest and blobs went out unchanged, so the image is the same one.
+    assert_eq!(ok(&node, &["images", "-q"]).trim(), id);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(&node, &["inspect", "--type", "image", "busybox"])).expect("json");
+    assert_eq!(
+        inspect[0]["status"]["id"],
+        images::busybox().id(),
+        "{inspect}"
+    );
+    // It runs from the imported layers (present, so nothing is pulled).
     let output = cli(
         &node,
-        &[
-            "image",
-            "export",
-            "-o",
-            out.to_str().expect("utf-8"),
-            "busybox",
-        ],
+        &["run", "--rm", "busybox", "echo", "from the archive"],
     );
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "from the archive\n"
+    );
+}
+
+/// Imports `archive` (written to `dir/name`) and checks that it is refused with one line
+/// containing `reason`, leaving no image and no temporary file behind.
+fn assert_import_refused(node: &Node, dir: &Path, name: &str, archive: &[u8], reason: &str) {
+    let path = dir.join(name);
+    fs::write(&path, archive).expect("write archive");
+    let output = cli(node, &["image", "import", path.to_str().expect("utf-8")]);
+    assert_eq!(output.status.code(), Some(1), "{name}: {output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("only imported images can be exported"),
-        "{stderr}"
+    assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
+    assert!(stderr.contains(reason), "{name}: {stderr}");
+    assert_eq!(ok(node, &["images", "-q"]), "", "{name}");
+    let leftovers: Vec<_> = fs::read_dir(node.root_dir().join("content/ingest"))
+        .expect("ingest dir")
+        .flatten()
+        .map(|entry| entry.file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "{name}: {leftovers:?}");
+}
+
+#[test]
+fn archives_whose_layers_do_not_match_their_digests_are_refused() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = Node::start();
+    let dir = node.base_dir().join("archives");
+    fs::create_dir_all(&dir).expect("archives dir");
+    let image = images::busybox();
+    // A valid layer tar, but not the one the config names.
+    let other_layer = {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        header.set_size(9);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "tampered", &b"tampered\n"[..])
+            .expect("tar");
+        builder.into_inner().expect("tar")
+    };
+
+    // docker save: a layer.tar swapped for another valid tar; its DiffID no longer matches
+    // the config's.
+    let saved = support::archive::docker_save(image, &["example.com/tampered:1"]).expect("save");
+    let swapped =
+        support::archive::rewrite_member(&saved, "layer0/layer.tar", |_| other_layer.clone())
+            .expect("rewrite");
+    assert_import_refused(&node, &dir, "swapped.tar", &swapped, "diff id");
+
+    // OCI layout: a byte of a layer blob flipped; the blob no longer has its digest.
+    let oci = support::archive::oci_layout(image, "example.com/tampered:2").expect("oci");
+    let layer = format!(
+        "blobs/sha256/{}",
+        image.layers[0]
+            .digest
+            .strip_prefix("sha256:")
+            .expect("sha256")
     );
-    assert!(!out.exists());
+    let flipped = support::archive::rewrite_member(&oci, &layer, |blob| {
+        let mut blob = blob.to_vec();
+        let middle = blob.len() / 2;
+        blob[middle] ^= 0xff;
+        blob
+    })
+    .expect("rewrite");
+    assert_import_refused(&node, &dir, "flipped.tar", &flipped, "digest");
 }
 
 #[test]
@@ -907,7 +1064,7 @@ impl<'a> Containerd<'a> {
                     .is_ok_and(|output| output.status.success())
             });
         if !installed {
-            eprintln!("skipped: Debian's containerd and runc packages are not installed");
+            support::missing("Debian's containerd and runc packages are not installed");
             return None;
         }
         node.push(images::long_running(), "library/pause-standin:v1")
@@ -1033,6 +1190,12 @@ fn the_cli_drives_containerd_through_cri_alone() {
     ]);
     let ps = containerd.ok(&["ps"]);
     assert!(ps.contains("ticker") && ps.contains(" Up "), "{ps}");
+    let json: serde_json::Value =
+        serde_json::from_str(&containerd.ok(&["ps", "--format", "json"])).expect("ps json");
+    assert_eq!(json[0]["state"], "CONTAINER_RUNNING", "{json}");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&containerd.ok(&["inspect", "ticker"])).expect("inspect json");
+    assert_eq!(inspect[0]["kind"], "container", "{inspect}");
     eventually("the container's first line", || {
         (containerd.ok(&["logs", "ticker"]) == "started\n").then_some(())
     });
@@ -1073,13 +1236,75 @@ fn the_cli_drives_containerd_through_cri_alone() {
         String::from_utf8_lossy(&output.stdout).contains("got attached"),
         "{output:?}"
     );
+    let output = on_terminal_typing(
+        &node,
+        &containerd.socket,
+        &format!(
+            "run --rm -it --cgroup-parent {parent} busybox sh -c 'read line; [ -t 0 ] && [ -t 1 ] && echo on a terminal $line; exit 6'"
+        ),
+        "typed\n",
+    );
+    assert_eq!(output.status.code(), Some(6), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("on a terminal typed"),
+        "{output:?}"
+    );
+    // logs -f follows until the container exits.
+    let follower = carrack_at(&node, &containerd.socket)
+        .args(["logs", "-f", "ticker"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn logs -f");
     assert_eq!(containerd.ok(&["stop", "ticker"]), "ticker\n");
+    let followed = follower
+        .wait_with_output()
+        .expect("logs -f ends with the container");
+    assert!(followed.status.success(), "{followed:?}");
+    assert!(
+        String::from_utf8_lossy(&followed.stdout).ends_with("bye\n"),
+        "{followed:?}"
+    );
     assert_eq!(containerd.ok(&["logs", "ticker"]), "started\nbye\n");
     assert!(containerd.ok(&["ps", "-a"]).contains("Exited (0)"));
     assert_eq!(containerd.ok(&["rm", "ticker"]), "ticker\n");
     assert_eq!(containerd.ok(&["ps", "-a", "-q"]), "");
     // The pause stand-in's pod is gone with the container: only the CLI's pods count.
     assert_eq!(containerd.ok(&["pods", "-q"]), "");
+
+    // -v and -p: a read-only host directory served by httpd on the bridge, published as the
+    // node's port 8081 (containerd's CNI uses the node's bridge conflist); rm -f ends it.
+    let shared = node.base_dir().join("shared");
+    fs::create_dir_all(&shared).expect("shared dir");
+    fs::write(shared.join("index.html"), "served to containerd\n").expect("write file");
+    let volume = format!("{}:/www:ro", shared.display());
+    containerd.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--cgroup-parent",
+        &parent,
+        "-v",
+        &volume,
+        "-p",
+        "8081:80",
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    let body = eventually("the published port to answer", || {
+        node.run_in_netns(|| http_get("10.99.0.1:8081"))
+            .expect("enter the node's netns")
+            .ok()
+    });
+    assert!(body.ends_with("served to containerd\n"), "{body:?}");
+    assert_eq!(containerd.ok(&["rm", "-f", "web"]), "web\n");
+    assert_eq!(containerd.ok(&["ps", "-a", "-q"]), "");
 
     let images = containerd.ok(&["images"]);
     assert!(images.contains("docker.io/library/busybox"), "{images}");

@@ -1,6 +1,7 @@
 //! Root integration tests of observability: a real daemon exports the spans of a pod start to
-//! an OTLP/gRPC receiver built here from `opentelemetry-proto`'s service definitions, and a
-//! real Prometheus server (Debian's `prometheus`) scrapes its `/metrics`.
+//! an OTLP receiver built here from `opentelemetry-proto`'s definitions (gRPC, and HTTP with
+//! protobuf bodies), and a real Prometheus server (Debian's `prometheus`) scrapes its
+//! `/metrics`.
 //!
 //! Both the receiver and Prometheus listen on the node's loopback (inside its network
 //! namespace, where the daemon runs), so nothing leaves the test's namespaces.
@@ -26,13 +27,18 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use support::client::CriClient;
+use support::cni::write_bridge_conflist;
 use support::images;
 use support::node::Node;
+use support::registry::{RegistryAuth, RegistryOptions};
 use support::skip_unless_root;
+use support::token::TokenPolicy;
 use tonic::{Request, Response, Status};
 
 /// Where the receiver listens inside the node's netns (a fresh namespace: the port is free).
 const OTLP_ADDR: &str = "127.0.0.1:4317";
+/// Where the OTLP/HTTP receiver listens inside the node's netns.
+const OTLP_HTTP_ADDR: &str = "127.0.0.1:4318";
 /// The daemon's metrics address inside the node's netns.
 const METRICS_ADDR: &str = "127.0.0.1:9464";
 /// Prometheus' own address inside the node's netns.
@@ -77,17 +83,22 @@ impl TraceService for Receiver {
     }
 }
 
+/// A tokio listener on `addr` inside the node's netns.
+fn listen_in_netns(node: &Node, addr: &str) -> tokio::net::TcpListener {
+    let listener = node
+        .run_in_netns(|| std::net::TcpListener::bind(addr))
+        .and_then(|bound| bound)
+        .expect("bind a listener in the node's netns");
+    listener
+        .set_nonblocking(true)
+        .expect("nonblocking listener");
+    tokio::net::TcpListener::from_std(listener).expect("tokio listener")
+}
+
 impl Receiver {
     /// Serves OTLP/gRPC on [`OTLP_ADDR`] inside the node's netns until the task is aborted.
     async fn start(node: &Node) -> (Self, tokio::task::JoinHandle<()>) {
-        let listener = node
-            .run_in_netns(|| std::net::TcpListener::bind(OTLP_ADDR))
-            .and_then(|bound| bound)
-            .expect("bind the OTLP receiver in the node's netns");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+        let listener = listen_in_netns(node, OTLP_ADDR);
         let receiver = Receiver::default();
         let service = TraceServiceServer::new(receiver.clone());
         let task = tokio::spawn(async move {
@@ -99,9 +110,75 @@ impl Receiver {
         (receiver, task)
     }
 
+    /// Serves OTLP/HTTP (`POST /v1/traces`, protobuf bodies) on [`OTLP_HTTP_ADDR`] inside the
+    /// node's netns until the task is aborted.
+    async fn start_http(node: &Node) -> (Self, tokio::task::JoinHandle<()>) {
+        let listener = listen_in_netns(node, OTLP_HTTP_ADDR);
+        let receiver = Receiver::default();
+        let spans = Arc::clone(&receiver.spans);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let spans = Arc::clone(&spans);
+                let service = hyper::service::service_fn(move |request| {
+                    let spans = Arc::clone(&spans);
+                    async move { Ok::<_, hyper::Error>(otlp_http_answer(request, &spans).await) }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+        (receiver, task)
+    }
+
     fn spans(&self) -> Vec<Span> {
         self.spans.lock().expect("span list lock").clone()
     }
+}
+
+/// Answers one OTLP/HTTP request: a protobuf `ExportTraceServiceRequest` posted to
+/// `/v1/traces` is kept and acknowledged; anything else is refused.
+async fn otlp_http_answer(
+    request: hyper::Request<hyper::body::Incoming>,
+    spans: &Mutex<Vec<Span>>,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    use http_body_util::BodyExt;
+    use prost::Message;
+    let answer = |status: u16, body: Vec<u8>| {
+        hyper::Response::builder()
+            .status(status)
+            .header("content-type", "application/x-protobuf")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .expect("response")
+    };
+    let protobuf = request
+        .headers()
+        .get("content-type")
+        .is_some_and(|value| value == "application/x-protobuf");
+    if request.method() != hyper::Method::POST || request.uri().path() != "/v1/traces" || !protobuf
+    {
+        return answer(404, Vec::new());
+    }
+    let Ok(body) = request.into_body().collect().await else {
+        return answer(400, Vec::new());
+    };
+    let Ok(export) = ExportTraceServiceRequest::decode(body.to_bytes()) else {
+        return answer(400, Vec::new());
+    };
+    let mut kept = spans.lock().expect("span list lock");
+    for resource in export.resource_spans {
+        for scope in resource.scope_spans {
+            kept.extend(scope.spans);
+        }
+    }
+    answer(
+        200,
+        ExportTraceServiceResponse {
+            partial_success: None,
+        }
+        .encode_to_vec(),
+    )
 }
 
 /// A request carrying the test's first `traceparent`.
@@ -121,16 +198,34 @@ fn traced_in<T>(message: T, trace: &str) -> Request<T> {
     request
 }
 
+/// A node exporting traces to [`OTLP_ADDR`] and serving metrics, with a bridge CNI network and
+/// a registry demanding tokens (anonymous pulls get one), so that pulls fetch a token and pods
+/// run their CNI plugins.
 fn node_with_telemetry() -> Node {
-    Node::builder()
-        .config(&format!(
-            "[traces]\nenabled = true\nendpoint = \"http://{OTLP_ADDR}\"\n\
-             export_interval_ms = 100\n[metrics]\naddress = \"{METRICS_ADDR}\"\n"
-        ))
-        .start()
+    node_exporting(&format!(
+        "[traces]\nenabled = true\nendpoint = \"http://{OTLP_ADDR}\"\nexport_interval_ms = 100\n"
+    ))
 }
 
-/// Pull, run pod (host network), create, start: each with a `traceparent` of trace `trace`.
+/// A node as [`node_with_telemetry`] makes, with `traces` as its `[traces]` config.
+fn node_exporting(traces: &str) -> Node {
+    let node = Node::builder()
+        .registry(RegistryOptions {
+            auth: RegistryAuth::Token(TokenPolicy {
+                username: "carrack-puller".to_owned(),
+                password: "unused".to_owned(),
+                anonymous: true,
+            }),
+        })
+        .config(&format!(
+            "{traces}[metrics]\naddress = \"{METRICS_ADDR}\"\n"
+        ))
+        .start();
+    write_bridge_conflist(&node);
+    node
+}
+
+/// Pull, run pod (pod network: CNI), create, start: each with a `traceparent` of trace `trace`.
 async fn start_a_pod(node: &Node, cri: &mut CriClient, trace: &str) -> (String, String) {
     node.push(images::busybox(), "library/busybox:latest")
         .expect("push busybox");
@@ -163,8 +258,9 @@ async fn start_a_pod(node: &Node, cri: &mut CriClient, trace: &str) -> (String, 
         linux: Some(proto::LinuxPodSandboxConfig {
             security_context: Some(proto::LinuxSandboxSecurityContext {
                 namespace_options: Some(proto::NamespaceOption {
-                    network: proto::NamespaceMode::Node.into(),
-                    pid: proto::NamespaceMode::Container.into(),
+                    network: proto::NamespaceMode::Pod.into(),
+                    // A pod PID namespace: its init is started and, at stop, killed.
+                    pid: proto::NamespaceMode::Pod.into(),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -227,16 +323,27 @@ async fn start_a_pod(node: &Node, cri: &mut CriClient, trace: &str) -> (String, 
 
 /// Stops and removes the pod (and so its container).
 async fn remove_pod(cri: &mut CriClient, pod_id: &str) {
+    remove_pod_traced(cri, pod_id, &trace_id(0xff)).await;
+}
+
+/// Stops and removes the pod (and so its container), in trace `trace`.
+async fn remove_pod_traced(cri: &mut CriClient, pod_id: &str, trace: &str) {
     cri.runtime
-        .stop_pod_sandbox(proto::StopPodSandboxRequest {
-            pod_sandbox_id: pod_id.to_owned(),
-        })
+        .stop_pod_sandbox(traced_in(
+            proto::StopPodSandboxRequest {
+                pod_sandbox_id: pod_id.to_owned(),
+            },
+            trace,
+        ))
         .await
         .expect("StopPodSandbox");
     cri.runtime
-        .remove_pod_sandbox(proto::RemovePodSandboxRequest {
-            pod_sandbox_id: pod_id.to_owned(),
-        })
+        .remove_pod_sandbox(traced_in(
+            proto::RemovePodSandboxRequest {
+                pod_sandbox_id: pod_id.to_owned(),
+            },
+            trace,
+        ))
         .await
         .expect("RemovePodSandbox");
 }
@@ -286,8 +393,18 @@ const POD_START_RPCS: [&str; 4] = [
     "cri.StartContainer",
 ];
 
-/// Waits until the receiver has every RPC span of trace `trace`; returns the trace's spans.
+/// The RPC spans of a pod's end.
+const POD_END_RPCS: [&str; 2] = ["cri.StopPodSandbox", "cri.RemovePodSandbox"];
+
+/// Waits until the receiver has every pod start RPC span of trace `trace`; returns the
+/// trace's spans.
 async fn collect_trace(node: &Node, receiver: &Receiver, trace: &str) -> Vec<Span> {
+    collect_rpcs(node, receiver, trace, &POD_START_RPCS).await
+}
+
+/// Waits until the receiver has the spans of `rpcs` in trace `trace`; returns the trace's
+/// spans.
+async fn collect_rpcs(node: &Node, receiver: &Receiver, trace: &str, rpcs: &[&str]) -> Vec<Span> {
     // The RPC spans come after their children; wait for the last RPC's.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -297,7 +414,7 @@ async fn collect_trace(node: &Node, receiver: &Receiver, trace: &str) -> Vec<Spa
                 .iter()
                 .any(|span| span.name == name && hex::encode(&span.trace_id) == trace)
         };
-        if POD_START_RPCS.iter().all(|name| ours(name)) {
+        if rpcs.iter().all(|name| ours(name)) {
             break;
         }
         assert!(
@@ -324,6 +441,30 @@ fn rpc_span<'a>(spans: &'a [Span], name: &str) -> &'a Span {
         .iter()
         .find(|span| span.name == name)
         .unwrap_or_else(|| panic!("no {name} span"))
+}
+
+/// The names of every span below `parent` in `spans`.
+fn descendant_names<'a>(spans: &'a [Span], parent: &Span) -> Vec<&'a str> {
+    let mut names = Vec::new();
+    let mut level = children_of(spans, parent);
+    while !level.is_empty() {
+        names.extend(level.iter().map(|span| span.name.as_str()));
+        level = level
+            .iter()
+            .flat_map(|span| children_of(spans, span))
+            .collect();
+    }
+    names
+}
+
+/// Asserts that each of `names` is in `found` (the spans under `under`).
+fn assert_has(found: &[&str], names: &[&str], under: &str) {
+    for name in names {
+        assert!(
+            found.contains(name),
+            "{name} missing under {under}: {found:?}"
+        );
+    }
 }
 
 /// The direct children of `parent` in `spans`.
@@ -377,7 +518,7 @@ async fn pod_start_is_one_trace_with_phase_spans() {
     if !skip_unless_root() {
         return;
     }
-    let node = node_with_telemetry();
+    let mut node = node_with_telemetry();
     let (receiver, server) = Receiver::start(&node).await;
     let mut cri = node.cri().await;
     let trace = trace_id(0);
@@ -452,9 +593,49 @@ async fn pod_start_is_one_trace_with_phase_spans() {
                 .any(|step| step.name == "layer.unpack")),
         "no layer with an unpack step"
     );
+    // The registry asked for a token; each layer was fetched, unpacked and committed.
+    let pulled = descendant_names(&spans, rpc("cri.PullImage"));
+    assert_has(&pulled, &["pull.token"], "cri.PullImage");
+    for layer in layers.iter().filter(|layer| layer.name == "pull.layer") {
+        let steps: Vec<&str> = children(layer)
+            .iter()
+            .map(|span| span.name.as_str())
+            .collect();
+        assert_has(
+            &steps,
+            &["layer.fetch", "layer.unpack", "layer.commit"],
+            "pull.layer",
+        );
+    }
     let pod = names_under("cri.RunPodSandbox");
-    for phase in ["pod.reserve_name", "pod.files", "pod.cgroup", "pod.commit"] {
-        assert!(pod.contains(&phase), "{phase} missing from {pod:?}");
+    assert_has(
+        &pod,
+        &[
+            "pod.reserve_name",
+            "pod.files",
+            "pod.namespaces",
+            "pod.cgroup",
+            "pod.pid_init",
+            "pod.network",
+            "pod.commit",
+        ],
+        "cri.RunPodSandbox",
+    );
+    // One span per CNI plugin run, under the network phase, naming the plugin.
+    let network = children(rpc("cri.RunPodSandbox"))
+        .into_iter()
+        .find(|span| span.name == "pod.network")
+        .expect("pod.network");
+    let plugins: Vec<Option<String>> = children(network)
+        .iter()
+        .filter(|span| span.name == "cni.plugin")
+        .map(|span| attribute(span, "plugin"))
+        .collect();
+    for plugin in ["bridge", "portmap"] {
+        assert!(
+            plugins.contains(&Some(plugin.to_owned())),
+            "no cni.plugin span for {plugin}: {plugins:?}"
+        );
     }
     let create = names_under("cri.CreateContainer");
     for phase in [
@@ -488,7 +669,42 @@ async fn pod_start_is_one_trace_with_phase_spans() {
         assert!(steps.contains(&step), "{step} missing from {steps:?}");
     }
 
-    remove_pod(&mut cri, &pod_id).await;
+    // Stop and remove are traced phase by phase too.
+    let end_trace = trace_id(0x10);
+    remove_pod_traced(&mut cri, &pod_id, &end_trace).await;
+    let end = collect_rpcs(&node, &receiver, &end_trace, &POD_END_RPCS).await;
+    let stop = descendant_names(&end, rpc_span(&end, "cri.StopPodSandbox"));
+    assert_has(
+        &stop,
+        &[
+            "pod.stop_containers",
+            "container.stop",
+            "pod.network_teardown",
+            "pod.pid_init_kill",
+            "pod.netns_unpin",
+            "pod.record",
+        ],
+        "cri.StopPodSandbox",
+    );
+    let remove = descendant_names(&end, rpc_span(&end, "cri.RemovePodSandbox"));
+    assert_has(
+        &remove,
+        &[
+            "pod.remove_containers",
+            "container.remove",
+            "container.rootfs_unmount",
+            "container.snapshot_remove",
+            "container.cgroup_remove",
+            "container.files_remove",
+            "container.record_remove",
+            "pod.stop",
+            "pod.namespaces_release",
+            "pod.cgroup_remove",
+            "pod.files_remove",
+            "pod.record_remove",
+        ],
+        "cri.RemovePodSandbox",
+    );
 
     // The phases account for each RPC's time. A thread preempted for a few ms between two
     // phases (a loaded 2-core CI machine) is not the runtime's doing, so another pod start
@@ -505,7 +721,148 @@ async fn pod_start_is_one_trace_with_phase_spans() {
         remove_pod(&mut cri, &pod_id).await;
     }
     assert!(failures.is_empty(), "{failures:#?}");
+
+    // A restart's recovery is one trace: each step a child of `daemon.recovery`. (The first
+    // start's was exported in part at best: the receiver was not listening yet.)
+    let recoveries = |spans: &[Span]| {
+        spans
+            .iter()
+            .filter(|span| span.name == "daemon.recovery")
+            .count()
+    };
+    let before = recoveries(&receiver.spans());
+    node.restart_daemon().expect("restart the daemon");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let recovery = loop {
+        let spans = receiver.spans();
+        if recoveries(&spans) > before
+            && let Some(root) = spans.iter().rfind(|span| span.name == "daemon.recovery")
+        {
+            let trace = root.trace_id.clone();
+            break spans
+                .into_iter()
+                .filter(|span| span.trace_id == trace)
+                .collect::<Vec<_>>();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no daemon.recovery span\ndaemon log:\n{}",
+            node.daemon_log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let root = rpc_span(&recovery, "daemon.recovery");
+    let steps: Vec<&str> = children_of(&recovery, root)
+        .iter()
+        .map(|span| span.name.as_str())
+        .collect();
+    assert_has(
+        &steps,
+        &[
+            "recovery.store_open",
+            "recovery.reconcile_pods",
+            "recovery.undo_creates",
+            "recovery.snapshots_open",
+            "recovery.images_open",
+            "recovery.reconcile_containers",
+            "recovery.containers",
+        ],
+        "daemon.recovery",
+    );
+    assert_has(
+        &descendant_names(&recovery, root),
+        &["images.gc"],
+        "daemon.recovery",
+    );
     server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn otlp_over_http_protobuf_carries_the_pod_start_trace() {
+    if !skip_unless_root() {
+        return;
+    }
+    let node = node_exporting(&format!(
+        "[traces]\nenabled = true\nprotocol = \"http/protobuf\"\n\
+         endpoint = \"http://{OTLP_HTTP_ADDR}\"\nexport_interval_ms = 100\n"
+    ));
+    let (receiver, server) = Receiver::start_http(&node).await;
+    let mut cri = node.cri().await;
+    let trace = trace_id(0x20);
+    let (pod_id, _) = start_a_pod(&node, &mut cri, &trace).await;
+    let spans = collect_trace(&node, &receiver, &trace).await;
+    for name in POD_START_RPCS {
+        let span = rpc_span(&spans, name);
+        assert_eq!(hex::encode(&span.parent_span_id), PARENT_SPAN_ID, "{name}");
+        assert!(
+            !children_of(&spans, span).is_empty(),
+            "{name} has no phase spans"
+        );
+    }
+    remove_pod(&mut cri, &pod_id).await;
+    server.abort();
+}
+
+/// `carrack_trace_spans_dropped_total{state=…}` as the daemon serves it now (0 if absent).
+fn spans_dropped(node: &Node, state: &str) -> f64 {
+    let url = format!("http://{METRICS_ADDR}/metrics");
+    let text = node
+        .run_in_netns(|| {
+            ureq::get(&url)
+                .call()
+                .ok()
+                .and_then(|mut response| response.body_mut().read_to_string().ok())
+        })
+        .ok()
+        .flatten()
+        .expect("GET /metrics");
+    let series = format!("carrack_trace_spans_dropped_total{{state=\"{state}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Calls `Version` until `dropped` counts more than zero (or fails after 30 s).
+async fn rpcs_until_dropped(node: &Node, dropped: impl Fn() -> f64) {
+    let mut cri = node.cri().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dropped() == 0.0 {
+        for _ in 0..10 {
+            cri.runtime
+                .version(traced(proto::VersionRequest::default()))
+                .await
+                .expect("Version, whatever the collector does");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no dropped spans counted\ndaemon log:\n{}",
+            node.daemon_log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_lost_to_a_full_queue_or_a_down_collector_are_counted() {
+    if !skip_unless_root() {
+        return;
+    }
+    // Nothing listens on the collector's port: each export fails.
+    let node = node_exporting(&format!(
+        "[traces]\nenabled = true\nendpoint = \"http://{OTLP_ADDR}\"\nexport_interval_ms = 50\n"
+    ));
+    rpcs_until_dropped(&node, || spans_dropped(&node, "export_failed")).await;
+    drop(node);
+
+    // A collector that accepts connections and never answers holds the export task in its
+    // first request, so a one-span queue fills and later spans are dropped.
+    let node = node_exporting(&format!(
+        "[traces]\nenabled = true\nendpoint = \"http://{OTLP_ADDR}\"\nqueue_size = 1\n\
+         max_batch_size = 1\nexport_interval_ms = 50\nexport_timeout_ms = 600000\n"
+    ));
+    let _silent = listen_in_netns(&node, OTLP_ADDR);
+    rpcs_until_dropped(&node, || spans_dropped(&node, "queue_full")).await;
 }
 
 /// A Prometheus server run by the test in the node's netns; killed on drop.
@@ -577,7 +934,7 @@ async fn prometheus_scrapes_rpc_counter_and_histogram() {
     if !skip_unless_root() {
         return;
     }
-    let node = node_with_telemetry();
+    let mut node = node_with_telemetry();
     let mut cri = node.cri().await;
     for _ in 0..3 {
         cri.runtime
@@ -594,6 +951,18 @@ async fn prometheus_scrapes_rpc_counter_and_histogram() {
         .await
         .expect_err("status of a missing pod");
     assert_eq!(missing.code(), tonic::Code::NotFound);
+    // An RPC Carrack does not build is counted under its own name.
+    let unbuilt = cri
+        .runtime
+        .checkpoint_container(proto::CheckpointContainerRequest::default())
+        .await
+        .expect_err("CheckpointContainer");
+    assert_eq!(unbuilt.code(), tonic::Code::Unimplemented);
+    // Real work for the pod, container, monitor, pull and CNI metrics: a pull (layers from
+    // the registry), a CNI pod and a running container (a monitor).
+    let (pod_id, _) = start_a_pod(&node, &mut cri, &trace_id(0x30)).await;
+    // A host-network pod whose record is lost (below) leaves a pod dir for the reconciler.
+    let (orphan, _) = support::workload::run_pod(&node, &mut cri, "orphan").await;
 
     let prometheus = Prometheus::start(&node).expect("start prometheus (Debian package)");
     let counter = "carrack_cri_requests_total{rpc=\"Version\",code=\"OK\"}";
@@ -626,7 +995,95 @@ async fn prometheus_scrapes_rpc_counter_and_histogram() {
     assert_eq!(first_value(&up), Some(1.0));
     let rss = prometheus_query(&node, "process_resident_memory_bytes").expect("query rss");
     assert!(first_value(&rss).is_some_and(|bytes| bytes > 0.0));
+    // The work above moved the census, pull and CNI metrics: (query, least value).
+    wait_for_series(
+        &node,
+        &[
+            (
+                "carrack_cri_requests_total{rpc=\"CheckpointContainer\",code=\"Unimplemented\"}",
+                1.0,
+            ),
+            ("carrack_pods{state=\"ready\"}", 2.0),
+            ("carrack_containers{state=\"running\"}", 1.0),
+            ("carrack_monitors", 1.0),
+            ("carrack_monitor_resident_memory_bytes", 1.0),
+            ("carrack_image_pulls_total{state=\"ok\"}", 1.0),
+            ("carrack_image_pull_duration_seconds_count", 1.0),
+            ("carrack_image_pull_layers_total", 1.0),
+            ("carrack_image_pull_bytes_total", 1.0),
+            ("carrack_image_unpack_bytes_per_second_count", 1.0),
+            (
+                "carrack_cni_plugin_duration_seconds_count{plugin=\"bridge\",command=\"ADD\"}",
+                1.0,
+            ),
+            (
+                "carrack_cni_plugin_duration_seconds_count{plugin=\"portmap\",command=\"ADD\"}",
+                1.0,
+            ),
+        ],
+    )
+    .await;
+    remove_pod(&mut cri, &pod_id).await;
+    wait_for_series(
+        &node,
+        &[(
+            "carrack_cni_plugin_duration_seconds_count{plugin=\"bridge\",command=\"DEL\"}",
+            1.0,
+        )],
+    )
+    .await;
+
+    // The orphan's record goes while the daemon is down; the start-up reconciler removes
+    // its pod dir and cgroup, and counts them.
+    drop(cri);
+    node.stop_daemon().expect("stop the daemon");
+    std::fs::remove_file(
+        node.root_dir()
+            .join("store/pods")
+            .join(format!("{orphan}.json")),
+    )
+    .expect("remove the orphan's record");
+    node.start_daemon().expect("start the daemon");
+    wait_for_series(
+        &node,
+        &[
+            ("carrack_reconciler_removals_total{state=\"pod_dirs\"}", 1.0),
+            (
+                "carrack_reconciler_removals_total{state=\"pod_cgroups\"}",
+                1.0,
+            ),
+        ],
+    )
+    .await;
     drop(prometheus);
+}
+
+/// Waits until Prometheus reports at least the given value for each query (first series).
+async fn wait_for_series(node: &Node, expected: &[(&str, f64)]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let values: Vec<(&str, Option<f64>)> = expected
+            .iter()
+            .map(|(query, _)| {
+                let value = prometheus_query(node, query).as_ref().and_then(first_value);
+                (*query, value)
+            })
+            .collect();
+        let low: Vec<_> = values
+            .iter()
+            .zip(expected)
+            .filter(|((_, value), (_, least))| !value.is_some_and(|value| value >= *least))
+            .collect();
+        if low.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus values below expectation: {low:?}\nprometheus log:\n{}",
+            std::fs::read_to_string(node.logs_dir().join("prometheus.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

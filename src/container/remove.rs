@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use super::create::unmount_rootfs;
 use super::{ContainerError, ContainerService};
 use crate::cgroups::{CgroupPath, Created};
@@ -21,7 +23,9 @@ impl ContainerService {
         };
         let id = container.id.clone();
         if container.state == ContainerState::Running {
-            self.stop(&id, Duration::ZERO).await?;
+            self.stop(&id, Duration::ZERO)
+                .instrument(tracing::info_span!("container.stop"))
+                .await?;
         }
         let _guard = self.locks.lock(&id).await;
         let Some(container) = self.store.containers.get(&id) else {
@@ -39,9 +43,11 @@ impl ContainerService {
         let last_state = self.snapshot(Arc::clone(&container));
         let dir = self.runtime_dir(&id);
         let rootfs = dir.join(ROOTFS_DIR);
-        unmount_rootfs(&rootfs).map_err(ContainerError::io(&id, "unmount", &rootfs))?;
-        self.snapshots
-            .remove_active(&id)
+        tracing::info_span!("container.rootfs_unmount")
+            .in_scope(|| unmount_rootfs(&rootfs))
+            .map_err(ContainerError::io(&id, "unmount", &rootfs))?;
+        tracing::info_span!("container.snapshot_remove")
+            .in_scope(|| self.snapshots.remove_active(&id))
             .map_err(|source| ContainerError::Snapshot {
                 id: id.clone(),
                 source,
@@ -51,6 +57,7 @@ impl ContainerService {
             let created = Created::from_dirs(container.cgroup_created.iter().map(PathBuf::from));
             let cgroups = Arc::clone(&self.cgroups);
             tokio::task::spawn_blocking(move || cgroups.remove(&path, &created))
+                .instrument(tracing::info_span!("container.cgroup_remove"))
                 .await
                 .map_err(|err| ContainerError::Io {
                     id: id.clone(),
@@ -63,14 +70,17 @@ impl ContainerService {
                     source,
                 })?;
         }
-        match std::fs::remove_dir_all(&dir) {
+        let removed = tracing::info_span!("container.files_remove")
+            .in_scope(|| std::fs::remove_dir_all(&dir));
+        match removed {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
                 return Err(ContainerError::io(&id, "remove runtime dir", &dir)(err));
             }
             _ => {}
         }
         crate::failpoint::hit(crate::failpoint::REMOVE_CONTAINER_AFTER_TEARDOWN);
-        self.store.containers.remove(&id)?;
+        tracing::info_span!("container.record_remove")
+            .in_scope(|| self.store.containers.remove(&id))?;
         self.cpu_samples.forget(&id);
         self.store.container_names.release(&container.name_key, &id);
         tracing::info!(container = %id, "container removed");
@@ -80,12 +90,23 @@ impl ContainerService {
 
     /// Stops every container of pod `pod_id` at once (no grace period, as a pod stop is).
     pub async fn stop_pod_containers(self: &Arc<Self>, pod_id: &str) -> Result<(), ContainerError> {
+        self.stop_all_of(pod_id)
+            .instrument(tracing::info_span!("pod.stop_containers"))
+            .await
+    }
+
+    async fn stop_all_of(self: &Arc<Self>, pod_id: &str) -> Result<(), ContainerError> {
         let stops = self
             .of_pod(pod_id)
             .into_iter()
             .map(|container| {
                 let service = Arc::clone(self);
-                tokio::spawn(async move { service.stop(&container.id, Duration::ZERO).await })
+                // A child span per container: spawned tasks do not inherit the caller's span.
+                let span = tracing::info_span!("container.stop", container_id = %container.id);
+                tokio::spawn(
+                    async move { service.stop(&container.id, Duration::ZERO).await }
+                        .instrument(span),
+                )
             })
             .collect::<Vec<_>>();
         let mut first_error = None;
@@ -102,8 +123,11 @@ impl ContainerService {
         self: &Arc<Self>,
         pod_id: &str,
     ) -> Result<(), ContainerError> {
+        let phase = tracing::info_span!("pod.remove_containers");
         for container in self.of_pod(pod_id) {
-            self.remove(&container.id).await?;
+            self.remove(&container.id)
+                .instrument(tracing::info_span!(parent: &phase, "container.remove", container_id = %container.id))
+                .await?;
         }
         Ok(())
     }

@@ -20,13 +20,20 @@ mod streaming;
 use std::pin::Pin;
 
 use tokio_stream::Stream;
-use tonic::{Response, Status};
+use tonic::Status;
 
 /// The boxed stream type used by server-streaming RPCs.
 pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// Answers an RPC that is not built yet with `UNIMPLEMENTED`, inside a span naming it.
-async fn not_built<T>(rpc: &'static str) -> Result<Response<T>, Status> {
-    let span = tracing::debug_span!("cri.unimplemented", rpc);
-    instrument::rpc(span, async { Err(status::not_built(rpc)) }).await
+/// Answers an RPC that is not built yet with `UNIMPLEMENTED`, inside its `cri.<Rpc>` span like
+/// every other RPC (so traces and the `rpc` metric label name it). A macro because span names
+/// are static: the name is put together at compile time.
+macro_rules! not_built {
+    ($rpc:literal) => {
+        $crate::cri::instrument::rpc(tracing::info_span!(concat!("cri.", $rpc)), async {
+            Err($crate::cri::status::not_built($rpc))
+        })
+        .await
+    };
 }
+use not_built;

@@ -508,7 +508,7 @@ impl proto::runtime_service_server::RuntimeService for RuntimeServer {
         &self,
         _request: Request<proto::CheckpointContainerRequest>,
     ) -> Result<Response<proto::CheckpointContainerResponse>, Status> {
-        not_built("CheckpointContainer").await
+        not_built!("CheckpointContainer")
     }
 
     type GetContainerEventsStream = ResponseStream<proto::ContainerEventResponse>;

@@ -67,8 +67,12 @@ pub async fn run(config: Config, telemetry: Telemetry) -> Result<(), DaemonError
     tracing::debug!(lock = %lock.path().display(), "root dir locked");
     check_boot_id(&config.state_dir)?;
 
+    // Everything from here to the monitors' re-attachment is recovery; each step is a child
+    // span, so a slow start shows which one took the time.
     let recovery = tracing::info_span!("daemon.recovery");
-    let (store, report) = recovery.in_scope(|| Store::open(&config.root_dir))?;
+    let (store, report) = recovery.in_scope(|| {
+        tracing::info_span!("recovery.store_open").in_scope(|| Store::open(&config.root_dir))
+    })?;
     reconcile::leftover_removed(
         "store_temp_records",
         report.pods.removed_temp + report.containers.removed_temp + report.images.removed_temp,
@@ -97,22 +101,29 @@ pub async fn run(config: Config, telemetry: Telemetry) -> Result<(), DaemonError
         binary.clone(),
         Arc::clone(&events),
     ));
-    recovery.in_scope(|| reconcile::pods(&sandboxes));
-    let undone = sandboxes.undo_interrupted_creates().await;
+    recovery.in_scope(|| {
+        tracing::info_span!("recovery.reconcile_pods").in_scope(|| reconcile::pods(&sandboxes));
+    });
+    let undone = sandboxes
+        .undo_interrupted_creates()
+        .instrument(tracing::info_span!(parent: &recovery, "recovery.undo_creates"))
+        .await;
     if undone > 0 {
         tracing::info!(pods = undone, "interrupted pod creates undone");
     }
     let teardowns = tokio::spawn(retry_network_teardowns(Arc::clone(&sandboxes)));
-    let (snapshots, snapshot_report) =
-        Snapshotter::open_with(&config.root_dir, SnapshotterOptions::default())?;
+    let (snapshots, snapshot_report) = recovery.in_scope(|| {
+        tracing::info_span!("recovery.snapshots_open")
+            .in_scope(|| Snapshotter::open_with(&config.root_dir, SnapshotterOptions::default()))
+    })?;
     reconcile::leftover_removed("snapshot_ingest", snapshot_report.removed_ingest);
     reconcile::leftover_removed("broken_snapshots", snapshot_report.removed_broken);
     let snapshots = Arc::new(snapshots);
-    let images = Arc::new(ImageService::new(
-        &config,
-        Arc::clone(&store),
-        Arc::clone(&snapshots),
-    )?);
+    // Opening the image service also collects unreferenced content (its `images.gc` span).
+    let images = Arc::new(recovery.in_scope(|| {
+        tracing::info_span!("recovery.images_open")
+            .in_scope(|| ImageService::new(&config, Arc::clone(&store), Arc::clone(&snapshots)))
+    })?);
     reconcile::leftover_removed("content_ingest", images.ingest_leftovers_removed());
     let containers = ContainerService::new(
         ContainerSettings {
@@ -126,8 +137,14 @@ pub async fn run(config: Config, telemetry: Telemetry) -> Result<(), DaemonError
         Arc::clone(&images),
         Arc::clone(&events),
     );
-    recovery.in_scope(|| reconcile::containers(&containers));
-    let recovered = containers.recover().instrument(recovery.clone()).await;
+    recovery.in_scope(|| {
+        tracing::info_span!("recovery.reconcile_containers")
+            .in_scope(|| reconcile::containers(&containers));
+    });
+    let recovered = containers
+        .recover()
+        .instrument(tracing::info_span!(parent: &recovery, "recovery.containers"))
+        .await;
     drop(recovery);
     if recovered.running + recovered.exited > 0 {
         tracing::info!(

@@ -2,10 +2,11 @@
 //! carries Docker's `manifest.json` (see `archive::write`).
 //!
 //! The archive holds the image's own manifest, config and layer blobs, so importing it gives
-//! the same image id. Only images whose layer blobs are kept can be exported: imported
-//! ones. Pulled images unpack their layers as they stream and keep no compressed blobs (a
-//! deliberate trade: no second write and read of every layer), so exporting one fails with
-//! a message saying so rather than inventing different layers.
+//! the same image id. Imports and pulls keep every layer blob they bring (a pull writes the
+//! compressed stream to a file as it unpacks it). A layer another image had already unpacked
+//! is not fetched again, so its blob exists only if that image brought it; when one is
+//! missing (an image pulled by an older Carrack, or sharing a layer with one) the export fails
+//! with a message saying so rather than inventing different layers.
 
 use std::io::Write;
 
@@ -46,11 +47,12 @@ impl ImageService {
                 .ok_or_else(|| unexportable("its config is not in the content store"))?;
             for layer in &manifest.layers {
                 if self.content.open_blob(&layer.digest)?.is_none() {
-                    return Err(unexportable(
-                        "it was pulled, and pulls keep no compressed layer blobs (layers are \
-                         unpacked as they stream); only imported images can be exported — pull \
-                         it where it is needed instead",
-                    ));
+                    return Err(unexportable(&format!(
+                        "the blob of its layer {} is not kept (the layer was unpacked by an \
+                         image pulled before layer blobs were kept); remove the images using \
+                         it and pull again, or pull it where it is needed",
+                        layer.digest
+                    )));
                 }
             }
             images.push(ExportedImage {

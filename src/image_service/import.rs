@@ -40,7 +40,7 @@ pub struct ImportedImage {
 }
 
 /// A layer blob written to the content store's ingest directory, committed with the record;
-/// removed if dropped before (an import that failed later).
+/// removed if dropped before (an import or pull that failed later).
 #[derive(Debug)]
 pub(super) struct PendingBlob {
     pub(super) digest: Digest,

@@ -19,6 +19,7 @@ mod pull;
 pub mod reference;
 pub mod registry;
 mod remove;
+mod tee;
 pub mod unpack;
 mod verify;
 
@@ -85,7 +86,7 @@ impl ImageService {
         snapshots: Arc<Snapshotter>,
     ) -> Result<Self, ImageError> {
         let service = Self::build(config, store, snapshots)?;
-        if let Err(err) = service.collect_garbage() {
+        if let Err(err) = tracing::info_span!("images.gc").in_scope(|| service.collect_garbage()) {
             // Not fatal: the next collection (after a removal) tries again.
             tracing::warn!(error = %err, "collecting unreferenced image content at start failed");
         }
@@ -225,18 +226,8 @@ impl ImageService {
         }
     }
 
-    /// Writes (or merges into) an image record and the documents it names; a tag moves from
-    /// whichever image held it to this one.
-    async fn commit_record(
-        &self,
-        record: ImageRecord,
-        documents: &[(Digest, Bytes)],
-    ) -> Result<(), ImageError> {
-        self.commit_record_with_blobs(record, documents, Vec::new())
-            .await
-    }
-
-    /// [`ImageService::commit_record`] that also moves layer blobs written to the ingest
+    /// Writes (or merges into) an image record and the documents it names (a tag moves from
+    /// whichever image held it to this one), and moves the layer blobs written to the ingest
     /// directory into the content store, under the same lock (so the garbage collection,
     /// which holds it too, never sees a blob before the record naming it).
     async fn commit_record_with_blobs(

@@ -5,6 +5,11 @@
 //! and their DiffID are verified; manifest and config go to the content store; the image
 //! record, which is what makes the image visible, is written last.
 //!
+//! The compressed blob of each layer is kept too (as containerd does), written to a temporary
+//! file as it streams past the unpacker and moved into the content store with the record, so
+//! that a pulled image can be exported unchanged (same manifest, same id). A layer already
+//! unpacked by an earlier pull or import is not downloaded again, and so adds no blob here.
+//!
 //! Layers are fetched concurrently (`images.max_concurrent_downloads`) in spawned tasks: a
 //! client whose deadline passes stops waiting, but the download carries on and its retry
 //! finds the layers done. A per-layer lock makes concurrent pulls of a shared layer share
@@ -19,12 +24,15 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::Instrument;
 
 use super::ImageService;
+use super::content::ContentError;
 use super::digest::{Digest, HashingReader};
 use super::error::ImageError;
+use super::import::PendingBlob;
 use super::manifest::{self, Descriptor, Document, ImageConfig, Manifest};
 use super::progress::{LayerCounter, Registration};
 use super::reference::Reference;
 use super::registry::Credentials;
+use super::tee::TeeReader;
 use super::unpack::{Compression, unpack_layer};
 use crate::snapshot::LayerMeta;
 
@@ -125,20 +133,21 @@ impl ImageService {
             }),
         );
 
-        self.fetch_layers(
-            &image,
-            &reference,
-            &manifest,
-            &config,
-            &chain_ids,
-            credentials,
-            &progress,
-        )
-        .instrument(tracing::info_span!(
-            "pull.layers",
-            layers = manifest.layers.len()
-        ))
-        .await?;
+        let blobs = self
+            .fetch_layers(
+                &image,
+                &reference,
+                &manifest,
+                &config,
+                &chain_ids,
+                credentials,
+                &progress,
+            )
+            .instrument(tracing::info_span!(
+                "pull.layers",
+                layers = manifest.layers.len()
+            ))
+            .await?;
 
         crate::failpoint::hit(crate::failpoint::PULL_AFTER_LAYERS);
         documents.push((manifest.config.digest.clone(), config_bytes));
@@ -151,7 +160,7 @@ impl ImageService {
             vec![reference.repo_digest(&resolved_digest)],
         );
         let id = record.id.clone();
-        self.commit_record(record, &documents)
+        self.commit_record_with_blobs(record, &documents, blobs)
             .instrument(tracing::info_span!("pull.commit", id = %id))
             .await?;
         drop(lease);
@@ -178,7 +187,7 @@ impl ImageService {
         chain_ids: &[Digest],
         credentials: Option<Credentials>,
         progress: &Registration<'_>,
-    ) -> Result<(), ImageError> {
+    ) -> Result<Vec<PendingBlob>, ImageError> {
         let slots = Arc::new(Semaphore::new(self.max_concurrent_downloads));
         // Plain spawned tasks, not a JoinSet: a JoinSet would abort the downloads when a client's
         // deadline drops this future, and the retry would start over.
@@ -212,6 +221,7 @@ impl ImageService {
             ));
         }
         let mut first_error = None;
+        let mut blobs = Vec::with_capacity(tasks.len());
         for task in tasks {
             let result = task.await.unwrap_or_else(|err| {
                 Err(ImageError::Task {
@@ -219,21 +229,26 @@ impl ImageService {
                     reason: err.to_string(),
                 })
             });
-            if let Err(err) = result {
-                first_error.get_or_insert(err);
+            match result {
+                Ok(blob) => blobs.extend(blob),
+                Err(err) => {
+                    first_error.get_or_insert(err);
+                }
             }
         }
-        first_error.map_or(Ok(()), Err)
+        first_error.map_or(Ok(blobs), Err)
     }
 
-    async fn fetch_layer(&self, job: LayerJob) -> Result<(), ImageError> {
+    /// Downloads and unpacks one layer; returns its compressed blob, to be committed with the
+    /// image record (none when the layer was already there).
+    async fn fetch_layer(&self, job: LayerJob) -> Result<Option<PendingBlob>, ImageError> {
         let chain_key = job.chain_id.to_string();
         let _held = self.layer_locks.lock(&chain_key).await;
         if self.snapshots.layer(&chain_key).is_some() {
             if let Some(progress) = &job.progress {
                 progress.done();
             }
-            return Ok(());
+            return Ok(None);
         }
         let compression =
             Compression::from_media_type(&job.descriptor.media_type).ok_or_else(|| {
@@ -260,17 +275,30 @@ impl ImageService {
         let target = ingest.path().to_owned();
         let options = self.unpack_options.clone();
         let algorithm = job.descriptor.digest.algorithm();
+        // Removed on drop unless committed with the record.
+        let blob_copy = PendingBlob {
+            digest: job.descriptor.digest.clone(),
+            temp: self.content.temp_path("layer"),
+        };
+        let copy_file =
+            std::fs::File::create(&blob_copy.temp).map_err(|source| ContentError::Io {
+                path: blob_copy.temp.clone(),
+                source,
+            })?;
 
         let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(PIPE_CHUNKS);
         let unpacker = tokio::task::spawn_blocking(move || {
             let _unpack = unpack_entered.entered();
-            let mut hashing = HashingReader::new(ChannelReader::new(receiver), algorithm);
+            let mut hashing = HashingReader::new(
+                TeeReader::new(ChannelReader::new(receiver), copy_file),
+                algorithm,
+            );
             let unpacked = unpack_layer(&mut hashing, compression, &target, &options);
             // Read what is left so the compressed digest covers the whole blob.
             let drained = std::io::copy(&mut hashing, &mut std::io::sink());
             let bytes = hashing.bytes_read();
-            let (digest, _) = hashing.finish();
-            (unpacked, drained, digest, bytes)
+            let (digest, tee) = hashing.finish();
+            (unpacked, drained, digest, bytes, tee.finish().map(drop))
         });
 
         let mut received: u64 = 0;
@@ -305,17 +333,21 @@ impl ImageService {
             }
         }
         drop(sender);
-        let (unpacked, drained, digest, bytes) =
-            unpacker
-                .instrument(unpack_span)
-                .await
-                .map_err(|err| ImageError::Task {
-                    image: job.image.clone(),
-                    reason: err.to_string(),
-                })?;
+        let (unpacked, drained, digest, bytes, copied) = unpacker
+            .instrument(unpack_span)
+            .await
+            .map_err(|err| ImageError::Task {
+                image: job.image.clone(),
+                reason: err.to_string(),
+            })?;
         if let Some(err) = transfer_error {
             return Err(err);
         }
+        // A blob copy that could not be written (a full disk) explains any read failure.
+        copied.map_err(|source| ContentError::Io {
+            path: blob_copy.temp.clone(),
+            source,
+        })?;
         // The blob's size and digest are checked before the unpacker's verdict: bytes that
         // are not the blob the manifest names make any unpack error a mere symptom (a
         // flipped byte reads as a corrupt gzip stream), and the mismatch is the cause.
@@ -364,7 +396,7 @@ impl ImageService {
             progress.done();
         }
         tracing::debug!(layer = %job.descriptor.digest, bytes, "layer unpacked");
-        Ok(())
+        Ok(Some(blob_copy))
     }
 }
 

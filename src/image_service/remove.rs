@@ -91,8 +91,7 @@ impl ImageService {
         for image in images {
             used.insert(image.id.clone());
             used.insert(image.manifest_digest.clone());
-            // Layer blobs are kept only for imported images (for export); the manifest
-            // names them.
+            // Layer blobs (kept by pulls and imports, for export): the manifest names them.
             if let Ok(digest) = image.manifest_digest.parse()
                 && let Ok(Some(bytes)) = self.content.get(&digest)
                 && let Ok(super::manifest::Document::Manifest(manifest)) =

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use tracing::Instrument;
+
 use super::files;
 use super::namespaces::{self, PinnedNamespaces};
 use super::{SandboxError, SandboxService};
@@ -17,7 +19,9 @@ impl SandboxService {
             return Ok(());
         };
         let _guard = self.locks.lock(&pod.id).await;
-        self.stop_locked(&pod.id).await?;
+        self.stop_locked(&pod.id)
+            .instrument(tracing::info_span!("pod.stop"))
+            .await?;
         let Some(pod) = self.store.pods.get(&pod.id) else {
             return Ok(());
         };
@@ -30,12 +34,18 @@ impl SandboxService {
             ipc: pod.ipcns_path.as_ref().map(PathBuf::from),
             uts: pod.utsns_path.as_ref().map(PathBuf::from),
         };
-        namespaces::release(&pinned).map_err(namespaces_error)?;
-        // After the namespaces it owns (each pin holds it too, so the order is only tidy).
-        if let Some(user) = &pod.userns_path {
-            namespaces::unpin(Path::new(user)).map_err(namespaces_error)?;
-        }
+        tracing::info_span!("pod.namespaces_release")
+            .in_scope(|| {
+                namespaces::release(&pinned)?;
+                // After the namespaces it owns (each pin holds it too, so the order is only tidy).
+                match &pod.userns_path {
+                    Some(user) => namespaces::unpin(Path::new(user)),
+                    None => Ok(()),
+                }
+            })
+            .map_err(namespaces_error)?;
         if let Some(shm) = &pod.shm_path {
+            let _phase = tracing::info_span!("pod.shm_unmount").entered();
             files::unmount_shm(Path::new(shm)).map_err(|source| SandboxError::Io {
                 id: pod.id.clone(),
                 action: "unmount /dev/shm",
@@ -44,6 +54,7 @@ impl SandboxService {
             })?;
         }
         if !pod.cgroup_path.is_empty() {
+            let _phase = tracing::info_span!("pod.cgroup_remove").entered();
             let cgroup_error = |source| SandboxError::Cgroup {
                 id: pod.id.clone(),
                 source,
@@ -53,6 +64,7 @@ impl SandboxService {
             self.cgroups.remove(&path, &created).map_err(cgroup_error)?;
         }
         if !pod.pod_dir.is_empty() {
+            let _phase = tracing::info_span!("pod.files_remove").entered();
             match std::fs::remove_dir_all(&pod.pod_dir) {
                 Ok(()) => {}
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
@@ -67,7 +79,7 @@ impl SandboxService {
             }
         }
         crate::failpoint::hit(crate::failpoint::REMOVE_POD_AFTER_TEARDOWN);
-        self.store.pods.remove(&pod.id)?;
+        tracing::info_span!("pod.record_remove").in_scope(|| self.store.pods.remove(&pod.id))?;
         self.store.pod_names.release(&pod.name_key, &pod.id);
         tracing::info!(pod = %pod.id, "pod sandbox removed");
         self.publish(ContainerEventKind::Deleted, pod);

@@ -303,15 +303,18 @@ impl SandboxService {
 
         // The init of the pod's shared PID namespace, in the pod's cgroup.
         let pid_init = if spec.namespaces.pid == NamespaceMode::Pod {
+            // Moving the init into the pod cgroup is part of the phase (one write per
+            // controller on cgroup v1: milliseconds).
+            let phase = tracing::info_span!("pod.pid_init");
             let pid = pid_init::start(&self.settings.binary, &pod_dir)
-                .instrument(tracing::info_span!("pod.pid_init"))
+                .instrument(phase.clone())
                 .await
                 .map_err(io("start pod init", &self.settings.binary))?;
             rollback.push("kill pod init", move || {
                 pid_init::kill(pid).map_err(|e| e.to_string())
             });
-            self.cgroups
-                .add_process(&cgroup_path, pid)
+            phase
+                .in_scope(|| self.cgroups.add_process(&cgroup_path, pid))
                 .map_err(cgroup_error)?;
             pid
         } else {

@@ -44,6 +44,7 @@ impl SandboxService {
         }
         // The pod's PID namespace ends with its init (containers were stopped before).
         if record.pid_init > 0 {
+            let _phase = tracing::info_span!("pod.pid_init_kill").entered();
             pid_init::kill(record.pid_init).map_err(|source| SandboxError::Io {
                 id: record.id.clone(),
                 action: "kill pod init",
@@ -58,6 +59,7 @@ impl SandboxService {
         // The network namespace is not needed by a stopped pod; freeing it now releases its
         // interfaces and sockets at once (containerd does the same).
         if let Some(netns) = record.netns_path.take() {
+            let _phase = tracing::info_span!("pod.netns_unpin").entered();
             namespaces::unpin(Path::new(&netns)).map_err(|source| SandboxError::Namespaces {
                 id: record.id.clone(),
                 source,
@@ -65,7 +67,8 @@ impl SandboxService {
         }
         if record.state != PodState::NotReady || pod.netns_path.is_some() || pod.pid_init > 0 {
             record.state = PodState::NotReady;
-            let record = self.store.pods.put(record)?;
+            let record =
+                tracing::info_span!("pod.record").in_scope(|| self.store.pods.put(record))?;
             tracing::info!(pod = %id, "pod sandbox stopped");
             self.publish(ContainerEventKind::Stopped, record);
         }

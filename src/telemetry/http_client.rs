@@ -15,6 +15,10 @@ pub struct ReqwestClient {
 impl ReqwestClient {
     /// A client whose requests give up after `timeout`.
     pub fn new(timeout: Duration) -> Self {
+        // reqwest is built without a rustls crypto provider and panics when none is
+        // installed; the exporter is made before anything else has installed one (a
+        // second install is refused harmlessly).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .build()

@@ -77,3 +77,29 @@ pub fn oci_layout(image: &TestImage, name: &str) -> io::Result<Vec<u8>> {
     append(&mut builder, "index.json", index.to_string().as_bytes())?;
     builder.into_inner()
 }
+
+/// `archive` with the member named `member` replaced by what `change` makes of its bytes
+/// (other members unchanged, in order): a tampered archive.
+pub fn rewrite_member(
+    archive: &[u8],
+    member: &str,
+    change: impl Fn(&[u8]) -> Vec<u8>,
+) -> io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut found = false;
+    for entry in tar::Archive::new(archive).entries()? {
+        let mut entry = entry?;
+        let name = entry.path()?.to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data)?;
+        if name == member {
+            found = true;
+            data = change(&data);
+        }
+        append(&mut builder, &name, &data)?;
+    }
+    if !found {
+        return Err(io::Error::other(format!("no member {member}")));
+    }
+    builder.into_inner()
+}

@@ -44,6 +44,17 @@ pub mod registry;
 pub mod token;
 pub mod workload;
 
+/// Says that a test cannot run here because `what` is missing: prints the skip notice, or,
+/// when `CARRACK_REQUIRE_ALL` (set by `tests/run.sh`) or `CI` is set, fails the test: there
+/// `deploy/packages.sh` has installed every tool, so a missing one is a broken set-up that
+/// must not pass as a skip.
+pub fn missing(what: &str) {
+    if std::env::var_os("CARRACK_REQUIRE_ALL").is_some() || std::env::var_os("CI").is_some() {
+        panic!("{what} (deploy/packages.sh installs it; CARRACK_REQUIRE_ALL or CI is set)");
+    }
+    eprintln!("skipped: {what}");
+}
+
 /// Returns true when the tests can do root work; otherwise prints the skip
 /// notice and returns false, so a test reads `if !support::skip_unless_root() { return; }`.
 pub fn skip_unless_root() -> bool {

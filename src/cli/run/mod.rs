@@ -284,6 +284,13 @@ async fn attach(
     let url = match attached {
         Ok(reply) => reply.into_inner().url,
         Err(status) => {
+            // A command quicker than the attach (`run -t` of one that reads nothing) has
+            // already exited, all its output in the log: show it from there.
+            if let Ok(current) = wait::status(cri, id).await
+                && wait::has_exited(&current)
+            {
+                return wait::follow_until_exit(cri, id, None, false, false).await;
+            }
             // Nobody can reach the container's stdin: do not leave it waiting for one.
             let _ = super::stop::stop_one(cri, id, 0).await;
             return Err(super::exec::streaming_rpc("Attach", "run -i/-t")(status));
