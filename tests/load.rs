@@ -88,22 +88,9 @@ fn labels(pod: &str) -> HashMap<String, String> {
 
 fn pod_config(node: &Node, name: &str) -> proto::PodSandboxConfig {
     proto::PodSandboxConfig {
-        metadata: Some(proto::PodSandboxMetadata {
-            name: name.to_owned(),
-            uid: format!("uid-{name}"),
-            namespace: "load".to_owned(),
-            attempt: 0,
-        }),
-        hostname: name.to_owned(),
-        log_directory: node
-            .base_dir()
-            .join("pod-logs")
-            .join(name)
-            .to_string_lossy()
-            .into_owned(),
         labels: labels(name),
         linux: Some(proto::LinuxPodSandboxConfig::default()),
-        ..Default::default()
+        ..workload::named_pod_config(node, "load", name)
     }
 }
 

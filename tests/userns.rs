@@ -15,8 +15,8 @@ use support::leaks::leaks;
 use support::node::Node;
 use support::skip_unless_root;
 use support::workload::{
-    container_config, create, exec_sync, pull_busybox, remove, remove_pod, run_pod_config, start,
-    stop, stop_pod,
+    self, container_config, create, exec_sync, pull_busybox, remove, remove_pod, run_pod_config,
+    start, stop, stop_pod,
 };
 use tonic::Code;
 
@@ -43,19 +43,6 @@ fn userns_options(host_id: u32) -> proto::UserNamespace {
 /// A pod with its own network namespace and user namespace.
 fn pod_config(node: &Node, name: &str) -> proto::PodSandboxConfig {
     proto::PodSandboxConfig {
-        metadata: Some(proto::PodSandboxMetadata {
-            name: name.to_owned(),
-            uid: format!("uid-{name}"),
-            namespace: "default".to_owned(),
-            attempt: 0,
-        }),
-        hostname: name.to_owned(),
-        log_directory: node
-            .base_dir()
-            .join("pod-logs")
-            .join(name)
-            .to_string_lossy()
-            .into_owned(),
         linux: Some(proto::LinuxPodSandboxConfig {
             security_context: Some(proto::LinuxSandboxSecurityContext {
                 namespace_options: Some(proto::NamespaceOption {
@@ -66,7 +53,7 @@ fn pod_config(node: &Node, name: &str) -> proto::PodSandboxConfig {
             }),
             ..Default::default()
         }),
-        ..Default::default()
+        ..workload::named_pod_config(node, "default", name)
     }
 }
 

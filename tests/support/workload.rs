@@ -61,18 +61,26 @@ pub async fn run_privileged_pod(
     (id, config)
 }
 
-/// The config [`run_pod_with`] runs: a host-network pod logging to `<node>/pod-logs/<name>`.
-pub fn pod_config(node: &Node, name: &str, pid: proto::NamespaceMode) -> proto::PodSandboxConfig {
+/// A pod named `name` in the CRI namespace `namespace`: metadata, hostname and a log
+/// directory `<node>/pod-logs/<name>`; nothing else set, so the runtime's defaults apply.
+pub fn named_pod_config(node: &Node, namespace: &str, name: &str) -> proto::PodSandboxConfig {
     let log_directory = node.base_dir().join("pod-logs").join(name);
     proto::PodSandboxConfig {
         metadata: Some(proto::PodSandboxMetadata {
             name: name.to_owned(),
             uid: format!("uid-{name}"),
-            namespace: "default".to_owned(),
+            namespace: namespace.to_owned(),
             attempt: 0,
         }),
         hostname: name.to_owned(),
         log_directory: log_directory.to_string_lossy().into_owned(),
+        ..Default::default()
+    }
+}
+
+/// The config [`run_pod_with`] runs: a host-network pod logging to `<node>/pod-logs/<name>`.
+pub fn pod_config(node: &Node, name: &str, pid: proto::NamespaceMode) -> proto::PodSandboxConfig {
+    proto::PodSandboxConfig {
         linux: Some(proto::LinuxPodSandboxConfig {
             security_context: Some(proto::LinuxSandboxSecurityContext {
                 namespace_options: Some(proto::NamespaceOption {
@@ -84,7 +92,7 @@ pub fn pod_config(node: &Node, name: &str, pid: proto::NamespaceMode) -> proto::
             }),
             ..Default::default()
         }),
-        ..Default::default()
+        ..named_pod_config(node, "default", name)
     }
 }
 
