@@ -140,13 +140,13 @@ fn daemon_notifies_readiness_and_stopping() {
         .spawn()
         .expect("start the daemon");
     let mut buffer = [0u8; 64];
-    let ready = notify.recv(&mut buffer).map(|n| buffer[..n].to_vec());
+    let ready = receive(&notify, &mut buffer);
     let socket_served = base.join("carrack.sock").exists();
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(daemon.id()).expect("pid")),
         nix::sys::signal::Signal::SIGTERM,
     );
-    let stopping = notify.recv(&mut buffer).map(|n| buffer[..n].to_vec());
+    let stopping = receive(&notify, &mut buffer);
     let status = daemon.wait().expect("wait for the daemon");
     for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
         .into_iter()
@@ -156,8 +156,30 @@ fn daemon_notifies_readiness_and_stopping() {
         let _ = std::fs::remove_dir(hierarchy.path().join(&parent));
     }
     let log = std::fs::read_to_string(base.join("daemon.log")).unwrap_or_default();
-    assert_eq!(ready.as_deref().ok(), Some(&b"READY=1"[..]), "{log}");
+    assert_eq!(
+        ready.as_deref().ok(),
+        Some(&b"READY=1"[..]),
+        "{ready:?}\n{log}"
+    );
     assert!(socket_served, "READY=1 came before the socket existed");
-    assert_eq!(stopping.as_deref().ok(), Some(&b"STOPPING=1"[..]), "{log}");
+    assert_eq!(
+        stopping.as_deref().ok(),
+        Some(&b"STOPPING=1"[..]),
+        "{stopping:?}\n{log}"
+    );
     assert!(status.success(), "{status:?}\n{log}");
+}
+
+/// One notification datagram. A receive with a timeout is never restarted after a signal
+/// (signal(7)), even with `SA_RESTART`, so an interrupted one is simply tried again.
+fn receive(
+    socket: &std::os::unix::net::UnixDatagram,
+    buffer: &mut [u8],
+) -> std::io::Result<Vec<u8>> {
+    loop {
+        match socket.recv(buffer) {
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            received => return received.map(|n| buffer[..n].to_vec()),
+        }
+    }
 }
