@@ -72,7 +72,9 @@ pub async fn exec(cri: &mut Cri, args: ExecArgs) -> Result<ExitCode, CliError> {
             stdin: args.interactive,
             tty: args.tty,
         };
-        return Ok(super::exit_code(super::stream::run(&url, options).await?));
+        return Ok(super::exit_code(
+            super::stream::run(&url, options).await.exit?,
+        ));
     }
     let reply = cri
         .runtime

@@ -70,6 +70,27 @@ static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// only come from processes that are still alive.
 static SWEEP: Once = Once::new();
 
+/// Installs [`remember_panics`] once per test binary.
+static PANIC_HOOK: Once = Once::new();
+
+thread_local! {
+    /// The message of the panic this thread is unwinding from, for the failure report.
+    static PANIC_MESSAGE: std::cell::RefCell<Option<String>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Wraps the panic hook so that a node's failure report can repeat the assertion after the
+/// logs: CI shows only the end of a failing test's output, and the logs would push the
+/// assertion out of it.
+fn remember_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = format!("{info}");
+        PANIC_MESSAGE.with(|slot| *slot.borrow_mut() = Some(message));
+        previous(info);
+    }));
+}
+
 /// Options for a [`Node`]; start with [`Node::builder`].
 #[derive(Debug, Default)]
 pub struct NodeBuilder {
@@ -105,6 +126,7 @@ impl NodeBuilder {
     /// Starts the node, cleaning up whatever had been set up if a step fails.
     pub fn try_start(self) -> io::Result<Node> {
         SWEEP.call_once(cleanup::sweep_leftovers);
+        PANIC_HOOK.call_once(remember_panics);
 
         let name = format!(
             "{NAME_PREFIX}{}-{}",
@@ -491,7 +513,7 @@ impl Node {
             "root_dir = {root}\n\
              state_dir = {state}\n\
              socket_path = {socket}\n\
-             [log]\nlevel = \"debug\"\nformat = \"text\"\n\
+             [log]\nlevel = \"debug,h2=info\"\nformat = \"text\"\n\
              [cgroups]\ndriver = \"cgroupfs\"\nroot = \"{cgroup_root}\"\ndefault_parent = \"{parent}\"\n\
              [cni]\nconf_dir = {cni}\nbin_dirs = [\"/usr/lib/cni\"]\n\
              [streaming]\naddress = \"127.0.0.1:0\"\n",
@@ -548,6 +570,11 @@ impl Node {
             report.push_str(&format!(
                 "--- registry log, last 20 lines ---\n{}",
                 tail(&registry.log(), 20)
+            ));
+        }
+        if let Some(message) = PANIC_MESSAGE.with(|slot| slot.borrow_mut().take()) {
+            report.push_str(&format!(
+                "--- the failure (repeated from above) ---\n{message}\n"
             ));
         }
         eprintln!("{report}=== end of node {} ===", self.name);

@@ -10,6 +10,7 @@ mod flags;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use super::client::Cri;
 use super::error::CliError;
@@ -286,9 +287,7 @@ async fn attach(
         Err(status) => {
             // A command quicker than the attach (`run -t` of one that reads nothing) has
             // already exited, all its output in the log: show it from there.
-            if let Ok(current) = wait::status(cri, id).await
-                && wait::has_exited(&current)
-            {
+            if exits_within(cri, id, Duration::ZERO).await {
                 return wait::follow_until_exit(cri, id, None, false, false).await;
             }
             // Nobody can reach the container's stdin: do not leave it waiting for one.
@@ -300,13 +299,62 @@ async fn attach(
         stdin: args.interactive,
         tty: args.tty,
     };
-    super::stream::run(&url, options).await?;
+    let ended = super::stream::run(&url, options).await;
+    match after_session(&ended) {
+        AfterSession::WaitForExit => {}
+        AfterSession::ShowLog => return wait::follow_until_exit(cri, id, None, false, false).await,
+        AfterSession::ShowLogIfEnded => {
+            if exits_within(cri, id, LATE_ATTACH_GRACE).await {
+                return wait::follow_until_exit(cri, id, None, false, false).await;
+            }
+        }
+    }
+    ended.exit?;
     loop {
         let status = wait::status(cri, id).await?;
         if wait::has_exited(&status) {
             return Ok(status);
         }
         tokio::time::sleep(wait::POLL_INTERVAL).await;
+    }
+}
+
+/// How long a failed attach waits for the container to be seen exited before the failure
+/// counts: the monitor closes the attach socket just before it records the exit.
+const LATE_ATTACH_GRACE: Duration = Duration::from_secs(2);
+
+/// What `run -i/-t` does once its streaming session ended.
+#[derive(Debug, PartialEq, Eq)]
+enum AfterSession {
+    /// The session carried the output: wait for the recorded exit.
+    WaitForExit,
+    /// The session ended without any output: it may have begun after the command's last
+    /// output (a quick command), which is then all in the log; show the log until the exit.
+    ShowLog,
+    /// The session failed without output: if that is because the container ended before or
+    /// during the attach, show the log; else the failure stands.
+    ShowLogIfEnded,
+}
+
+fn after_session(ended: &super::stream::Ended) -> AfterSession {
+    match (&ended.exit, ended.output_seen) {
+        (_, true) => AfterSession::WaitForExit,
+        (Ok(_), false) => AfterSession::ShowLog,
+        (Err(_), false) => AfterSession::ShowLogIfEnded,
+    }
+}
+
+/// Whether container `id` is seen exited within `grace` (checked at least once).
+async fn exits_within(cri: &mut Cri, id: &str, grace: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        match wait::status(cri, id).await {
+            Ok(status) if wait::has_exited(&status) => return true,
+            Ok(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(wait::POLL_INTERVAL).await;
+            }
+            _ => return false,
+        }
     }
 }
 
@@ -356,5 +404,36 @@ pub async fn remove_pod(
         Ok(()) => Ok(()),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(err) => Err(CliError::io("remove log directory", log_dir)(err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::stream::Ended;
+
+    fn ended(exit: Result<i32, CliError>, output_seen: bool) -> Ended {
+        Ended { exit, output_seen }
+    }
+
+    #[test]
+    fn a_session_without_output_falls_back_to_the_log() {
+        // The attach began after a quick command's output (CI saw `run -it … echo quick`
+        // print nothing): the log has it.
+        assert_eq!(after_session(&ended(Ok(0), false)), AfterSession::ShowLog);
+        // The attach failed because the container had ended by the time it connected.
+        let refused = CliError::Reply {
+            rpc: "streaming session",
+            reason: "attach needs a running container".to_owned(),
+        };
+        assert_eq!(
+            after_session(&ended(Err(refused), false)),
+            AfterSession::ShowLogIfEnded
+        );
+        // Output came through the session: it is not shown twice.
+        assert_eq!(
+            after_session(&ended(Ok(0), true)),
+            AfterSession::WaitForExit
+        );
     }
 }

@@ -62,9 +62,25 @@ pub fn websocket_url(url: &str) -> Result<String, CliError> {
     }
 }
 
-/// Runs the session at the runtime's streaming `url` until the remote side ends it; returns
-/// the command's exit code.
-pub async fn run(url: &str, options: Options) -> Result<i32, CliError> {
+/// How a session ended.
+#[derive(Debug)]
+pub struct Ended {
+    /// The exit code the error channel reported, or why the session failed.
+    pub exit: Result<i32, CliError>,
+    /// Whether any of the process's output arrived (an attach that began after the
+    /// container's last output gets none: it is all in the log).
+    pub output_seen: bool,
+}
+
+/// Runs the session at the runtime's streaming `url` until the remote side ends it.
+pub async fn run(url: &str, options: Options) -> Ended {
+    let mut output_seen = false;
+    let exit = session(url, options, &mut output_seen).await;
+    Ended { exit, output_seen }
+}
+
+/// [`run`]'s session; sets `output_seen` as output arrives.
+async fn session(url: &str, options: Options, output_seen: &mut bool) -> Result<i32, CliError> {
     let mut request = websocket_url(url)?
         .into_client_request()
         .map_err(|err| failed(format!("bad streaming URL {url}: {err}")))?;
@@ -112,6 +128,9 @@ pub async fn run(url: &str, options: Options) -> Result<i32, CliError> {
                     Some(Err(err)) => return Err(failed(err)),
                 };
                 let Some((channel, payload)) = data.split_first() else { continue };
+                if matches!(*channel, STDOUT | STDERR) && !payload.is_empty() {
+                    *output_seen = true;
+                }
                 match *channel {
                     STDOUT => stdout.write_all(payload).and_then(|()| stdout.flush()).map_err(CliError::Output)?,
                     STDERR => stderr.write_all(payload).and_then(|()| stderr.flush()).map_err(CliError::Output)?,
