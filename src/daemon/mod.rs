@@ -203,8 +203,11 @@ pub async fn run(config: Config, telemetry: Telemetry) -> Result<(), DaemonError
     let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
     let notify_socket = std::env::var_os("NOTIFY_SOCKET");
     let stopping_notify = notify_socket.clone();
+    // Installed here, before READY=1, not in the task: a SIGTERM right after the readiness
+    // notification (systemd may send one at once) must not meet the default action.
+    let stop_signals = StopSignals::install();
     let signals = tokio::spawn(async move {
-        wait_for_stop_signal().await;
+        stop_signals.wait().await;
         // Tell systemd first: the stop is under way (it waits for the exit, not for this).
         notify::notify(stopping_notify.as_deref(), "STOPPING=1");
         let _ = stop_tx.send(());
@@ -362,17 +365,33 @@ async fn retry_network_teardowns(sandboxes: Arc<SandboxService>) {
     }
 }
 
-async fn wait_for_stop_signal() {
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment they are installed.
+struct StopSignals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl StopSignals {
+    /// Installs the handlers (must run within the async runtime).
+    fn install() -> Self {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => StopSignals(Some((term, int))),
+            _ => {
+                tracing::error!("cannot install signal handlers; stop with SIGKILL");
+                StopSignals(None)
+            }
+        }
+    }
+
+    /// Waits for either signal (forever without handlers).
+    async fn wait(self) {
+        let Some((mut term, mut int)) = self.0 else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }
 
@@ -412,4 +431,20 @@ fn check_boot_id(state_dir: &Path) -> Result<bool, DaemonError> {
         })?;
     }
     Ok(rebooted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stop_signal_sent_before_anyone_waits_is_caught() {
+        // The deploy test once sent SIGTERM right after READY=1, before the task that was to
+        // install the handler had run: the daemon died without STOPPING=1.
+        let signals = StopSignals::install();
+        nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT).expect("raise SIGINT");
+        tokio::time::timeout(Duration::from_secs(5), signals.wait())
+            .await
+            .expect("the signal raised before the wait is seen");
+    }
 }
