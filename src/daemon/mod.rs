@@ -221,6 +221,12 @@ pub async fn run(config: Config, telemetry: Telemetry) -> Result<(), DaemonError
     );
     // The socket is bound and listening: connections made from now on are served.
     notify::notify(notify_socket.as_deref(), "READY=1");
+    // Start-up is done (configuration, recovery, the stores' audits): its code pages and
+    // freed heap need not stay resident while the daemon serves.
+    match crate::executor::sys::memory::release_start_up_memory() {
+        Ok(bytes) => tracing::debug!(bytes, "start-up memory released"),
+        Err(err) => tracing::debug!(error = %err, "releasing start-up memory failed"),
+    }
     let serve = tonic::transport::Server::builder()
         .layer(TraceParentLayer)
         .add_service(runtime)

@@ -90,6 +90,9 @@ fn reap_forever() -> ! {
         let _ = rustix::stdio::dup2_stderr(&null);
     }
     let _ = std::env::set_current_dir("/");
+    // All that is left is the reaping loop: the start-up's code pages need not stay resident
+    // for the pod's lifetime.
+    let _ = crate::executor::sys::memory::release_start_up_memory();
     loop {
         match rustix::process::wait(rustix::process::WaitOptions::empty()) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}

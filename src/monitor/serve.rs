@@ -50,6 +50,8 @@ struct Ready {
     streams: [bool; 2],
     /// The events of the attach socket's descriptors.
     attach: Vec<PollFlags>,
+    /// Nothing happened for a whole [`POLL_TIMEOUT`].
+    idle: bool,
 }
 
 /// Runs the container until it exits, records the exit and returns the monitor's exit code.
@@ -63,6 +65,9 @@ pub(super) fn serve(running: Running) -> ExitCode {
         mut attach,
         oom_before,
     } = running;
+    // Memory is given back once the monitor falls idle after the start and after each later
+    // burst of work (requests, output, attach clients), not while it is busy.
+    let mut trim_due = true;
     let exit = loop {
         let ready = match wait(&launched, socket.listener(), &output, &attach) {
             Ok(ready) => ready,
@@ -88,6 +93,12 @@ pub(super) fn serve(running: Running) -> ExitCode {
         }
         if let Some(exit) = reap_exited(launched.pid) {
             break exit;
+        }
+        if !ready.idle {
+            trim_due = true;
+        } else if trim_due {
+            trim_due = false;
+            trim_memory();
         }
         if ready.exited {
             // Exited but not reaped above: only if someone else reaped it, which nothing
@@ -141,6 +152,15 @@ pub(super) fn serve(running: Running) -> ExitCode {
     }
 }
 
+/// Gives back the code pages and free heap the monitor's work since the last trim left
+/// resident (the start: the OCI spec, the executor; a request: JSON): an idle monitor keeps
+/// only what its `poll` loop touches, for as long as its container runs.
+fn trim_memory() {
+    if let Err(err) = crate::executor::sys::memory::release_start_up_memory() {
+        note!("releasing memory: {err}");
+    }
+}
+
 /// Polls the pidfd, the control socket, the open output streams and the attach descriptors.
 fn wait(
     launched: &Launched,
@@ -158,13 +178,14 @@ fn wait(
     }
     let attach_at = fds.len();
     fds.extend(attach.poll_fds());
-    rustix::event::poll(&mut fds, Some(&timespec(POLL_TIMEOUT)))?;
+    let ready_count = rustix::event::poll(&mut fds, Some(&timespec(POLL_TIMEOUT)))?;
     let is_ready = |index: usize| fds.get(index).is_some_and(|fd| !fd.revents().is_empty());
     Ok(Ready {
         exited: is_ready(0),
         control: is_ready(1),
         streams: streams.map(|slot| slot.is_some_and(is_ready)),
         attach: fds[attach_at..].iter().map(PollFd::revents).collect(),
+        idle: ready_count == 0,
     })
 }
 

@@ -5,7 +5,8 @@
 //! the process parked in a new user namespace for a pod, idmapped mount clones,
 //! `mount_setattr`, installing a seccomp BPF program, marking inherited descriptors
 //! close-on-exec, `TIOCSCTTY`, polling a pidfd, `execve`, `_exit`, and thread-level
-//! `unshare`. Everything else the executor needs has a safe wrapper in `rustix`.
+//! `unshare`, and (in [`memory`]) giving back a long-lived process's start-up memory.
+//! Everything else the executor needs has a safe wrapper in `rustix`.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -14,6 +15,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use rustix::io::Errno;
 use rustix::process::Pid;
 use rustix::thread::UnshareFlags;
+
+pub mod memory;
 
 /// Namespaces a thread can leave into fresh ones without affecting the rest of the process.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
