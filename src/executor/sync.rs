@@ -175,6 +175,8 @@ impl SyncSocket {
             ) {
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(rustix::io::Errno::AGAIN) => return Ok(false),
+                // The peer closed while a message of ours sat unread on its side.
+                Err(rustix::io::Errno::CONNRESET) => return Ok(true),
                 Err(errno) => return Err(errno),
                 Ok((0, _)) => return Ok(true),
                 Ok(_) => return Ok(false),
@@ -183,11 +185,18 @@ impl SyncSocket {
     }
 
     /// Blocks for the next message; allocation-free, usable in the child.
+    ///
+    /// A peer that closes its end while a message of ours is still unread on its side (a
+    /// child that failed before it read the go-ahead) makes the kernel report `ECONNRESET`
+    /// once, *before* the messages it sent us. That error is consumed by the read that
+    /// reports it, so reading on yields the peer's last messages and then the end.
     pub fn receive(&self) -> rustix::io::Result<Received> {
         let mut buf = [0u8; MESSAGE_LEN + 1];
+        let mut reset_seen = false;
         loop {
             match rustix::net::recv(self.fd.as_fd(), &mut buf, RecvFlags::empty()) {
                 Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::CONNRESET) if !reset_seen => reset_seen = true,
                 Err(errno) => return Err(errno),
                 Ok((0, _)) => return Ok(Received::Closed),
                 Ok((len, _)) => {
@@ -234,6 +243,26 @@ mod tests {
         assert!(
             parent.peer_closed().expect("peek"),
             "the child end is closed"
+        );
+        assert_eq!(parent.receive().expect("receive"), Received::Closed);
+    }
+
+    #[test]
+    fn a_peer_that_exits_without_reading_still_delivers_its_failure() {
+        // The child failed before it read the go-ahead: its end closes with our message
+        // unread, and the kernel reports a reset before the child's last message.
+        let (parent, child) = SyncSocket::pair().expect("socketpair");
+        parent.send(Message::Go).expect("send go");
+        let failure = ChildFailure {
+            step: Step::Mount,
+            index: 6,
+            errno: libc::ENODEV,
+        };
+        child.send(Message::Failed(failure)).expect("send failure");
+        drop(child);
+        assert_eq!(
+            parent.receive().expect("receive"),
+            Received::Message(Message::Failed(failure))
         );
         assert_eq!(parent.receive().expect("receive"), Received::Closed);
     }

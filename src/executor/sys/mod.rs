@@ -651,11 +651,17 @@ pub mod test_support {
                         .map_err(|e| format!("waitpid: {e}"))?
                         .map(|(_, status)| status);
                 read.map_err(|e| format!("read the child's result: {e}"))?;
-                match status.and_then(|status| status.exit_status()) {
+                let outcome = match status.and_then(|status| status.exit_status()) {
                     Some(0) => Ok(()),
                     _ if !message.is_empty() => Err(message),
                     _ => Err(format!("test child ended with {status:?}")),
+                };
+                if let Err(message) = &outcome {
+                    // Straight to the process's stderr, past the harness's capture: a CI log
+                    // that shows only the lines around "FAILED" then still shows why.
+                    let _ = writeln!(std::io::stderr(), "test child failed: {message}");
                 }
+                outcome
             }
         }
     }
