@@ -237,6 +237,23 @@ async fn running_container_execs_stats_updates_and_survives_a_daemon_restart() {
         .expect("ps");
     let listing = String::from_utf8_lossy(&ps.stdout);
     assert!(!listing.contains("tail"), "{listing}");
+    // An exec'd process is in the container's cgroups, in every hierarchy (on v1 it moved
+    // itself in through `tasks`; where the helper already shared the cgroup, it stayed).
+    let cgroups = exec_sync(
+        &mut cri,
+        &id,
+        &[
+            "sh",
+            "-c",
+            "cat /proc/self/cgroup; echo --; cat /proc/1/cgroup",
+        ],
+        10,
+    )
+    .await
+    .expect("cgroups");
+    let cgroups = String::from_utf8_lossy(&cgroups.stdout);
+    let (exec_cgroups, init_cgroups) = cgroups.split_once("--\n").expect("two listings");
+    assert_eq!(exec_cgroups, init_cgroups, "{cgroups}");
 
     // Stats and a live resource update.
     let stats = cri

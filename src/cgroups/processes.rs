@@ -36,12 +36,20 @@ impl CgroupManager {
         Ok(())
     }
 
-    /// The `cgroup.procs` file of `path` in every hierarchy: what a new process is written to
-    /// (by the executor, before the process runs anything).
+    /// The file of `path` in every hierarchy that a new process is put into the cgroup with
+    /// (by the executor, before the process runs anything): on v1 the `tasks` files, which
+    /// the new process writes itself; that move of a single thread skips the RCU grace
+    /// period a write to `cgroup.procs` waits for (see `executor::LaunchRequest`). On v2
+    /// `cgroup.procs`, written by the executor with the new pid.
     pub fn procs_files(&self, path: &CgroupPath) -> Vec<std::path::PathBuf> {
+        let file = if self.is_v2() {
+            "cgroup.procs"
+        } else {
+            "tasks"
+        };
         self.dirs(path)
             .into_iter()
-            .map(|dir| dir.join("cgroup.procs"))
+            .map(|dir| dir.join(file))
             .collect()
     }
 
@@ -178,6 +186,20 @@ mod tests {
             .add_process(&path("/p"), 0)
             .expect_err("pid 0");
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn new_processes_join_through_tasks_on_v1_and_cgroup_procs_on_v2() {
+        let v1 = FakeHost::v1();
+        let files = v1.manager().procs_files(&path("/p/c"));
+        assert_eq!(files.len(), v1.hierarchies().len());
+        for (file, hierarchy) in files.iter().zip(v1.hierarchies()) {
+            assert!(file.ends_with(format!("{hierarchy}/p/c/tasks")), "{file:?}");
+        }
+        let v2 = FakeHost::v2("cpu memory pids");
+        let files = v2.manager().procs_files(&path("/p/c"));
+        assert_eq!(files.len(), 1);
+        assert!(files[0].ends_with("p/c/cgroup.procs"), "{files:?}");
     }
 
     #[test]

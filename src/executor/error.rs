@@ -281,10 +281,12 @@ pub(super) enum Step {
     Terminal,
     /// Joining the container's user namespace.
     JoinUserNamespace,
+    /// Moving itself into cgroup `index` of the self-joined ones (a v1 `tasks` file).
+    JoinCgroup,
 }
 
 impl Step {
-    const ALL: [Step; 38] = [
+    const ALL: [Step; 39] = [
         Step::WaitForParent,
         Step::Signals,
         Step::JoinNamespace,
@@ -323,6 +325,7 @@ impl Step {
         Step::ParentDeathSignal,
         Step::Terminal,
         Step::JoinUserNamespace,
+        Step::JoinCgroup,
     ];
 
     /// The step with wire code `code`.
@@ -363,7 +366,7 @@ mod tests {
             assert_eq!(Step::from_code(step as u32), Some(step));
         }
         assert_eq!(Step::from_code(0), None);
-        assert_eq!(Step::from_code(Step::JoinUserNamespace as u32 + 1), None);
+        assert_eq!(Step::from_code(Step::JoinCgroup as u32 + 1), None);
     }
 
     #[test]

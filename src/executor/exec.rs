@@ -34,7 +34,7 @@ use rustix::fs::{Mode, OFlags};
 use rustix::process::{Pid, PidfdFlags};
 use rustix::thread::ThreadNameSpaceType;
 
-use super::child;
+use super::child::{self, OwnCgroups};
 use super::error::{ChildFailure, ExecutorError, Step, prepare};
 use super::launch::{Launched, PidNamespace, start};
 use super::plan::{Join, ProcessPlan, Stdio};
@@ -227,7 +227,7 @@ pub fn exec_in(request: ExecRequest) -> Result<Launched, ExecutorError> {
         0,
         &cgroup_procs_files,
         None,
-        |sync| child::run(sync, || set_up(&target, &process, sync)),
+        |sync, cgroups| child::run(sync, || set_up(&target, &process, cgroups, sync)),
         |failure| {
             process.error(failure, || match failure.step {
                 Step::JoinNamespace => format!(
@@ -246,9 +246,10 @@ pub fn exec_in(request: ExecRequest) -> Result<Launched, ExecutorError> {
 fn set_up(
     target: &Target,
     process: &ProcessPlan,
+    cgroups: &OwnCgroups,
     sync: &SyncSocket,
 ) -> Result<Infallible, ChildFailure> {
-    child::begin(process, sync)?;
+    child::begin(process, cgroups, sync)?;
     if let Some(score) = process.oom_score_adj {
         child::set_oom_score_adj(score)?;
     }

@@ -1,6 +1,7 @@
 //! `launch`: the parent's side of starting a container process.
 
 use std::convert::Infallible;
+use std::ffi::OsStr;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -10,8 +11,8 @@ use rustix::fs::{Mode, OFlags};
 use rustix::process::{Pid, Signal, WaitIdOptions, WaitIdStatus};
 use rustix::thread::LinkNameSpaceType;
 
-use super::child;
-use super::error::{ChildFailure, ExecutorError, prepare};
+use super::child::{self, OwnCgroups};
+use super::error::{ChildFailure, ExecutorError, Step, prepare};
 use super::plan::{Plan, Stdio};
 use super::sync::{Message, Received, SyncSocket};
 use super::sys::{self, Cloned};
@@ -33,14 +34,19 @@ pub struct LaunchRequest {
     pub rootfs: PathBuf,
     /// The container process's stdin, stdout and stderr.
     pub stdio: Stdio,
-    /// `cgroup.procs` (or v1 `tasks`) files the process is added to before it does anything
-    /// (one per v1 hierarchy, or the single v2 file).
+    /// The cgroups the process joins before it runs anything: one file per v1 hierarchy,
+    /// or the single v2 file. A v1 `tasks` file is written by the process itself, first
+    /// thing after the clone (see `child::OwnCgroups`: it skips an RCU grace period); a
+    /// `cgroup.procs` file gets the process's pid from the parent.
     pub cgroup_procs_files: Vec<PathBuf>,
     /// Called with the new process's pid (caller's PID namespace) after the cgroup writes
     /// and before the process may run anything: for a cgroup someone else creates around it
     /// (a systemd scope). An error kills the process and fails the launch.
     pub place: Option<PlaceHook>,
 }
+
+/// The v1 cgroup file a new process writes itself into (see [`LaunchRequest::cgroup_procs_files`]).
+pub const OWN_CGROUP_FILE: &str = "tasks";
 
 /// See [`LaunchRequest::place`].
 pub struct PlaceHook(pub Box<dyn FnOnce(i32) -> Result<(), String>>);
@@ -174,7 +180,7 @@ pub fn launch(request: LaunchRequest) -> Result<Launched, ExecutorError> {
         plan.clone_flags,
         &cgroup_procs_files,
         place,
-        |sync| child::run(sync, || child::set_up_container(&plan, sync)),
+        |sync, cgroups| child::run(sync, || child::set_up_container(&plan, cgroups, sync)),
         |failure| plan.process.error(failure, || plan.describe(failure)),
     )
 }
@@ -199,11 +205,36 @@ pub(super) fn start(
     clone_flags: u64,
     cgroup_procs_files: &[PathBuf],
     place: Option<PlaceHook>,
-    child: impl FnOnce(&SyncSocket) -> Infallible,
+    child: impl FnOnce(&SyncSocket, &OwnCgroups) -> Infallible,
     failed: impl FnOnce(&ChildFailure) -> ExecutorError,
 ) -> Result<Launched, ExecutorError> {
     let started_ns = now_ns();
     let (parent_end, child_end) = SyncSocket::pair().map_err(prepare("create sync socket", ""))?;
+    let (own_cgroup_files, cgroup_procs_files): (Vec<&PathBuf>, Vec<&PathBuf>) = cgroup_procs_files
+        .iter()
+        .partition(|path| path.file_name() == Some(OsStr::new(OWN_CGROUP_FILE)));
+    let own_cgroups = own_cgroup_files
+        .iter()
+        .map(|path| {
+            rustix::fs::open(
+                path.as_path(),
+                OFlags::WRONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|errno| ExecutorError::Cgroup {
+                path: path.to_path_buf(),
+                source: errno.into(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(OwnCgroups)?;
+    let failed = |failure: &ChildFailure| match own_cgroup_files.get(failure.index as usize) {
+        Some(path) if failure.step == Step::JoinCgroup => ExecutorError::Cgroup {
+            path: path.to_path_buf(),
+            source: io::Error::from_raw_os_error(failure.errno),
+        },
+        _ => failed(failure),
+    };
 
     let own_pid_namespace = match pid_namespace {
         None => None,
@@ -223,8 +254,9 @@ pub(super) fn start(
     if let Ok(Cloned::Child) = cloned {
         drop(parent_end);
         // Never returns: the child execs or exits.
-        child(&child_end);
+        child(&child_end, &own_cgroups);
     }
+    drop(own_cgroups);
     // Only the parent gets here.
     if let Some(own) = own_pid_namespace {
         // Entering our own namespace again is always allowed; if it failed, later children
@@ -254,7 +286,7 @@ pub(super) fn start(
     // are still here says more than ours (a pid that has exited cannot join a cgroup).
     let joined = cgroup_procs_files.iter().try_for_each(|path| {
         add_to_cgroup(path, pid).map_err(|source| ExecutorError::Cgroup {
-            path: path.clone(),
+            path: path.to_path_buf(),
             source,
         })
     });

@@ -46,5 +46,5 @@ mod tests;
 
 pub use error::{ExecutorError, errno_name};
 pub use exec::{ExecRequest, exec_in};
-pub use launch::{Exit, LaunchPhase, LaunchRequest, Launched, PlaceHook, launch};
+pub use launch::{Exit, LaunchPhase, LaunchRequest, Launched, OWN_CGROUP_FILE, PlaceHook, launch};
 pub use plan::Stdio;

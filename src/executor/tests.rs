@@ -428,31 +428,81 @@ fn the_process_starts_in_its_cgroup_with_its_own_cgroup_namespace_and_mount() {
         "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]
     }));
-    let procs = cgroup.join("cgroup.procs");
-    let result = in_child_process(|| {
-        let ran = run(spec, rootfs.path(), vec![procs])?;
-        check(ran.exit == Exit::Code(0), "exit code 0", &ran)?;
-        let pids_line = ran.output.lines().find(|line| line.contains(":pids:"));
-        check(
-            pids_line.is_some_and(|line| line.ends_with(":pids:/")),
-            "the cgroup namespace is rooted at the container's cgroup",
-            &ran,
-        )?;
-        check(
-            ran.output.contains("own-cgroup-visible\n"),
-            "the mounted hierarchy shows the container's own cgroup",
-            &ran,
-        )?;
-        check(
-            ran.output
-                .contains("/sys/fs/cgroup/x': Read-only file system"),
-            "a read-only cgroup tmpfs",
-            &ran,
-        )
+    // `cgroup.procs` gets the pid from the parent; the process writes itself into `tasks`.
+    let result = ["cgroup.procs", "tasks"].into_iter().try_for_each(|file| {
+        let join = cgroup.join(file);
+        in_child_process(|| {
+            let ran = run(spec.clone(), rootfs.path(), vec![join])?;
+            check_cgroup_run(&ran)
+        })
+        .map_err(|err| format!("joined through {file}: {err}"))
     });
     let removed = std::fs::remove_dir(&cgroup);
     result.expect("container in its cgroup");
     removed.expect("remove the test cgroup");
+}
+
+#[test]
+fn a_cgroup_the_process_cannot_join_is_named() {
+    // A new v1 cpuset cgroup has no CPUs: joining it fails with ENOSPC.
+    let hierarchy = Path::new("/sys/fs/cgroup/cpuset");
+    if !can_run() || !hierarchy.join("tasks").exists() {
+        return;
+    }
+    let rootfs = busybox_rootfs();
+    let cgroup = hierarchy.join(format!("carrack-executor-empty-{}", std::process::id()));
+    std::fs::create_dir(&cgroup).expect("create cgroup");
+    let empty = std::fs::read_to_string(cgroup.join("cpuset.cpus")).expect("cpuset.cpus");
+    let tasks = cgroup.join("tasks");
+    let result = in_child_process(|| {
+        if !empty.trim().is_empty() {
+            return Ok(());
+        }
+        let spec = serde_json::from_value(base_spec(&["true"])).map_err(|e| e.to_string())?;
+        let err = launch(LaunchRequest {
+            spec,
+            rootfs: rootfs.path().to_owned(),
+            stdio: Stdio::default(),
+            cgroup_procs_files: vec![tasks.clone()],
+            place: None,
+        })
+        .err()
+        .ok_or("joining a cpuset without CPUs succeeded")?;
+        let expected = format!("add process to cgroup {}: ", tasks.display());
+        match &err {
+            ExecutorError::Cgroup { source, .. }
+                if err.to_string().starts_with(&expected)
+                    && source.raw_os_error() == Some(libc::ENOSPC) => {}
+            _ => return Err(format!("unexpected error: {err}")),
+        }
+        no_children_left()
+    });
+    let removed = std::fs::remove_dir(&cgroup);
+    result.expect("precise cgroup error");
+    removed.expect("remove the test cgroup");
+}
+
+/// What the container of the cgroup test printed: its cgroup namespace is rooted at its own
+/// cgroup, which the read-only cgroup mount shows.
+fn check_cgroup_run(ran: &Ran) -> Result<(), String> {
+    check(ran.exit == Exit::Code(0), "exit code 0", ran)?;
+    let pids_line = ran.output.lines().find(|line| line.contains(":pids:"));
+    check(
+        pids_line.is_some_and(|line| line.ends_with(":pids:/")),
+        "the cgroup namespace is rooted at the container's cgroup",
+        ran,
+    )?;
+    check(
+        ran.output.contains("own-cgroup-visible\n"),
+        "the mounted hierarchy shows the container's own cgroup",
+        ran,
+    )?;
+    check(
+        ran.output
+            .contains("/sys/fs/cgroup/x': Read-only file system"),
+        "a read-only cgroup tmpfs",
+        ran,
+    )
 }
 
 /// The container of the exec tests: `sleep 30` as user 1000 with two ambient capabilities

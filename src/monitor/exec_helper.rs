@@ -135,9 +135,15 @@ fn execute(args: &ExecInArgs) -> Result<Exit, ExecHelperError> {
     let spec = load_spec(&args.container_dir.join(CONFIG_FILE), args)?;
     let cgroup_path = PathBuf::from(format!("/proc/{}/cgroup", args.pid));
     let memberships = read(&cgroup_path)?;
+    let own_cgroup_path = Path::new("/proc/self/cgroup");
+    let own_memberships = read(own_cgroup_path)?;
     let mountinfo_path = Path::new("/proc/self/mountinfo");
     let mountinfo = read(mountinfo_path)?;
-    let cgroup_procs_files = cgroup_procs_files(&cgroup_path, &memberships, &mountinfo)?;
+    let cgroup_procs_files = cgroup_procs_files(
+        (&cgroup_path, &memberships),
+        (own_cgroup_path, &own_memberships),
+        &mountinfo,
+    )?;
     let stdio = Stdio {
         stdin: duplicate("stdin", io::stdin().as_fd())?,
         stdout: duplicate("stdout", io::stdout().as_fd())?,
@@ -359,21 +365,34 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The `cgroup.procs` files of the cgroups in `memberships` (from `/proc/<pid>/cgroup`,
-/// read from `source`), found through the cgroup mounts of `mountinfo`: for each hierarchy
-/// the first mount of it (v1: one offering all its controllers; v2: a cgroup2 mount) whose
-/// root contains the cgroup. Hierarchies that are not mounted are skipped: a process cannot
-/// be moved in them, nor can it escape through them.
+/// The files that put a new process into the cgroups of `target` (`/proc/<pid>/cgroup`
+/// of the container's process: its path and text), found through the cgroup mounts of
+/// `mountinfo`: for each hierarchy the first mount of it (v1: one offering all its
+/// controllers; v2: a cgroup2 mount) whose root contains the cgroup. On v1 that is the
+/// `tasks` file, which the new process writes itself (it skips an RCU grace period, see
+/// [`executor::LaunchRequest::cgroup_procs_files`]); on v2 `cgroup.procs`.
+///
+/// Skipped: hierarchies that are not mounted (a process cannot be moved in them, nor can
+/// it escape through them), and cgroups the helper itself is in (`own`, its
+/// `/proc/self/cgroup`), which the new process inherits anyway: on a hybrid host the
+/// container shares the monitor's cgroup of the unified and `name=systemd` hierarchies,
+/// and a write there would wait for the grace period for nothing.
 pub fn cgroup_procs_files(
-    source: &Path,
-    memberships: &str,
+    (source, target): (&Path, &str),
+    (own_source, own): (&Path, &str),
     mountinfo: &str,
 ) -> Result<Vec<PathBuf>, ExecHelperError> {
-    let memberships = parse_proc_cgroup(source, memberships)?;
+    let memberships = parse_proc_cgroup(source, target)?;
+    let own = parse_proc_cgroup(own_source, own)?;
     let mounts = cgroup_mounts(mountinfo);
     let mut files = Vec::new();
-    for membership in &memberships {
+    for membership in memberships.iter().filter(|m| !own.contains(m)) {
         let unified = membership.hierarchy == 0 && membership.controllers.is_empty();
+        let file_name = if unified {
+            "cgroup.procs"
+        } else {
+            executor::OWN_CGROUP_FILE
+        };
         let file = mounts
             .iter()
             .filter(|mount| mount.unified == unified)
@@ -385,7 +404,7 @@ pub fn cgroup_procs_files(
             })
             .find_map(|mount| {
                 let below = below_root(&membership.path, &mount.root)?;
-                Some(mount.mount_point.join(below).join("cgroup.procs"))
+                Some(mount.mount_point.join(below).join(file_name))
             });
         if let Some(file) = file.filter(|file| !files.contains(file)) {
             files.push(file);
@@ -421,11 +440,19 @@ mod tests {
 ";
 
     fn files(cgroup: &str, mountinfo: &str) -> Vec<String> {
-        cgroup_procs_files(Path::new("/proc/7/cgroup"), cgroup, mountinfo)
-            .expect("parsed")
-            .into_iter()
-            .map(|path| path.display().to_string())
-            .collect()
+        files_for(cgroup, "", mountinfo)
+    }
+
+    fn files_for(cgroup: &str, own: &str, mountinfo: &str) -> Vec<String> {
+        cgroup_procs_files(
+            (Path::new("/proc/7/cgroup"), cgroup),
+            (Path::new("/proc/self/cgroup"), own),
+            mountinfo,
+        )
+        .expect("parsed")
+        .into_iter()
+        .map(|path| path.display().to_string())
+        .collect()
     }
 
     #[test]
@@ -504,13 +531,38 @@ mod tests {
         assert_eq!(
             files(cgroup, HYBRID_MOUNTINFO),
             [
-                "/sys/fs/cgroup/pids/kubepods/pod1/c1/cgroup.procs",
-                "/sys/fs/cgroup/memory/kubepods/pod1/c1/cgroup.procs",
-                "/sys/fs/cgroup/cpu,cpuacct/kubepods/pod1/c1/cgroup.procs",
+                "/sys/fs/cgroup/pids/kubepods/pod1/c1/tasks",
+                "/sys/fs/cgroup/memory/kubepods/pod1/c1/tasks",
+                "/sys/fs/cgroup/cpu,cpuacct/kubepods/pod1/c1/tasks",
                 // blkio is not mounted: skipped.
-                "/sys/fs/cgroup/systemd/system.slice/x.scope/cgroup.procs",
+                "/sys/fs/cgroup/systemd/system.slice/x.scope/tasks",
                 "/sys/fs/cgroup/unified/system.slice/x.scope/cgroup.procs",
             ]
+        );
+    }
+
+    #[test]
+    fn cgroups_the_helper_is_already_in_are_left_alone() {
+        // The usual hybrid case: the container shares the monitor's (and so the helper's)
+        // cgroup of the named and unified hierarchies, and has its own v1 controller ones.
+        let target = "\
+12:pids:/kubepods/pod1/c1
+1:name=systemd:/system.slice/carrack.service
+0::/system.slice/carrack.service
+";
+        let own = "\
+12:pids:/system.slice/carrack.service
+1:name=systemd:/system.slice/carrack.service
+0::/system.slice/carrack.service
+";
+        assert_eq!(
+            files_for(target, own, HYBRID_MOUNTINFO),
+            ["/sys/fs/cgroup/pids/kubepods/pod1/c1/tasks"]
+        );
+        // Same path in another hierarchy is not the same cgroup.
+        assert_eq!(
+            files_for("0::/a\n", "1:name=systemd:/a\n", HYBRID_MOUNTINFO),
+            ["/sys/fs/cgroup/unified/a/cgroup.procs"]
         );
     }
 
@@ -522,15 +574,15 @@ mod tests {
 ";
         assert_eq!(
             files("4:memory:/kubepods/pod1\n", mountinfo),
-            ["/mnt/kube pods/pod1/cgroup.procs"]
+            ["/mnt/kube pods/pod1/tasks"]
         );
         assert_eq!(
             files("4:memory:/kubepods2/pod1\n", mountinfo),
-            ["/sys/fs/cgroup/memory/kubepods2/pod1/cgroup.procs"]
+            ["/sys/fs/cgroup/memory/kubepods2/pod1/tasks"]
         );
         assert_eq!(
             files("4:memory:/kubepods\n", mountinfo),
-            ["/mnt/kube pods/cgroup.procs"]
+            ["/mnt/kube pods/tasks"]
         );
     }
 
