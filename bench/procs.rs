@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::client::Runtime;
-use crate::containers::{self, Workload};
+use crate::containers::{self, PodWithContainer, Workload};
 use crate::pods::{self, Settings};
 use crate::report::Writer;
 
@@ -295,6 +295,57 @@ pub async fn measure(
     Ok(())
 }
 
+/// One round of the calls kubelet repeats every second or so on a node at rest (PLEG's
+/// relists, the status of each pod and container, stats, the runtime's and the image
+/// filesystem's status).
+async fn poll_round(runtime: &mut Runtime, pods: &[PodWithContainer]) -> Result<()> {
+    use carrack::proto;
+    let client = &mut runtime.runtime;
+    client
+        .list_pod_sandbox(proto::ListPodSandboxRequest::default())
+        .await
+        .context("ListPodSandbox")?;
+    client
+        .list_containers(proto::ListContainersRequest::default())
+        .await
+        .context("ListContainers")?;
+    for pod in pods {
+        client
+            .pod_sandbox_status(proto::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.pod_id.clone(),
+                verbose: false,
+            })
+            .await
+            .context("PodSandboxStatus")?;
+        client
+            .container_status(proto::ContainerStatusRequest {
+                container_id: pod.container_id.clone(),
+                verbose: false,
+            })
+            .await
+            .context("ContainerStatus")?;
+    }
+    client
+        .list_container_stats(proto::ListContainerStatsRequest::default())
+        .await
+        .context("ListContainerStats")?;
+    client
+        .list_pod_sandbox_stats(proto::ListPodSandboxStatsRequest::default())
+        .await
+        .context("ListPodSandboxStats")?;
+    client
+        .status(proto::StatusRequest::default())
+        .await
+        .context("Status")?;
+    runtime
+        .image
+        .image_fs_info(proto::ImageFsInfoRequest::default())
+        .await
+        .context("ImageFsInfo")?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(())
+}
+
 /// Daemon memory and per-pod overhead with `count` pods running one `sleep` container each,
 /// per runtime: the daemon's RSS, and the processes that exist for the pods but are not their
 /// workloads (Carrack's monitors; containerd's shims and pause processes), summed and divided
@@ -316,12 +367,14 @@ pub async fn measure_containers(
     }
     let label = format!("{count} pods × 1 container");
     let daemon_step = format!("daemon RSS, {label}");
+    let polled_step = format!("daemon RSS, {label}, after a kubelet-like poll round");
     let per_pod_rss = format!("per-pod overhead RSS (per pod), {label}");
     let per_pod_pss = format!("per-pod overhead PSS (per pod), {label}");
     let total_rss = format!("daemon + per-pod processes RSS, {label}");
     let total_pss = format!("daemon + per-pod processes PSS, {label}");
     let steps = [
         &daemon_step,
+        &polled_step,
         &per_pod_rss,
         &per_pod_pss,
         &total_rss,
@@ -351,7 +404,16 @@ pub async fn measure_containers(
             let daemon_pss = runtime.pid.and_then(pss_kib).unwrap_or(0);
             (daemon, daemon_pss, rss, pss, breakdown(&rollups))
         });
+        // What kubelet's steady state brings back: its relists and status polls.
+        let polled = match poll_round(runtime, &pods).await {
+            Ok(()) => daemon_rss(runtime),
+            Err(err) => Err(err),
+        };
         containers::teardown_all(runtime, &pods, settings.rpc_timeout).await;
+        match polled {
+            Ok(kib) => out.value(&polled_step, &runtime.name, mib(kib), "MiB")?,
+            Err(err) => out.failed(&polled_step, &runtime.name, &format!("{err:#}"))?,
+        }
         match measured {
             Ok((daemon, daemon_pss, rss, pss, processes)) => {
                 let pods = count.max(1) as f64;

@@ -1,6 +1,7 @@
 //! Runs each RPC inside its `tracing` span, logs its outcome exactly once, records it in the
-//! RPC metrics and on the span (gRPC code, error status for the trace), and counts the RPCs
-//! in flight so that shutdown waits for them (and not for idle client connections).
+//! RPC metrics and on the span (gRPC code, error status for the trace), counts the RPCs in
+//! flight so that shutdown waits for them (and not for idle client connections), and signals
+//! the end of each lifecycle RPC ([`LIFECYCLE_ENDED`]).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,6 +33,9 @@ pub async fn rpc<T>(
         .and_then(|meta| meta.name().strip_prefix("cri."))
     {
         metrics::global().rpc(rpc, code, elapsed);
+        if is_lifecycle(rpc) {
+            LIFECYCLE_ENDED.notify_one();
+        }
     }
     span.set_attribute("rpc.grpc.status_code", code as i64);
     if let Err(status) = &result
@@ -54,6 +58,19 @@ pub async fn rpc<T>(
         ),
     });
     result.map(Response::new)
+}
+
+/// Notified (one stored permit) each time a lifecycle RPC ends: the daemon gives back the
+/// memory such bursts leave resident once they are over (`daemon::memory_trim`).
+pub static LIFECYCLE_ENDED: Notify = Notify::const_new();
+
+/// Whether `rpc` (a CRI method name) creates, starts, stops or removes something, or pulls:
+/// the work that faults in code a node's steady state does not run. The polls kubelet
+/// repeats every second (lists, statuses, stats) and exec probes are not.
+fn is_lifecycle(rpc: &str) -> bool {
+    ["Run", "Create", "Start", "Stop", "Remove", "Pull"]
+        .iter()
+        .any(|verb| rpc.starts_with(verb))
 }
 
 /// The RPCs being served right now.
@@ -115,4 +132,39 @@ pub fn client_deadline(metadata: &tonic::metadata::MetadataMap) -> Option<Instan
         _ => return None,
     };
     Instant::now().checked_add(timeout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_rpcs_are_told_from_polls_and_probes() {
+        for rpc in [
+            "RunPodSandbox",
+            "StopPodSandbox",
+            "RemovePodSandbox",
+            "CreateContainer",
+            "StartContainer",
+            "StopContainer",
+            "RemoveContainer",
+            "PullImage",
+            "RemoveImage",
+        ] {
+            assert!(is_lifecycle(rpc), "{rpc}");
+        }
+        for rpc in [
+            "ListPodSandbox",
+            "PodSandboxStatus",
+            "ListContainers",
+            "ContainerStatus",
+            "ListContainerStats",
+            "ImageFsInfo",
+            "Status",
+            "Version",
+            "ExecSync",
+        ] {
+            assert!(!is_lifecycle(rpc), "{rpc}");
+        }
+    }
 }

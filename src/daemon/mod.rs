@@ -8,6 +8,7 @@
 mod census;
 mod error;
 mod lock;
+mod memory_trim;
 mod monitor_binary;
 mod notify;
 mod reconcile;
@@ -227,6 +228,7 @@ pub async fn run(config: Config, telemetry: Telemetry) -> Result<(), DaemonError
         Ok(bytes) => tracing::debug!(bytes, "start-up memory released"),
         Err(err) => tracing::debug!(error = %err, "releasing start-up memory failed"),
     }
+    let trimmer = tokio::spawn(memory_trim::trim_after_bursts(&instrument::LIFECYCLE_ENDED));
     let serve = tonic::transport::Server::builder()
         .layer(TraceParentLayer)
         .add_service(runtime)
@@ -262,6 +264,7 @@ pub async fn run(config: Config, telemetry: Telemetry) -> Result<(), DaemonError
     };
     signals.abort();
     teardowns.abort();
+    trimmer.abort();
     drop(streaming);
     for task in [level_signals, metrics_server, reconciler]
         .into_iter()
