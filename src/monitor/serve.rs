@@ -50,7 +50,7 @@ struct Ready {
     streams: [bool; 2],
     /// The events of the attach socket's descriptors.
     attach: Vec<PollFlags>,
-    /// Nothing happened for a whole [`POLL_TIMEOUT`].
+    /// Nothing happened for a whole [`POLL_TIMEOUT`] (never without a timeout).
     idle: bool,
 }
 
@@ -64,12 +64,22 @@ pub(super) fn serve(running: Running) -> ExitCode {
         mut output,
         mut attach,
         oom_before,
+        own_pid_namespace,
     } = running;
+    // Once trimmed, an idle monitor sleeps until something happens: its container exits,
+    // writes, or a client calls. Orphans of a container that shares a PID namespace are
+    // reparented to us (the subreaper), so then the loop still wakes each second to reap them.
+    let idle_timeout = (!own_pid_namespace).then_some(POLL_TIMEOUT);
     // Memory is given back once the monitor falls idle after the start and after each later
     // burst of work (requests, output, attach clients), not while it is busy.
     let mut trim_due = true;
     let exit = loop {
-        let ready = match wait(&launched, socket.listener(), &output, &attach) {
+        let timeout = if trim_due {
+            Some(POLL_TIMEOUT)
+        } else {
+            idle_timeout
+        };
+        let ready = match wait(&launched, socket.listener(), &output, &attach, timeout) {
             Ok(ready) => ready,
             Err(Errno::INTR) => continue,
             Err(errno) => {
@@ -167,6 +177,7 @@ fn wait(
     listener: &impl AsFd,
     output: &Output,
     attach: &Attach,
+    timeout: Option<Duration>,
 ) -> Result<Ready, Errno> {
     let mut fds = Vec::with_capacity(8);
     fds.push(PollFd::new(&launched.pidfd, PollFlags::IN));
@@ -178,7 +189,8 @@ fn wait(
     }
     let attach_at = fds.len();
     fds.extend(attach.poll_fds());
-    let ready_count = rustix::event::poll(&mut fds, Some(&timespec(POLL_TIMEOUT)))?;
+    let timeout = timeout.map(timespec);
+    let ready_count = rustix::event::poll(&mut fds, timeout.as_ref())?;
     let is_ready = |index: usize| fds.get(index).is_some_and(|fd| !fd.revents().is_empty());
     Ok(Ready {
         exited: is_ready(0),

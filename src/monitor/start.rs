@@ -12,6 +12,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use oci_spec::runtime::LinuxNamespaceType;
 use serde::de::DeserializeOwned;
 
 use super::attach::Attach;
@@ -58,6 +59,9 @@ pub(super) struct Running {
     pub attach: Attach,
     /// The OOM kill count before the start.
     pub oom_before: u64,
+    /// Whether the container has a PID namespace of its own: its orphans are then reparented
+    /// to its own first process, never to us, and only its exit needs reaping.
+    pub own_pid_namespace: bool,
 }
 
 /// Starts the container of the runtime directory `dir` and reports on stdout; `None` when
@@ -190,6 +194,15 @@ fn launch_in(dir: &Path, answers: Option<OwnedFd>) -> Result<Running, MonitorErr
     )?;
     let output = Output::new(held, config.log_path.clone());
     let oom_before = oom_kills(&config.oom_counter_files);
+    let own_pid_namespace = spec
+        .linux()
+        .as_ref()
+        .and_then(|linux| linux.namespaces().as_ref())
+        .is_some_and(|namespaces| {
+            namespaces
+                .iter()
+                .any(|ns| ns.typ() == LinuxNamespaceType::Pid && ns.path().is_none())
+        });
     let launched = executor::launch(LaunchRequest {
         spec,
         rootfs: config.rootfs.clone(),
@@ -207,6 +220,7 @@ fn launch_in(dir: &Path, answers: Option<OwnedFd>) -> Result<Running, MonitorErr
         output,
         attach,
         oom_before,
+        own_pid_namespace,
     })
 }
 

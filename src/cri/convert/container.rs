@@ -54,7 +54,11 @@ pub fn create_request(request: proto::CreateContainerRequest) -> Result<CreateRe
             .map_err(|err| Status::invalid_argument(err.to_string()))?,
     };
     let capabilities = security.capabilities.unwrap_or_default();
-    let paths_given = !security.masked_paths.is_empty() || !security.readonly_paths.is_empty();
+    let (masked_paths, readonly_paths) = proc_paths(
+        security.masked_paths,
+        security.readonly_paths,
+        namespaces.user.is_some(),
+    );
     let envs = config
         .envs
         .into_iter()
@@ -117,10 +121,8 @@ pub fn create_request(request: proto::CreateContainerRequest) -> Result<CreateRe
                 SupplementalGroupsPolicy::Merge
             },
             no_new_privs: security.no_new_privs,
-            // kubelet sends the defaults itself (and an empty list for `Unmasked`), but a
-            // client that sends nothing at all gets the defaults, as with containerd.
-            masked_paths: paths_given.then_some(security.masked_paths),
-            readonly_paths: paths_given.then_some(security.readonly_paths),
+            masked_paths,
+            readonly_paths,
             seccomp,
         },
         tty: config.tty,
@@ -510,5 +512,39 @@ fn memory_usage(timestamp: i64, cgroup: &crate::cgroups::CgroupStats) -> proto::
         page_faults: uint64(cgroup.page_faults),
         major_page_faults: uint64(cgroup.major_page_faults),
         psi: None,
+    }
+}
+
+/// The masked and read-only paths to use: `None` takes the defaults.
+///
+/// kubelet sends the default lists itself for the `Default` proc mount, and empty lists for
+/// `Unmasked`, which it allows only in a pod with its own user namespace. So: lists sent are
+/// used as sent; empty lists in a user-namespaced container are `Unmasked`; a client that
+/// sends nothing otherwise (crictl, critest) gets the defaults, as with containerd.
+fn proc_paths(
+    masked: Vec<String>,
+    readonly: Vec<String>,
+    user_namespaced: bool,
+) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    let as_sent = user_namespaced || !masked.is_empty() || !readonly.is_empty();
+    (as_sent.then_some(masked), as_sent.then_some(readonly))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_proc_paths_are_unmasked_only_in_a_user_namespace() {
+        assert_eq!(proc_paths(Vec::new(), Vec::new(), false), (None, None));
+        assert_eq!(
+            proc_paths(Vec::new(), Vec::new(), true),
+            (Some(Vec::new()), Some(Vec::new()))
+        );
+        let masked = vec!["/proc/kcore".to_owned()];
+        assert_eq!(
+            proc_paths(masked.clone(), Vec::new(), false),
+            (Some(masked), Some(Vec::new()))
+        );
     }
 }

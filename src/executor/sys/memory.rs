@@ -13,6 +13,10 @@
 use std::io;
 use std::os::unix::fs::FileExt;
 
+/// Runs advised from a stack array (see [`release_start_up_memory`]); a static executable
+/// has one or two, a dynamic one a few more around its relocated data.
+const MAX_RUNS_ON_STACK: usize = 64;
+
 /// `pagemap` bits (see the kernel's `Documentation/admin-guide/mm/pagemap.rst`).
 const PAGE_PRESENT: u64 = 1 << 63;
 const PAGE_SWAPPED: u64 = 1 << 62;
@@ -121,44 +125,57 @@ pub fn release_start_up_memory() -> io::Result<usize> {
     // On the main thread only: its stack is the one `maps` names, and the pages below the
     // current frame (plus a margin) belong to calls that have returned.
     let on_main_thread = rustix::thread::gettid() == rustix::process::getpid();
-    let stack_pointer = std::ptr::addr_of!(exe) as usize;
+    let stack_pointer = std::ptr::addr_of!(page_size) as usize;
     let dead = main_stack(&maps)
         .filter(|_| on_main_thread)
         .and_then(|stack| dead_stack(stack, stack_pointer, page_size));
+    // Whatever runs after the code pages are dropped faults its own page back in, and the
+    // kernel maps a 64 KiB window around each: so everything else comes first (the heap
+    // memory this function allocated is freed and trimmed, the stack dropped), and the
+    // advice loop reads the runs from this frame, not from the heap.
+    let mut few = [Range { start: 0, end: 0 }; MAX_RUNS_ON_STACK];
+    let (from_stack, from_heap) = if runs.len() <= few.len() {
+        few[..runs.len()].copy_from_slice(&runs);
+        (&few[..runs.len()], Vec::new())
+    } else {
+        (&few[..0], runs.split_off(0))
+    };
+    drop((exe, maps, pagemap, runs));
+    // SAFETY: malloc_trim only releases free heap memory back to the kernel; it takes no
+    // pointer and allocated blocks are untouched.
+    unsafe { libc::malloc_trim(0) };
     if let Some(dead) = dead {
         // SAFETY: the range lies in this thread's own stack, more than STACK_MARGIN below a
         // local of the current frame: no live frame or reference is there (the calls made
         // until the advice returns need far less), and the next use of those pages gets zeroed
         // memory, as a fresh stack page would be.
-        let ret = unsafe {
-            libc::madvise(
-                dead.start as *mut libc::c_void,
+        unsafe {
+            rustix::mm::madvise(
+                dead.start as *mut std::ffi::c_void,
                 dead.end - dead.start,
-                libc::MADV_DONTNEED,
+                rustix::mm::Advice::LinuxDontNeed,
             )
-        };
-        if ret != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        }?;
     }
     let mut advised = 0;
-    for run in &runs {
+    for run in from_stack.iter().chain(&from_heap) {
         let len = run.end - run.start;
         // SAFETY: the run lies in a private, non-writable mapping of the executable file,
         // and `pagemap` showed none of its pages is a private copy: what it maps is the
         // file's bytes, and without write permission no page can become a copy meanwhile.
         // MADV_DONTNEED only drops page-table entries that the next access restores with
         // identical bytes; no Rust reference can observe a difference.
-        let ret =
-            unsafe { libc::madvise(run.start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
-        if ret != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // (The raw system call, not libc's wrapper: code run after the advice faults back
+        // in, and libc's lies in another 64 KiB window than this function.)
+        unsafe {
+            rustix::mm::madvise(
+                run.start as *mut std::ffi::c_void,
+                len,
+                rustix::mm::Advice::LinuxDontNeed,
+            )
+        }?;
         advised += len;
     }
-    // SAFETY: malloc_trim only releases free heap memory back to the kernel; it takes no
-    // pointer and allocated blocks are untouched.
-    unsafe { libc::malloc_trim(0) };
     Ok(advised)
 }
 
