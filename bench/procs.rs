@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::client::Runtime;
-use crate::containers::{self, PodWithContainer, Workload};
+use crate::containers::{self, Workload};
 use crate::pods::{self, Settings};
 use crate::report::Writer;
 
@@ -247,6 +247,7 @@ pub async fn measure(
     }
 
     let daemon_step = format!("daemon RSS, {count} pods");
+    let polled_step = format!("daemon RSS, {count} pods, after a kubelet-like poll round");
     let total_step = format!("daemon + per-pod processes RSS, {count} pods");
     let pss_step = format!("daemon + per-pod processes PSS, {count} pods");
     for runtime in runtimes.iter_mut() {
@@ -254,7 +255,7 @@ pub async fn measure(
             Ok(ids) => ids,
             Err(err) => {
                 let why = format!("{err:#}");
-                for step in [&daemon_step, &total_step, &pss_step] {
+                for step in [&daemon_step, &polled_step, &total_step, &pss_step] {
                     out.failed(step, &runtime.name, &why)?;
                 }
                 continue;
@@ -273,7 +274,15 @@ pub async fn measure(
             let daemon_pss = runtime.pid.and_then(pss_kib).unwrap_or(0);
             (daemon, daemon + rss, daemon_pss + pss, describe(&others))
         });
+        let polled = match poll_round(runtime, &ids, &[]).await {
+            Ok(()) => daemon_rss(runtime),
+            Err(err) => Err(err),
+        };
         pods::stop_remove_all(runtime, &ids, settings.rpc_timeout).await;
+        match polled {
+            Ok(kib) => out.value(&polled_step, &runtime.name, mib(kib), "MiB")?,
+            Err(err) => out.failed(&polled_step, &runtime.name, &format!("{err:#}"))?,
+        }
         match measured {
             Ok((daemon, total, pss, processes)) => {
                 out.value(&daemon_step, &runtime.name, mib(daemon), "MiB")?;
@@ -298,7 +307,11 @@ pub async fn measure(
 /// One round of the calls kubelet repeats every second or so on a node at rest (PLEG's
 /// relists, the status of each pod and container, stats, the runtime's and the image
 /// filesystem's status).
-async fn poll_round(runtime: &mut Runtime, pods: &[PodWithContainer]) -> Result<()> {
+async fn poll_round(
+    runtime: &mut Runtime,
+    pod_ids: &[String],
+    container_ids: &[String],
+) -> Result<()> {
     use carrack::proto;
     let client = &mut runtime.runtime;
     client
@@ -309,17 +322,19 @@ async fn poll_round(runtime: &mut Runtime, pods: &[PodWithContainer]) -> Result<
         .list_containers(proto::ListContainersRequest::default())
         .await
         .context("ListContainers")?;
-    for pod in pods {
+    for pod_id in pod_ids {
         client
             .pod_sandbox_status(proto::PodSandboxStatusRequest {
-                pod_sandbox_id: pod.pod_id.clone(),
+                pod_sandbox_id: pod_id.clone(),
                 verbose: false,
             })
             .await
             .context("PodSandboxStatus")?;
+    }
+    for container_id in container_ids {
         client
             .container_status(proto::ContainerStatusRequest {
-                container_id: pod.container_id.clone(),
+                container_id: container_id.clone(),
                 verbose: false,
             })
             .await
@@ -405,7 +420,9 @@ pub async fn measure_containers(
             (daemon, daemon_pss, rss, pss, breakdown(&rollups))
         });
         // What kubelet's steady state brings back: its relists and status polls.
-        let polled = match poll_round(runtime, &pods).await {
+        let pod_ids: Vec<String> = pods.iter().map(|p| p.pod_id.clone()).collect();
+        let container_ids: Vec<String> = pods.iter().map(|p| p.container_id.clone()).collect();
+        let polled = match poll_round(runtime, &pod_ids, &container_ids).await {
             Ok(()) => daemon_rss(runtime),
             Err(err) => Err(err),
         };
