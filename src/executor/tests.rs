@@ -336,6 +336,26 @@ fn a_read_only_rootfs_with_an_unprivileged_user_and_bind_mounts() {
     );
 }
 
+/// Launches `spec` on `rootfs`, joining `cgroup_procs_files`, and returns the error the launch
+/// must end with; `unexpected` if it succeeded.
+fn failed_launch(
+    spec: Value,
+    rootfs: &Path,
+    cgroup_procs_files: Vec<PathBuf>,
+    unexpected: &str,
+) -> Result<ExecutorError, String> {
+    let spec = serde_json::from_value(spec).map_err(|e| e.to_string())?;
+    launch(LaunchRequest {
+        spec,
+        rootfs: rootfs.to_owned(),
+        stdio: Stdio::default(),
+        cgroup_procs_files,
+        place: None,
+    })
+    .err()
+    .ok_or_else(|| unexpected.to_owned())
+}
+
 #[test]
 fn a_missing_program_is_a_precise_error_and_leaves_no_process() {
     if !can_run() {
@@ -343,32 +363,24 @@ fn a_missing_program_is_a_precise_error_and_leaves_no_process() {
     }
     let rootfs = busybox_rootfs();
     let result = in_child_process(|| {
-        let spec = serde_json::from_value(base_spec(&["/bin/nope"])).map_err(|e| e.to_string())?;
-        let err = launch(LaunchRequest {
-            spec,
-            rootfs: rootfs.path().to_owned(),
-            stdio: Stdio::default(),
-            cgroup_procs_files: vec![],
-            place: None,
-        })
-        .err()
-        .ok_or("launch of a missing program succeeded")?;
+        let err = failed_launch(
+            base_spec(&["/bin/nope"]),
+            rootfs.path(),
+            vec![],
+            "launch of a missing program succeeded",
+        )?;
         let text = err.to_string();
         if text != "exec /bin/nope: ENOENT (No such file or directory)" {
             return Err(format!("unexpected error: {text}"));
         }
         no_children_left()?;
 
-        let spec = serde_json::from_value(base_spec(&["nope"])).map_err(|e| e.to_string())?;
-        let err = launch(LaunchRequest {
-            spec,
-            rootfs: rootfs.path().to_owned(),
-            stdio: Stdio::default(),
-            cgroup_procs_files: vec![],
-            place: None,
-        })
-        .err()
-        .ok_or("launch of a missing program succeeded")?;
+        let err = failed_launch(
+            base_spec(&["nope"]),
+            rootfs.path(),
+            vec![],
+            "launch of a missing program succeeded",
+        )?;
         let text = err.to_string();
         if text != "exec nope (searched PATH /bin): ENOENT (No such file or directory)" {
             return Err(format!("unexpected error: {text}"));
@@ -388,16 +400,12 @@ fn a_failing_mount_names_its_destination() {
     let mounts = spec["mounts"].as_array_mut().expect("mounts");
     mounts.push(json!({"destination": "/weird", "type": "nosuchfs", "source": "none"}));
     let result = in_child_process(|| {
-        let spec = serde_json::from_value(spec).map_err(|e| e.to_string())?;
-        let err = launch(LaunchRequest {
+        let err = failed_launch(
             spec,
-            rootfs: rootfs.path().to_owned(),
-            stdio: Stdio::default(),
-            cgroup_procs_files: vec![],
-            place: None,
-        })
-        .err()
-        .ok_or("a mount of an unknown filesystem succeeded")?;
+            rootfs.path(),
+            vec![],
+            "a mount of an unknown filesystem succeeded",
+        )?;
         let text = err.to_string();
         if !text.starts_with("mount /weird (nosuchfs): ENODEV") {
             return Err(format!("unexpected error: {text}"));
@@ -458,16 +466,12 @@ fn a_cgroup_the_process_cannot_join_is_named() {
         if !empty.trim().is_empty() {
             return Ok(());
         }
-        let spec = serde_json::from_value(base_spec(&["true"])).map_err(|e| e.to_string())?;
-        let err = launch(LaunchRequest {
-            spec,
-            rootfs: rootfs.path().to_owned(),
-            stdio: Stdio::default(),
-            cgroup_procs_files: vec![tasks.clone()],
-            place: None,
-        })
-        .err()
-        .ok_or("joining a cpuset without CPUs succeeded")?;
+        let err = failed_launch(
+            base_spec(&["true"]),
+            rootfs.path(),
+            vec![tasks.clone()],
+            "joining a cpuset without CPUs succeeded",
+        )?;
         let expected = format!("add process to cgroup {}: ", tasks.display());
         match &err {
             ExecutorError::Cgroup { source, .. }
